@@ -1,0 +1,181 @@
+"""``tidal demo``: generate the services and k8s workloads, ingest, query, show stats.
+
+Two embedded stores live under the demo directory, because their entity fields
+differ: ``services/`` (entity ``pod``) and ``k8s/`` (entity
+``kubernetes.pod.name``). The directory is wiped first, but only if it is
+empty or was made by an earlier demo (it holds a ``.tidal-demo`` marker).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tidal.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from rich.console import Console
+
+    from tidal.api import Store
+
+__all__ = ["SERVICES_SHARE", "run_demo"]
+
+SERVICES_SHARE = 0.7
+"""Share of the demo's events that are service request logs; the rest are k8s events."""
+MARKER = ".tidal-demo"
+K8S_ENTITY = "kubernetes.pod.name"
+
+ERRORS_SQL = """
+SELECT service,
+       count(*) FILTER (WHERE level = 'error') AS errors,
+       count(*) AS events,
+       round(100.0 * count(*) FILTER (WHERE level = 'error') / count(*), 2) AS error_pct
+FROM events GROUP BY service ORDER BY errors DESC, service
+"""
+P99_SQL = """
+SELECT service, round(quantile_cont(latency_ms, 0.99), 1) AS p99_ms,
+       round(quantile_cont(latency_ms, 0.5), 1) AS p50_ms
+FROM events GROUP BY service ORDER BY p99_ms DESC, service
+"""
+REASONS_SQL = """
+SELECT reason, count(*) AS events FROM events GROUP BY reason ORDER BY events DESC, reason LIMIT 8
+"""
+OOM_POD_SQL = f"""
+SELECT {K8S_ENTITY} AS pod, count(*) AS ooms, epoch_ns(min(timestamp)) AS first_ns
+FROM events WHERE reason = 'OOMKilled' GROUP BY pod ORDER BY ooms DESC, pod LIMIT 1
+"""
+MINUTE_NS = 60 * 10**9
+WINDOW_NS = 15 * MINUTE_NS
+
+
+def _prepare(root: Path) -> None:
+    """Wipe and recreate ``root``, refusing directories that a demo did not make."""
+    if root.exists():
+        if not root.is_dir():
+            raise ConfigError(f"demo store {str(root)!r} is a file", field="store")
+        if any(root.iterdir()) and not (root / MARKER).exists():
+            raise ConfigError(f"refusing to wipe {str(root)!r}: it is not empty and was not "
+                              "made by `tidal demo`; pick another --store", field="store")
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / MARKER).write_text("made by `tidal demo`; wiped by the next demo\n")
+
+
+def batch_events(n: int) -> int:
+    """Events per append: a tenth of ``n``, kept within 10k to 100k."""
+    return max(10_000, min(100_000, n // 10))
+
+
+def _ingest(store: Store, table: pa.Table, advance: Callable[[int], None]) -> float:
+    """Append ``table`` in batches; returns the seconds it took."""
+    step = batch_events(table.num_rows)
+    started = time.perf_counter()
+    for offset in range(0, table.num_rows, step):
+        part = table.slice(offset, step)
+        store.append(part)
+        advance(part.num_rows)
+    return time.perf_counter() - started
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n:,} events in {seconds:.2f} s ({n / max(seconds, 1e-9):,.0f} events/s)"
+
+
+def run_demo(root: Path, events: int, console: Console) -> None:
+    """Generate ``events`` events into fresh stores under ``root`` and show what Tidal does."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import tidal
+    from tidal.bench.workloads import k8s, services
+    from tidal.cli import stats_table
+
+    n_services = round(events * SERVICES_SHARE)
+    n_k8s = events - n_services
+    _prepare(root)
+    console.print(f"[bold]Tidal demo[/]: {events:,} events into {root}/")
+
+    started = time.perf_counter()
+    svc_table = services(n_services, seed=0)
+    k8s_table, _planted = k8s(n_k8s, seed=0)
+    console.print(f"generated {n_services:,} service request logs and {n_k8s:,} Kubernetes "
+                  f"events in {time.perf_counter() - started:.2f} s")
+
+    with ExitStack() as stack:
+        svc = stack.enter_context(tidal.open(root / "services", entity_field="pod"))
+        kube = stack.enter_context(tidal.open(root / "k8s", entity_field=K8S_ENTITY))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, disable=not console.is_terminal,
+                      transient=True) as progress:
+            task = progress.add_task("services", total=events)
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+
+            svc_s = _ingest(svc, svc_table, advance)
+            progress.update(task, description="k8s")
+            k8s_s = _ingest(kube, k8s_table, advance)
+        for name, n, seconds in (("services", n_services, svc_s), ("k8s", n_k8s, k8s_s)):
+            console.print(f"ingested {name + ':':9} {_rate(n, seconds)}, "
+                          f"in appends of up to {batch_events(n):,} events, each fsynced")
+        console.print(f"[bold]ingest total:      {_rate(events, svc_s + k8s_s)}[/]")
+
+        _show_oom_timeline(kube, console)
+        for title, store, query in (
+            ("errors per service", svc, ERRORS_SQL),
+            ("top Kubernetes event reasons", kube, REASONS_SQL),
+            ("latency per service", svc, P99_SQL),
+        ):
+            _show_sql(store, query, title, console)
+
+        started = time.perf_counter()
+        svc.flush()
+        kube.flush()
+        console.print()
+        console.print(f"flushed both stores to segments in {time.perf_counter() - started:.2f} s")
+        for store in (svc, kube):
+            console.print(stats_table(store.stats(), title=f"stats of {store.path}"))
+    console.print()
+    console.print("try:")
+    console.print(f"  tidal sql \"SELECT level, count(*) FROM events GROUP BY level\" "
+                  f"--store {root / 'services'}")
+    console.print(f"  tidal timeline POD --store {root / 'k8s'} --entity-field {K8S_ENTITY}")
+
+
+def _show_oom_timeline(kube: Store, console: Console) -> None:
+    """Print the k8s events around the first OOM kill of the pod killed most often."""
+    from tidal.cli import rich_table
+
+    oom = kube.sql(OOM_POD_SQL)
+    if not oom.num_rows:
+        console.print("no pod was OOMKilled in this sample")
+        return
+    pod = str(oom.column("pod")[0].as_py())
+    at_ns = int(oom.column("first_ns")[0].as_py())
+    took_s = []
+    for _ in range(2):  # the first call reads the entity index, the second finds it cached
+        started = time.perf_counter()
+        timeline = kube.timeline(pod, at_ns - WINDOW_NS, at_ns + WINDOW_NS)
+        took_s.append(time.perf_counter() - started)
+    shown = timeline.select([c for c in timeline.column_names if c not in ("_seq", "kubernetes")])
+    console.print()
+    console.print(f"[bold]timeline of pod {pod}[/], {WINDOW_NS // MINUTE_NS} minutes either side "
+                  f"of its OOM kill: {timeline.num_rows} events in {took_s[0] * 1e3:.1f} ms "
+                  f"(first call), {took_s[1] * 1e6:.0f} µs (again)")
+    console.print(rich_table(shown))
+
+
+def _show_sql(store: Store, query: str, title: str, console: Console) -> None:
+    from tidal.cli import rich_table
+
+    started = time.perf_counter()
+    answer = store.sql(query)
+    took_ms = (time.perf_counter() - started) * 1e3
+    console.print()
+    console.print(f"[bold]{title}[/] in {took_ms:.1f} ms")
+    console.print(f"[dim]{' '.join(query.split())}[/]")
+    console.print(rich_table(answer))

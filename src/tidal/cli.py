@@ -1,0 +1,488 @@
+"""The ``tidal`` command line: glue over :func:`tidal.open` and the benchmark harness.
+
+Subcommands: ``ingest``, ``timeline``, ``sql``, ``stats``, ``demo`` and ``bench``.
+Heavy modules (pyarrow, duckdb, numpy, rich) are imported inside the command
+functions, so ``tidal --version`` and ``tidal --help`` start fast.
+
+Errors are reported at one choke point, :func:`main`: every
+:class:`~tidal.errors.TidalError` and :class:`OSError` becomes one
+``tidal: error: ...`` line on stderr (a rejected input adds its first bad lines
+below it) and exit status 1; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from tidal.errors import IngestError, StorageError, TidalError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from rich.console import Console
+    from rich.table import Table
+
+    from tidal.api import OnError, Receipt, Store
+
+__all__ = ["build_parser", "ingest_file", "main", "ndjson_chunks"]
+
+WHOLE_FILE_BYTES = 256 << 20
+"""NDJSON files below this size are appended whole (one all-or-nothing append)."""
+CHUNK_BYTES = 64 << 20
+"""Larger NDJSON files are appended in chunks of about this size, split on newlines."""
+TABLE_ROWS = 1000
+"""At most this many rows are drawn by ``--format table``."""
+PROBLEMS_SHOWN = 5
+_INT = re.compile(r"[+-]?\d+")
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _version() -> str:
+    import tidal
+
+    version = getattr(tidal, "__version__", None)
+    if version is None:  # pragma: no cover - only before the package defines it
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("tidal")
+    return str(version)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _time(text: str) -> int | str:
+    """A time bound: integer nanoseconds since the epoch, or an ISO 8601 string."""
+    return int(text) if _INT.fullmatch(text) else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``tidal``; each subcommand sets ``func``."""
+    parser = argparse.ArgumentParser(
+        prog="tidal", description="Tidal: a fast, embeddable event store."
+    )
+    parser.add_argument("--version", action="version", version=f"tidal {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    store.add_argument("--entity-field", metavar="F", help="dotted path of the entity field")
+    store.add_argument("--timestamp-field", metavar="F", help="dotted path of the event time")
+
+    p = sub.add_parser("ingest", parents=[store], help="append files to a store")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="NDJSON, JSON, CSV, Parquet or Arrow file (.gz/.zst too)")
+    p.add_argument("--format", dest="fmt", metavar="F",
+                   help="input format (default: from the file name)")
+    p.add_argument("--on-error", choices=("reject", "skip"), default="reject",
+                   help="reject a file with bad lines whole (default), or skip the bad lines "
+                        "into the store's dead-letter file")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("timeline", parents=[store], help="one entity's events in time order")
+    p.add_argument("entity", metavar="ENTITY")
+    p.add_argument("--start", type=_time, metavar="T",
+                   help="inclusive start: RFC 3339 time or integer ns")
+    p.add_argument("--end", type=_time, metavar="T", help="exclusive end, like --start")
+    p.add_argument("--limit", type=_positive_int, metavar="N")
+    p.add_argument("--desc", action="store_true", help="newest first")
+    p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_timeline)
+
+    p = sub.add_parser("sql", parents=[store], help="run SQL over the view `events`")
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("--format", dest="fmt", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("stats", parents=[store], help="store statistics")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("demo", help="generate, ingest and query a sample data set")
+    p.add_argument("--store", default="tidal-data", metavar="DIR",
+                   help="demo directory, wiped first (default: ./tidal-data)")
+    p.add_argument("--events", type=_positive_int, default=1_000_000, metavar="N",
+                   help="events in all (default: 1_000_000)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="run benchmarks")
+    p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
+    p.add_argument("--events", type=_positive_int, metavar="N", help="events per workload")
+    p.add_argument("--json", type=Path, metavar="PATH", help="append results as JSON lines")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``tidal`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`tidal sql ... | head`): silence the final flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except IngestError as exc:
+        _report_ingest_error(exc)
+        return 1
+    except TidalError as exc:
+        _error(str(exc))
+        return 1
+    except OSError as exc:
+        _error(f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc))
+        return 1
+
+
+def _error(message: str, details: Sequence[str] = ()) -> None:
+    head, *rest = message.strip().splitlines() or [""]
+    lines = [f"tidal: error: {head}", *(f"  {line}" for line in rest if line.strip())]
+    lines.extend(f"  {d}" for d in details)
+    sys.stderr.write("\n".join(lines) + "\n")
+
+
+def _report_ingest_error(exc: IngestError) -> None:
+    problems = exc.problems
+    if not problems:
+        _error(str(exc))
+        return
+    where = f"{exc.source}: " if exc.source else ""
+    noun = "bad line" if len(problems) == 1 else "bad lines"
+    details = [str(p) for p in problems[:PROBLEMS_SHOWN]]
+    if len(problems) > PROBLEMS_SHOWN:
+        details.append(f"... and {len(problems) - PROBLEMS_SHOWN} more")
+    note = "; ".join(getattr(exc, "__notes__", ())) or "nothing was stored"
+    _error(f"{where}rejected, {len(problems)} {noun}; {note}", details)
+
+
+def _open(args: argparse.Namespace, *, must_exist: bool) -> Store:
+    import tidal
+
+    path = Path(args.store)
+    if must_exist and not path.is_dir():
+        raise StorageError(f"no store at {str(path)!r} (create one with "
+                           f"`tidal ingest FILE --store {path}`)", path=str(path))
+    config = {name: value for name in ("entity_field", "timestamp_field")
+              if (value := getattr(args, name, None)) is not None}
+    return tidal.open(path, **config)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    wide = stream.isatty() or "COLUMNS" in os.environ
+    return Console(file=stream, width=None if wide else 240, highlight=False)
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@dataclass
+class IngestTotals:
+    """What one or more appends stored."""
+
+    count: int = 0
+    rejected: int = 0
+    dead_letter: str | None = None
+
+    def add(self, receipt: Receipt | IngestTotals) -> None:
+        """Add one append's receipt (or another total)."""
+        self.count += receipt.count
+        self.rejected += receipt.rejected
+        self.dead_letter = self.dead_letter or receipt.dead_letter
+
+
+def ndjson_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Split an NDJSON byte stream into chunks of about ``chunk_bytes`` on line boundaries.
+
+    Every chunk but the last ends with a newline; a line longer than
+    ``chunk_bytes`` stays whole in one chunk.
+    """
+    carry = b""
+    while block := stream.read(chunk_bytes):
+        data = carry + block
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+        carry = data[cut:]
+    if carry:
+        yield carry
+
+
+def _plain_ndjson(path: Path, fmt: str | None) -> bool:
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in (".gz", ".zst", ".zstd"):
+        return False
+    if fmt is not None:
+        return fmt.lower() in ("ndjson", "jsonl")
+    return bool(suffixes) and suffixes[-1] in (".ndjson", ".jsonl")
+
+
+def ingest_file(
+    store: Store,
+    path: Path,
+    *,
+    fmt: str | None = None,
+    on_error: OnError = "reject",
+    advance: Callable[[int], None] = lambda n: None,
+    whole_below: int = WHOLE_FILE_BYTES,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> IngestTotals:
+    """Append one file to ``store``, calling ``advance(nbytes)`` as bytes are consumed.
+
+    A file is one all-or-nothing append, except uncompressed NDJSON of
+    ``whole_below`` bytes or more: that goes in chunks of about ``chunk_bytes``,
+    one append each, so with ``on_error="reject"`` a bad line refuses its own
+    chunk while earlier chunks stay stored (the error says how many events).
+    Line numbers in errors count from the start of the file.
+    """
+    totals = IngestTotals()
+    size = path.stat().st_size
+    if size < whole_below or not _plain_ndjson(path, fmt):
+        try:
+            totals.add(store.append(path, format=fmt, on_error=on_error))
+        except IngestError as exc:
+            exc.source = exc.source or str(path)
+            raise
+        advance(size)
+        return totals
+    lines_before = 0
+    with path.open("rb") as stream:
+        for chunk in ndjson_chunks(stream, chunk_bytes):
+            try:
+                totals.add(store.append(chunk, format="ndjson", on_error=on_error))
+            except IngestError as exc:
+                raise _shifted(exc, path, lines_before, totals.count) from exc
+            lines_before += chunk.count(b"\n")
+            advance(len(chunk))
+    return totals
+
+
+def _shifted(exc: IngestError, path: Path, lines_before: int, stored: int) -> IngestError:
+    """``exc`` with line numbers counted from the file's start, and what was stored."""
+    problems = [replace(p, line=p.line + lines_before) for p in exc.problems]
+    error = type(exc)(f"{path}: rejected", problems=problems, source=str(path))
+    if stored:
+        error.add_note(f"lines from {lines_before + 1} on were not stored, "
+                       f"but {stored:,} events of earlier lines were")
+    return error
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """``tidal ingest PATH... --store DIR``."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    paths = [Path(p) for p in args.paths]
+    total_bytes = sum(p.stat().st_size for p in paths)  # missing files fail before the store opens
+    err = _console(stderr=True)
+    totals = IngestTotals()
+    started = time.perf_counter()
+    with _open(args, must_exist=False) as store, Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True,
+    ) as progress:
+        task = progress.add_task("ingest", total=total_bytes)
+        for path in paths:
+            progress.update(task, description=path.name)
+            done = ingest_file(store, path, fmt=args.fmt, on_error=args.on_error,
+                               advance=lambda n: progress.advance(task, n))
+            totals.add(done)
+    elapsed = time.perf_counter() - started
+    rate = totals.count / elapsed if elapsed > 0 else 0.0
+    files = "file" if len(paths) == 1 else "files"
+    out = _console()
+    out.print(f"ingested {totals.count:,} events from {len(paths)} {files} "
+              f"in {elapsed:.2f} s ({rate:,.0f} events/s)")
+    if totals.rejected:
+        where = f" to {totals.dead_letter}" if totals.dead_letter else ""
+        out.print(f"skipped {totals.rejected:,} bad lines{where}")
+    return 0
+
+
+# ---------------------------------------------------------------- queries and output
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    """``tidal timeline ENTITY --store DIR``."""
+    with _open(args, must_exist=True) as store:
+        table = store.timeline(args.entity, args.start, args.end, limit=args.limit,
+                               desc=args.desc)
+    _write(table, args.fmt, title=f"timeline of {args.entity}")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """``tidal sql QUERY --store DIR``."""
+    with _open(args, must_exist=True) as store:
+        table = store.sql(args.query)
+    _write(table, args.fmt)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``tidal stats --store DIR``."""
+    with _open(args, must_exist=True) as store:
+        stats = store.stats()
+    _console().print(stats_table(stats, title=str(args.store)))
+    return 0
+
+
+def _write(table: pa.Table, fmt: str, title: str | None = None) -> None:
+    if fmt == "table":
+        console = _console()
+        console.print(rich_table(table, title=title))
+        if table.num_rows > TABLE_ROWS:
+            console.print(f"... {table.num_rows - TABLE_ROWS:,} more rows "
+                          "(--format json or csv prints all)")
+    elif fmt == "json":
+        write_json_lines(table, sys.stdout.buffer)
+    else:
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(_printable(table, nested_as_json=True), sys.stdout.buffer)
+    sys.stdout.flush()
+
+
+def _printable(table: pa.Table, *, nested_as_json: bool = False) -> pa.Table:
+    """``table`` with timestamps as RFC 3339 strings (and nested values as JSON text)."""
+    import msgspec
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        column = table.column(i)
+        if pa.types.is_timestamp(field.type):
+            text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
+        elif nested_as_json and pa.types.is_nested(field.type):
+            encode = msgspec.json.Encoder(enc_hook=str).encode
+            text = pa.array([None if v is None else encode(v).decode()
+                             for v in column.to_pylist()], pa.string())
+        else:
+            continue
+        table = table.set_column(i, field.name, text)
+    return table
+
+
+def write_json_lines(table: pa.Table, out: BinaryIO) -> None:
+    """Write ``table`` as one JSON object per line, timestamps in RFC 3339."""
+    import msgspec
+
+    encode = msgspec.json.Encoder(enc_hook=str).encode
+    for batch in _printable(table).to_batches(max_chunksize=8192):
+        rows = batch.to_pylist()
+        if rows:
+            out.write(b"\n".join(encode(row) for row in rows) + b"\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict | list):
+        import msgspec
+
+        return msgspec.json.encode(value, enc_hook=str).decode()
+    return str(value)
+
+
+def rich_table(table: pa.Table, title: str | None = None, max_rows: int = TABLE_ROWS) -> Table:
+    """A rich table of the first ``max_rows`` rows of ``table``."""
+    import pyarrow as pa
+    from rich.table import Table
+
+    shown = _printable(table.slice(0, max_rows))
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for field in shown.schema:
+        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+        out.add_column(field.name, justify="right" if numeric else "left", overflow="fold")
+    columns = [column.to_pylist() for column in shown.columns]
+    for row in zip(*columns, strict=True):
+        out.add_row(*(_cell(v) for v in row))
+    return out
+
+
+def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def stats_table(stats: dict[str, Any], title: str | None = None) -> Table:
+    """A two-column rich table of a (possibly nested) stats dict."""
+    from rich.table import Table
+
+    out = Table(title=title, title_justify="left", header_style="bold")
+    out.add_column("stat")
+    out.add_column("value", justify="right")
+    for key, value in _flatten(stats):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            text = _cell(value)
+        elif isinstance(value, int):
+            text = f"{value:,}"
+            if key.endswith("bytes"):
+                text += f" ({_human_bytes(value)})"
+        else:
+            text = f"{value:,.3f}"
+        out.add_row(key, text)
+    return out
+
+
+# ---------------------------------------------------------------- demo and bench
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``tidal demo [--store DIR] [--events N]``."""
+    from tidal._demo import run_demo
+
+    run_demo(Path(args.store), args.events, _console())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``tidal bench [NAME...] [--events N] [--json PATH]``."""
+    from tidal.bench.harness import run
+
+    run(args.names, args.events, args.json, _console())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""One frozen settings object for a store.
+
+``StoreConfig`` validates in ``__post_init__``. :func:`StoreConfig.from_env`
+layers ``TIDAL_*`` environment variables under explicit keyword arguments;
+nothing below this module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from tidal.errors import ConfigError
+
+TimestampUnit = Literal["auto", "s", "ms", "us", "ns"]
+Durability = Literal["group", "interval", "none"]
+MissingTimestamp = Literal["ingest_time", "reject"]
+
+_UNITS = ("auto", "s", "ms", "us", "ns")
+_DURABILITY = ("group", "interval", "none")
+_MISSING = ("ingest_time", "reject")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Settings of one store. Sizes are bytes, ages seconds.
+
+    Attributes:
+        timestamp_field: dotted path of the event-time field.
+        timestamp_unit: unit of numeric timestamps; ``"auto"`` guesses by magnitude
+            (below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds,
+            else nanoseconds) and parses RFC 3339 / ISO 8601 strings.
+        entity_field: dotted path of the field whose value names the entity.
+        missing_timestamp: ``"ingest_time"`` stamps events without a timestamp with
+            the ingest time; ``"reject"`` refuses them.
+        durability: ``"group"`` fsyncs every append before it returns; ``"interval"``
+            fsyncs at most every ``fsync_interval_s``; ``"none"`` leaves it to the OS.
+        memtable_bytes: flush the memtable to a segment past this many bytes.
+        memtable_age_s: ... or when its oldest event is this old (0 disables).
+        segment_rows: split flushed segments at this many rows.
+        compact_min_rows: segments smaller than this are merged by ``compact()``.
+        retention_age_s: drop segments whose newest event is older than this (0: keep).
+        retention_bytes: drop oldest segments while the store exceeds this (0: keep).
+        cache_bytes: decoded segment data kept in memory for timelines.
+        dead_letter_path: where ``on_error="skip"`` writes bad lines; default
+            ``<store>/dead-letter.ndjson`` (in memory: ``./tidal-dead-letter.ndjson``).
+    """
+
+    timestamp_field: str = "timestamp"
+    timestamp_unit: TimestampUnit = "auto"
+    entity_field: str = "entity"
+    missing_timestamp: MissingTimestamp = "ingest_time"
+    durability: Durability = "group"
+    fsync_interval_s: float = 0.2
+    memtable_bytes: int = 64 << 20
+    memtable_age_s: float = 300.0
+    segment_rows: int = 4_000_000
+    compact_min_rows: int = 1_000_000
+    retention_age_s: float = 0.0
+    retention_bytes: int = 0
+    cache_bytes: int = 512 << 20
+    dead_letter_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timestamp_unit not in _UNITS:
+            raise ConfigError(
+                f"timestamp_unit must be one of {_UNITS}, not {self.timestamp_unit!r}",
+                field="timestamp_unit",
+            )
+        if self.durability not in _DURABILITY:
+            raise ConfigError(
+                f"durability must be one of {_DURABILITY}, not {self.durability!r}",
+                field="durability",
+            )
+        if self.missing_timestamp not in _MISSING:
+            raise ConfigError(
+                f"missing_timestamp must be one of {_MISSING}, not {self.missing_timestamp!r}",
+                field="missing_timestamp",
+            )
+        for name in ("timestamp_field", "entity_field"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or any(not p for p in value.split(".")):
+                raise ConfigError(f"{name} must be a dotted field path, not {value!r}", field=name)
+        for name in ("memtable_bytes", "segment_rows", "compact_min_rows"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive", field=name)
+        for name in ("memtable_age_s", "retention_age_s", "retention_bytes", "cache_bytes",
+                     "fsync_interval_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative", field=name)
+
+    @classmethod
+    def build(cls, overrides: Mapping[str, Any] | None = None,
+              environ: Mapping[str, str] | None = None) -> StoreConfig:
+        """Make a config from ``TIDAL_<NAME>`` variables, then ``overrides``.
+
+        Unknown override names raise :class:`ConfigError`.
+        """
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        env = os.environ if environ is None else environ
+        for name, f in known.items():
+            raw = env.get(f"TIDAL_{name.upper()}")
+            if raw is not None:
+                values[name] = _coerce(name, f.type, raw)
+        for name, value in (overrides or {}).items():
+            if name not in known:
+                raise ConfigError(f"unknown option {name!r}", field=name)
+            values[name] = value
+        return cls(**values)
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    text = str(type_name)
+    try:
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"TIDAL_{name.upper()}={raw!r} is not a {text}", field=name) from exc
+    return raw

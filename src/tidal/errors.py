@@ -1,0 +1,134 @@
+"""The one error tree of Tidal.
+
+Every error Tidal raises derives from :class:`TidalError` and carries data, not
+just a message::
+
+    TidalError
+    ├── ConfigError          bad option value (``field``)
+    ├── IngestError          rejected input (``problems``: every bad line and why)
+    │   └── DecodeError      input that could not be decoded at all (``source``)
+    ├── SchemaError          a field whose values cannot be reconciled (``field``)
+    ├── QueryError           bad query or query failure (``query``, ``position``)
+    ├── StorageError         WAL, segment or manifest trouble (``path``)
+    │   └── CorruptionError  damaged on-disk data that cannot be recovered (``path``, ``offset``)
+    └── ClosedError          use of a closed store
+
+Driver errors (pyarrow, DuckDB, OS) are translated at one choke point per
+boundary with ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TidalError(Exception):
+    """Root of every error Tidal raises."""
+
+
+class ConfigError(TidalError, ValueError):
+    """An option has a bad value."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad input line (or record) and why it was refused.
+
+    ``line`` is 1-based for line-oriented input (NDJSON, CSV) and the 1-based
+    record number otherwise; ``field`` names the offending field when known.
+    """
+
+    line: int
+    reason: str
+    field: str | None = None
+    raw: str | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}"
+        if self.field:
+            where += f", field {self.field!r}"
+        return f"{where}: {self.reason}"
+
+
+class IngestError(TidalError):
+    """Input was rejected; nothing of it was stored.
+
+    ``problems`` lists every bad line with its reason.
+    """
+
+    def __init__(
+        self, message: str, *, problems: list[Problem] | None = None, source: str | None = None
+    ) -> None:
+        self.problems: list[Problem] = list(problems or [])
+        self.source = source
+        shown = "; ".join(str(p) for p in self.problems[:5])
+        more = len(self.problems) - 5
+        if shown:
+            message = f"{message}: {shown}" + (f" (and {more} more)" if more > 0 else "")
+        super().__init__(message)
+
+    @property
+    def line(self) -> int | None:
+        """The first bad line, if any."""
+        return self.problems[0].line if self.problems else None
+
+
+class DecodeError(IngestError):
+    """Input could not be decoded at all (unknown format, unreadable file)."""
+
+
+class SchemaError(TidalError):
+    """A field's values cannot be reconciled with the store's schema."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class QueryError(TidalError):
+    """A query is malformed or failed to run."""
+
+    def __init__(
+        self, message: str, *, query: str | None = None, position: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.query = query
+        self.position = position
+
+
+class StorageError(TidalError):
+    """The write-ahead log, a segment or the manifest could not be used."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CorruptionError(StorageError):
+    """On-disk data is damaged beyond what recovery repairs."""
+
+    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message, path=path)
+        self.offset = offset
+
+
+class ClosedError(TidalError):
+    """The store was used after ``close()``."""
+
+
+__all__ = [
+    "ClosedError",
+    "ConfigError",
+    "CorruptionError",
+    "DecodeError",
+    "IngestError",
+    "Problem",
+    "QueryError",
+    "SchemaError",
+    "StorageError",
+    "TidalError",
+]

@@ -1,0 +1,177 @@
+"""``decode(data)``: any accepted input → one Arrow table and its problems.
+
+Accepted inputs:
+
+* Arrow: ``pa.Table``, ``pa.RecordBatch``, a list or iterator of record
+  batches, a ``pa.RecordBatchReader``;
+* pandas and polars DataFrames (detected by module, without importing them);
+* a list of dicts (a non-dict item is a problem naming its 1-based record);
+* NDJSON as ``bytes``/``bytearray``/``memoryview``, or as ``str`` text;
+* a path: an ``os.PathLike``, or a ``str`` that has no newline and does not
+  start with ``{`` or ``[`` (see :mod:`tidal.ingest.files` for formats).
+
+``format`` (``"ndjson" "json" "csv" "parquet" "arrow"``) overrides detection for
+paths, bytes and text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+
+from tidal.errors import DecodeError, Problem
+from tidal.ingest.files import FORMATS, decode_buffer, decode_path, remap
+from tidal.ingest.ndjson import Decoded, decode_ndjson, empty_decoded, raw_text
+from tidal.model.schema import concat_tables
+
+__all__ = ["Decoded", "decode", "decode_records"]
+
+_encoder = msgspec.json.Encoder()
+_BOM = b"\xef\xbb\xbf"
+
+
+def decode(data: object, *, format: str | None = None) -> Decoded:
+    """Decode ``data`` into one table, reporting every bad line or record.
+
+    Raises:
+        DecodeError: unsupported type, unknown format, unreadable or corrupt file.
+
+    Example:
+        >>> d = decode([{"a": 1}, "oops", {"a": "x"}])
+        >>> d.table.to_pylist(), d.lines.tolist(), [str(p) for p in d.problems]
+        ([{'a': '1'}, {'a': 'x'}], [1, 3], ['line 2: not a JSON object'])
+    """
+    if format is not None and format not in FORMATS:
+        raise DecodeError(f"unknown format {format!r}; expected one of {FORMATS}")
+    if isinstance(data, pa.Table):
+        return Decoded(data, [], None, "arrow table")
+    if isinstance(data, pa.RecordBatch):
+        return Decoded(pa.Table.from_batches([data]), [], None, "arrow record batch")
+    if isinstance(data, pa.RecordBatchReader):
+        return Decoded(_guarded_read_all(data), [], None, "arrow record batch reader")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return _decode_bytes(data, format, "ndjson bytes")
+    if isinstance(data, str):
+        head = data.lstrip()[:1]
+        if "\n" in data or head in ("{", "[") or not data:
+            return _decode_bytes(data.encode("utf-8"), format, "ndjson text")
+        return decode_path(data, format=format)
+    if isinstance(data, os.PathLike):
+        return decode_path(data, format=format)
+    frame = _from_dataframe(data)
+    if frame is not None:
+        return frame
+    if isinstance(data, list | tuple):
+        return _decode_list(data)
+    if isinstance(data, Iterable) and not isinstance(data, dict):
+        return _decode_list(list(data))
+    raise DecodeError(f"cannot decode input of type {type(data).__module__}.{type(data).__name__}")
+
+
+def _decode_bytes(data: bytes | bytearray | memoryview, format: str | None, source: str) -> Decoded:
+    if format is None:  # NDJSON unless the content is plainly something else
+        view = memoryview(data).cast("B")
+        if bytes(view[:6]).startswith((b"PAR1", b"ARROW1", b"\xff\xff\xff\xff")):
+            return decode_buffer(data, format=None, source=source.replace("ndjson", "binary"))
+        if _first_byte(view) == b"[":
+            return decode_buffer(data, format=None, source=source.replace("ndjson", "json"))
+        return decode_ndjson(data, source=source)
+    return decode_buffer(data, format=format, source=source.replace("ndjson", format))
+
+
+def _first_byte(view: memoryview) -> bytes:
+    """The first byte that is not whitespace (after a BOM), or b""."""
+    start = 3 if bytes(view[:3]) == _BOM else 0
+    for i in range(start, len(view), 4096):
+        text = bytes(view[i : i + 4096]).lstrip()
+        if text:
+            return text[:1]
+    return b""
+
+
+def _guarded_read_all(reader: pa.RecordBatchReader) -> pa.Table:
+    try:
+        return reader.read_all()
+    except (OSError, pa.ArrowException) as exc:
+        raise DecodeError(f"cannot read arrow record batch reader: {exc}") from exc
+
+
+def _from_dataframe(data: object) -> Decoded | None:
+    """A pandas or polars DataFrame as a table; None for anything else."""
+    cls = type(data)
+    package = cls.__module__.split(".", 1)[0]
+    if cls.__name__ != "DataFrame" or package not in ("pandas", "polars"):
+        return None
+    df: Any = data
+    source = f"{package} DataFrame"
+    try:
+        if package == "polars":
+            return Decoded(df.to_arrow(), [], None, source)
+        return Decoded(pa.Table.from_pandas(df, preserve_index=False), [], None, source)
+    except (pa.ArrowException, TypeError, ValueError):
+        # Columns of mixed Python objects: decode as records, which widens.
+        records = df.to_dicts() if package == "polars" else df.to_dict(orient="records")
+        return decode_records(records, source=source)
+
+
+def _decode_list(items: Sequence[object]) -> Decoded:
+    if not items:
+        return empty_decoded("list")
+    if all(isinstance(x, pa.RecordBatch | pa.Table) for x in items):
+        tables = [x if isinstance(x, pa.Table) else pa.Table.from_batches([x]) for x in items]
+        schemas = {t.schema for t in tables}
+        table = pa.concat_tables(tables) if len(schemas) == 1 else concat_tables(tables)
+        return Decoded(table, [], None, "arrow record batches")
+    return decode_records(items, source="list of dicts")
+
+
+def decode_records(items: Sequence[object], *, source: str | None = "list of dicts") -> Decoded:
+    """Decode dicts, one row each; a non-dict item is a problem (1-based record).
+
+    Column types come from ``pa.array`` over all records (so every key of every
+    record becomes a column). When values of one field disagree in type, each
+    record is encoded as JSON and the NDJSON decoder widens the column; values
+    that JSON cannot hold (``NaN`` then becomes null) are rare there.
+    """
+    numbers = [n for n, x in enumerate(items, start=1) if isinstance(x, dict)]
+    problems = [
+        Problem(n, "not a JSON object", raw=raw_text(repr(x).encode("utf-8")))
+        for n, x in enumerate(items, start=1)
+        if not isinstance(x, dict)
+    ]
+    good = items if not problems else [items[n - 1] for n in numbers]
+    try:
+        table = pa.Table.from_struct_array(pa.array(good))
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return _records_as_ndjson(good, numbers, problems, len(items), source)
+    if not problems:
+        return Decoded(table, [], None, source)
+    return Decoded(table, problems, np.asarray(numbers, dtype=np.int64), source)
+
+
+def _records_as_ndjson(
+    good: Sequence[object],
+    numbers: list[int],
+    problems: list[Problem],
+    total: int,
+    source: str | None,
+) -> Decoded:
+    encoded: list[bytes] = []
+    kept: list[int] = []
+    for n, record in zip(numbers, good, strict=True):
+        try:
+            encoded.append(_encoder.encode(record))
+            kept.append(n)
+        except (TypeError, ValueError, OverflowError) as exc:
+            problems.append(
+                Problem(
+                    n, f"cannot encode as JSON: {exc}", raw=raw_text(repr(record).encode("utf-8"))
+                )
+            )
+    decoded = decode_ndjson(b"\n".join(encoded), source=source)
+    return remap(decoded, kept, problems, total)

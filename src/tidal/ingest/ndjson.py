@@ -1,0 +1,397 @@
+"""NDJSON → one Arrow table, with every bad line reported.
+
+How it works:
+
+* **Fast path.** ``pyarrow.json.read_json`` parses the whole buffer in parallel
+  blocks of 16 MiB (grown to the longest line when a line straddles blocks).
+  A numpy scan of the newline positions then checks that every non-blank line
+  gave exactly one row, which yields ``lines``.
+* **Slow path**, only when the fast path fails. The buffer is split into lines
+  with numpy; each non-blank line is checked with msgspec (invalid JSON, not a
+  JSON object). The good lines are parsed by pyarrow in chunks of at most
+  16 MiB. When pyarrow reports a *type conflict* at a path (``Column(/a)
+  changed from number to string``), the chunk's rows are partitioned by the
+  JSON kind of the value at that path and each part is parsed on its own; the
+  parts are joined by :func:`tidal.model.schema.concat_tables`, which widens
+  (int → float, anything else → string), and put back in input order. Other
+  errors split the chunk at the row pyarrow names (or in halves). A row that
+  pyarrow refuses on its own is re-encoded from its decoded value, so a
+  duplicate key keeps its *last* value and a list of mixed kinds becomes its
+  JSON text; if pyarrow still refuses it, it is a problem.
+
+Semantics: blank (whitespace-only) lines, ``\\r\\n`` and a UTF-8 BOM are fine and
+not problems. Two objects on one line are a problem. ``NaN``/``Infinity``
+literals, which pyarrow accepts, are accepted on both paths. pyarrow infers
+``timestamp[s]`` for whole-second ISO 8601 strings (converting offsets to UTC);
+such columns are tagged ``tz="UTC"``. Integers beyond int64 become float64.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pj
+
+from tidal.errors import Problem
+from tidal.model.schema import concat_tables
+
+__all__ = [
+    "BLOCK_BYTES",
+    "MAX_RAW_BYTES",
+    "Decoded",
+    "decode_ndjson",
+    "empty_decoded",
+    "raw_text",
+    "utc_timestamps",
+]
+
+MAX_RAW_BYTES = 64 << 10
+BLOCK_BYTES = 16 << 20
+_MAX_BLOCK = (1 << 31) - 1
+_SCAN_BYTES = 4 << 20
+_BOM = b"\xef\xbb\xbf"
+_NL, _LBRACE = 10, ord("{")
+_WS = np.zeros(256, dtype=bool)
+_WS[[9, 10, 13, 32]] = True
+_PARSE_ERRORS = (pa.ArrowException, UnicodeDecodeError, ValueError)
+_CONFLICT = re.compile(r"Column\((?P<path>.*)\) changed from \w+ to \w+")
+_ROW = re.compile(r"in row (\d+)\s*$")
+_LENIENT = re.compile(rb"NaN|Infinity")
+_raw_decoder = msgspec.json.Decoder(msgspec.Raw)
+_decoder = msgspec.json.Decoder()
+
+
+@dataclass
+class Decoded:
+    """The result of decoding one input.
+
+    Attributes:
+        table: the good rows, in input order.
+        problems: every bad line or record, ordered by line.
+        lines: int64, row ``i`` came from input line ``lines[i]`` (1-based); None
+            when rows are the input records 1:1 and there is no line notion.
+        source: a file path or a short description of the input.
+    """
+
+    table: pa.Table
+    problems: list[Problem]
+    lines: np.ndarray | None
+    source: str | None
+
+
+def empty_decoded(source: str | None, *, lines: bool = False) -> Decoded:
+    """An empty table without problems (``lines`` an empty array if asked)."""
+    return Decoded(pa.table({}), [], np.empty(0, np.int64) if lines else None, source)
+
+
+def raw_text(raw: bytes) -> str:
+    """``raw`` as text for a problem report, cut to :data:`MAX_RAW_BYTES`."""
+    return raw[:MAX_RAW_BYTES].decode("utf-8", errors="replace").rstrip("\r")
+
+
+def decode_ndjson(
+    data: bytes | bytearray | memoryview | str | pa.Buffer, *, source: str | None = "ndjson bytes"
+) -> Decoded:
+    """Decode newline-delimited JSON objects into one table.
+
+    Example:
+        >>> d = decode_ndjson(b'{"a": 1}\\n\\nnot json\\n{"a": 2.5}\\n')
+        >>> d.table.to_pylist(), d.lines.tolist(), [p.line for p in d.problems]
+        ([{'a': 1.0}, {'a': 2.5}], [1, 4], [3])
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    start = 3 if arr[:3].tobytes() == _BOM else 0
+    if arr.size == start:
+        return empty_decoded(source, lines=True)
+    body = buf.slice(start)
+    utf8 = _valid_utf8(body)  # pyarrow.json would pass invalid UTF-8 into string columns
+    table, error = _read(body, BLOCK_BYTES) if utf8 else (None, "")
+    starts, ends = _line_bounds(arr, start)
+    if table is None and "straddl" in error:
+        longest = int(np.max(ends - starts))
+        table, error = _read(body, min(max(longest + 2, BLOCK_BYTES), _MAX_BLOCK))
+    if table is not None:
+        lines = _fast_lines(arr, starts, ends, table.num_rows)
+        if lines is not None:
+            return Decoded(utc_timestamps(table), [], lines, source)
+    raw = data if isinstance(data, bytes) else buf.to_pybytes()
+    return _SlowDecoder(raw, arr, starts, ends, check_utf8=not utf8).run(source)
+
+
+def _valid_utf8(buf: pa.Buffer) -> bool:
+    """Whether ``buf`` is valid UTF-8 (Arrow's SIMD validation, no copy)."""
+    offsets = pa.py_buffer(np.array([0, buf.size], dtype=np.int64))
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, buf])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def utc_timestamps(table: pa.Table) -> pa.Table:
+    """Tag naive timestamp columns (also nested) as UTC; a no-op without any."""
+    fields = [f.with_type(_utc_type(f.type)) for f in table.schema]
+    if all(f.type == old.type for f, old in zip(fields, table.schema, strict=True)):
+        return table
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _utc_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(t) and t.tz is None:
+        return pa.timestamp(t.unit, "UTC")
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_utc_type(f.type)) for f in t])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_utc_type(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_utc_type(t.value_type)))
+    return t
+
+
+def _read(body: pa.Buffer, block_size: int) -> tuple[pa.Table | None, str]:
+    """``read_json`` over ``body``: the table, or None and the error message."""
+    try:
+        opts = pj.ReadOptions(block_size=block_size)
+        return pj.read_json(pa.BufferReader(body), read_options=opts), ""
+    except _PARSE_ERRORS as exc:
+        return None, str(exc)
+
+
+def _line_bounds(arr: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive, before ``\\n``) offsets of every line.
+
+    A final empty segment after a trailing newline is not a line. The scan runs
+    in cache-sized windows.
+    """
+    parts = [
+        np.flatnonzero(arr[i : i + _SCAN_BYTES] == _NL) + i
+        for i in range(start, arr.size, _SCAN_BYTES)
+    ]
+    nl = np.concatenate(parts) if parts else np.empty(0, np.int64)
+    starts = np.concatenate([np.array([start], np.int64), nl + 1])
+    ends = np.concatenate([nl, np.array([arr.size], np.int64)])
+    if starts[-1] >= arr.size:
+        starts, ends = starts[:-1], ends[:-1]
+    return starts, ends
+
+
+def _nonblank(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Bool mask of lines holding something besides whitespace."""
+    keep = ~_WS[arr[starts]]  # an empty line's first byte is its own "\n"
+    for i in np.flatnonzero(~keep).tolist():  # rare: blank or indented lines
+        keep[i] = bool(arr[starts[i] : ends[i]].tobytes().strip())
+    return keep
+
+
+def _fast_lines(
+    arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: int
+) -> np.ndarray | None:
+    """Line numbers of the fast path's rows, or None if lines and rows disagree."""
+    first = arr[starts] if starts.size else np.empty(0, np.uint8)
+    if rows == starts.size and bool(np.all(first == _LBRACE)):
+        return np.arange(1, rows + 1, dtype=np.int64)
+    keep = np.flatnonzero(_nonblank(arr, starts, ends))
+    # Each non-blank line gives at least one row, so equal counts mean one each.
+    return keep.astype(np.int64) + 1 if keep.size == rows else None
+
+
+def _kind(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "object" if isinstance(value, dict) else "array"
+
+
+def _kinds_at(value: object, rest: str, out: set[str]) -> None:
+    """Collect the JSON kinds of the values at pyarrow path ``rest`` (``/a/[]/b``)."""
+    if not rest:
+        kind = _kind(value)
+        if kind is not None:
+            out.add(kind)
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            p = "/" + str(key)
+            if rest == p or rest.startswith(p + "/"):
+                _kinds_at(child, rest[len(p) :], out)
+    elif isinstance(value, list) and (rest == "/[]" or rest.startswith("/[]/")):
+        for child in value:
+            _kinds_at(child, rest[3:], out)
+
+
+def _stringify_list(value: object, rest: str) -> bool:
+    """Replace the outermost list on path ``rest`` by its JSON text; True if done."""
+    if not isinstance(value, dict):
+        return False
+    for key, child in value.items():
+        p = "/" + str(key)
+        if rest.startswith(p + "/[]") and isinstance(child, list):
+            value[key] = json.dumps(child, ensure_ascii=False, separators=(",", ":"))
+            return True
+        if rest.startswith(p + "/") and _stringify_list(child, rest[len(p) :]):
+            return True
+    return False
+
+
+class _SlowDecoder:
+    """Locate bad lines and decode the good ones in columnar chunks."""
+
+    def __init__(
+        self, data: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, check_utf8: bool
+    ):
+        self.data, self.arr, self.starts, self.ends = data, arr, starts, ends
+        self.check_utf8 = check_utf8
+        self.problems: list[Problem] = []
+        self.pieces: list[tuple[pa.Table, np.ndarray]] = []
+        self.objects: dict[int, Any] = {}
+
+    def line(self, i: int) -> bytes:
+        return self.data[int(self.starts[i]) : int(self.ends[i])]
+
+    def problem(self, i: int, reason: str) -> None:
+        self.problems.append(Problem(i + 1, reason, raw=raw_text(self.line(i))))
+
+    def run(self, source: str | None) -> Decoded:
+        good = self.classify()
+        sizes = (self.ends[good] - self.starts[good] + 1).astype(np.int64)
+        cuts = np.flatnonzero(np.diff(np.cumsum(sizes) // BLOCK_BYTES)) + 1
+        stack = [g for g in np.split(good, cuts) if g.size][::-1]
+        while stack:
+            stack.extend(self.step(stack.pop())[::-1])
+        self.problems.sort(key=lambda p: p.line)
+        if not self.pieces:
+            return Decoded(pa.table({}), self.problems, np.empty(0, np.int64), source)
+        rows = np.concatenate([r for _, r in self.pieces])
+        tables = [t for t, _ in self.pieces]
+        table = tables[0] if len(tables) == 1 else concat_tables(tables)
+        if rows.size > 1 and bool(np.any(rows[1:] < rows[:-1])):
+            order = np.argsort(rows, kind="stable")
+            table, rows = table.take(pa.array(order)), rows[order]
+        return Decoded(table, self.problems, rows.astype(np.int64) + 1, source)
+
+    def classify(self) -> np.ndarray:
+        """Indices of the lines that hold one JSON object; report the others."""
+        nonblank = np.flatnonzero(_nonblank(self.arr, self.starts, self.ends))
+        braced = self.arr[self.starts[nonblank]] == _LBRACE
+        ok = np.zeros(nonblank.size, dtype=bool)
+        for j, i in enumerate(nonblank.tolist()):
+            line = self.line(i)
+            try:
+                _raw_decoder.decode(line)
+                if self.check_utf8:
+                    line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.problem(i, f"invalid JSON: {exc}")
+                continue
+            except msgspec.DecodeError as exc:
+                ok[j] = self.lenient(i, line, exc)
+                continue
+            if braced[j] or line.lstrip().startswith(b"{"):
+                ok[j] = True
+            else:
+                self.problem(i, "not a JSON object")
+        return nonblank[ok]
+
+    def lenient(self, i: int, line: bytes, exc: Exception) -> bool:
+        """Accept a line msgspec refuses only for ``NaN``/``Infinity``, as pyarrow does."""
+        if _LENIENT.search(line):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict):
+                self.objects[i] = obj
+                return True
+        self.problem(i, f"invalid JSON: {exc}")
+        return False
+
+    def parse(self, rows: np.ndarray) -> pa.Table:
+        body = b"\n".join([self.line(i) for i in rows.tolist()])
+        return self.parse_body(body, rows.size)
+
+    @staticmethod
+    def parse_body(body: bytes, nrows: int) -> pa.Table:
+        opts = pj.ReadOptions(block_size=min(len(body) + 2, _MAX_BLOCK), use_threads=False)
+        table = pj.read_json(pa.BufferReader(body), read_options=opts)
+        if table.num_rows != nrows:
+            raise ValueError(f"expected {nrows} rows, got {table.num_rows}")
+        return utc_timestamps(table)
+
+    def obj(self, i: int) -> Any:
+        if i not in self.objects:
+            self.objects[i] = _decoder.decode(self.line(i))
+        return self.objects[i]
+
+    def step(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Decode ``rows`` (line indices), or return the smaller parts to try next."""
+        try:
+            self.pieces.append((self.parse(rows), rows))
+            return []
+        except _PARSE_ERRORS as exc:
+            msg = str(exc)
+        if rows.size == 1:
+            self.single(int(rows[0]), msg)
+            return []
+        conflict = _CONFLICT.search(msg)
+        if conflict:
+            parts = self.partition(rows, conflict["path"])
+            if len(parts) > 1:
+                return parts
+        row = _ROW.search(msg)
+        at = int(row.group(1)) if row else -1
+        if at == 0:
+            self.single(int(rows[0]), msg)
+            return [rows[1:]]
+        if 0 < at < rows.size:
+            return [rows[:at], rows[at:]]
+        return [rows[: rows.size // 2], rows[rows.size // 2 :]]
+
+    def partition(self, rows: np.ndarray, path: str) -> list[np.ndarray]:
+        """Split ``rows`` by the kinds of the values at ``path`` (stable)."""
+        groups: dict[frozenset[str], list[int]] = {}
+        unknown: list[int] = []
+        for i in rows.tolist():
+            found: set[str] = set()
+            try:
+                _kinds_at(self.obj(i), path, found)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                found = set()
+            (groups.setdefault(frozenset(found), []) if found else unknown).append(i)
+        if not groups:
+            return [rows]
+        first = next(iter(groups.values()))
+        first.extend(unknown)  # nulls and absent values fit any kind
+        return [np.sort(np.array(g, dtype=np.int64)) for g in groups.values()]
+
+    def single(self, i: int, msg: str) -> None:
+        """Decode one line pyarrow refused among others, or report it."""
+        try:
+            obj = self.obj(i)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            self.problem(i, f"invalid JSON: {exc}")
+            return
+        for _ in range(16):
+            text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+            try:
+                self.pieces.append((self.parse_body(text.encode("utf-8"), 1), np.array([i])))
+                return
+            except _PARSE_ERRORS as exc:
+                msg = str(exc)
+            conflict = _CONFLICT.search(msg)
+            if not (conflict and _stringify_list(obj, conflict["path"])):
+                break
+        self.problem(i, f"cannot decode: {msg}")

@@ -1,0 +1,1 @@
+"""Reading the store: timelines, sequence-ordered reads, and SQL."""

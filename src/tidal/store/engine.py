@@ -1,0 +1,407 @@
+"""The storage engine: WAL → memtable → segments, with snapshot reads.
+
+One writer at a time (appends serialise on the write lock); any number of
+readers. A full memtable is *sealed*: it stays readable while a background
+thread writes it out as segments, and a fresh memtable takes new appends, so
+flushing overlaps ingest. At most one memtable is sealed at a time; a writer
+that fills the next one waits (backpressure, bounded memory). Manifest changes
+(flush, compaction, retention) serialise on the manifest lock. A reader takes a :class:`Snapshot` (the segment
+list and an immutable memtable view) under a short state lock and then works
+without locks. Segments dropped by compaction or retention are deleted only
+when no live snapshot refers to them.
+
+With ``path=None`` the engine keeps segments in memory and has no WAL: the
+same behaviour, minus durability.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tidal.config import StoreConfig
+from tidal.errors import ClosedError, StorageError
+from tidal.model.schema import concat_tables
+from tidal.store import manifest as manifest_io
+from tidal.store import segment as segment_io
+from tidal.store.cache import RunCache
+from tidal.store.manifest import Manifest
+from tidal.store.memtable import Memtable, MemView
+from tidal.store.run import SEQ, SortedRun, seq_array
+from tidal.store.segment import SegmentMeta
+from tidal.store.wal import TornTail, WriteAheadLog, iter_frames
+
+AUTO_COMPACT_SEGMENTS = 8
+
+
+@dataclass(frozen=True)
+class SeqRange:
+    """The ``_seq`` range given to one append."""
+
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+
+
+class Snapshot:
+    """A consistent, immutable view of the store for readers."""
+
+    def __init__(self, engine: Engine, manifest: Manifest, memtables: tuple[MemView, ...],
+                 max_seq: int):
+        self._engine = engine
+        self.segments = manifest.segments
+        self.memtables = memtables
+        self.max_seq = max_seq
+
+    @property
+    def memtable_parts(self) -> tuple[pa.Table, ...]:
+        """Every memtable table (sealed ones first), in ``_seq`` order."""
+        return tuple(part for view in self.memtables for part in view.parts)
+
+    @property
+    def memtable_runs(self) -> tuple[SortedRun, ...]:
+        """The sorted runs of every memtable (indexed snapshots only)."""
+        return tuple(run for view in self.memtables for run in view.runs)
+
+    @property
+    def memtable_rows(self) -> int:
+        return sum(view.rows for view in self.memtables)
+
+    @property
+    def memtable_bytes(self) -> int:
+        return sum(view.nbytes for view in self.memtables)
+
+    def segment_run(self, meta: SegmentMeta) -> SortedRun:
+        """The segment's events as a sorted run (cached)."""
+        return self._engine._load_run(meta)
+
+    def segment_table(self, meta: SegmentMeta) -> pa.Table:
+        """The segment's events (sorted by entity, time, ``_seq``)."""
+        return self._engine._segment_table(meta)
+
+    def segment_paths(self) -> list[str] | None:
+        """Parquet files of the segments, or None for an in-memory store."""
+        if self._engine.directory is None:
+            return None
+        return [str(self._engine.segment_dir / s.data_name) for s in self.segments]
+
+
+class Engine:
+    """Durable, ordered, columnar event storage. See the module docstring."""
+
+    def __init__(self, path: str | Path | None, config: StoreConfig) -> None:
+        self.config = config
+        self.directory = Path(path) if path is not None else None
+        self._write_lock = threading.RLock()
+        self._state_lock = threading.Lock()
+        self._manifest_lock = threading.RLock()
+        self._memtable = Memtable(config.entity_field, config.timestamp_field)
+        self._sealed: tuple[Memtable, ...] = ()
+        self._flusher: threading.Thread | None = None
+        self._flush_error: BaseException | None = None
+        self._cache = RunCache(config.cache_bytes)
+        self._mem_segments: dict[int, SortedRun] = {}
+        self._obsolete: list[SegmentMeta] = []
+        self._readers: weakref.WeakSet[Snapshot] = weakref.WeakSet()
+        self._closed = False
+        self._wal: WriteAheadLog | None = None
+        self._lock_file: int | None = None
+        self.torn_tail: TornTail | None = None
+        self.manifest = Manifest()
+        self._next_seq = 0
+        if self.directory is not None:
+            self._open_disk(self.directory)
+
+    # -- opening --------------------------------------------------------------
+    @property
+    def segment_dir(self) -> Path:
+        assert self.directory is not None
+        return self.directory / "segments"
+
+    def _open_disk(self, directory: Path) -> None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.segment_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create store directory: {exc}", path=str(directory)) from exc
+        self._lock_file = _lock_directory(directory)
+        self.manifest = manifest_io.load(directory)
+        self._remove_orphans()
+        self._next_seq = self.manifest.flushed_seq + 1
+        self._wal = WriteAheadLog(directory / "wal", self.config.durability,
+                                  self.config.fsync_interval_s)
+        frames, self.torn_tail = self._wal.recover()
+        for frame in iter_frames(frames, self.manifest.flushed_seq):
+            if frame.first_seq != self._next_seq:
+                raise StorageError(f"WAL gap: expected _seq {self._next_seq}, "
+                                   f"found {frame.first_seq}", path=str(self._wal.directory))
+            self._memtable.add(frame.table)
+            self._next_seq += frame.table.num_rows
+        self._wal.open_file(self._next_seq)
+        self._wal.drop_before(self.manifest.flushed_seq + 1)
+
+    def _remove_orphans(self) -> None:
+        live = {name for s in self.manifest.segments for name in (s.data_name, s.index_name)}
+        for path in self.segment_dir.iterdir():
+            if path.name not in live:
+                path.unlink(missing_ok=True)
+
+    # -- writing --------------------------------------------------------------
+    def append(self, table: pa.Table) -> SeqRange:
+        """Stamp ``_seq`` on a normalized table, log it, and add it to the memtable."""
+        n = table.num_rows
+        with self._write_lock:
+            self._check_open()
+            if n == 0:
+                return SeqRange(0, None, None)
+            first = self._next_seq
+            seq = pa.array(np.arange(first, first + n, dtype=np.int64))
+            stamped = table.add_column(0, SEQ, seq)
+            if self._wal is not None:
+                self._wal.append(stamped, first)
+            with self._state_lock:
+                self._memtable.add(stamped)
+                self._next_seq = first + n
+            self._maybe_flush()
+            return SeqRange(n, first, first + n - 1)
+
+    def _maybe_flush(self) -> None:
+        view = self._memtable.view
+        age_limit = self.config.memtable_age_s
+        if view.nbytes >= self.config.memtable_bytes or (
+            age_limit and view.rows and self._memtable.age_s() >= age_limit
+        ):
+            self._seal()
+
+    def flush(self) -> None:
+        """Write the memtable out as segments now and wait until they are committed."""
+        with self._write_lock:
+            self._check_open()
+            self._seal()
+            self._wait_for_flush()
+
+    def _seal(self) -> None:
+        """Hand the memtable to a background flush; start a fresh one. Write lock held."""
+        self._wait_for_flush()
+        if self._memtable.view.rows == 0:
+            return
+        if self._wal is not None:
+            self._wal.open_file(self._next_seq)
+        with self._state_lock:
+            sealed = self._memtable
+            self._sealed = self._sealed + (sealed,)
+            self._memtable = Memtable(self.config.entity_field, self.config.timestamp_field)
+        self._flusher = threading.Thread(target=self._flush_sealed,
+                                         args=(sealed, self._next_seq - 1),
+                                         name="tidal-flush", daemon=True)
+        self._flusher.start()
+
+    def _wait_for_flush(self) -> None:
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
+        if self._flush_error is not None:
+            error, self._flush_error = self._flush_error, None
+            raise StorageError(f"background flush failed: {error}") from error
+
+    def _flush_sealed(self, sealed: Memtable, upto_seq: int) -> None:
+        try:
+            with self._manifest_lock:
+                table = sealed.view.table()
+                rows = self.config.segment_rows
+                runs = [SortedRun.build(table.slice(offset, rows), self.config.entity_field,
+                                        self.config.timestamp_field)
+                        for offset in range(0, table.num_rows, rows)]
+                metas = self._write_runs(runs)
+                new = replace(self.manifest, segments=self.manifest.segments + tuple(metas),
+                              flushed_seq=upto_seq,
+                              next_segment_id=self.manifest.next_segment_id + len(metas))
+                self._commit(new, removed=(), unseal=sealed)
+                if self._wal is not None:
+                    self._wal.drop_before(upto_seq + 1)
+                self._apply_retention()
+                small = [s for s in self.manifest.segments
+                         if s.rows < self.config.compact_min_rows]
+                if len(small) >= AUTO_COMPACT_SEGMENTS:
+                    self.compact()
+        except BaseException as exc:  # reported to the writer; the WAL still holds the events
+            self._flush_error = exc
+
+    def _write_runs(self, runs: list[SortedRun]) -> list[SegmentMeta]:
+        metas = []
+        next_id = self.manifest.next_segment_id
+        for offset, run in enumerate(runs):
+            seg_id = next_id + offset
+            if self.directory is None:
+                metas.append(_memory_meta(seg_id, run))
+                self._mem_segments[seg_id] = run
+            else:
+                metas.append(segment_io.write_segment(run, self.segment_dir, seg_id,
+                                                      self.config.timestamp_field))
+        return metas
+
+    def _commit(self, new: Manifest, removed: tuple[SegmentMeta, ...],
+                unseal: Memtable | None = None) -> None:
+        if self.directory is not None:
+            manifest_io.commit(self.directory, new)
+        with self._state_lock:
+            self.manifest = new
+            self._obsolete.extend(removed)
+            if unseal is not None:
+                self._sealed = tuple(m for m in self._sealed if m is not unseal)
+        self._collect_garbage()
+
+    def compact(self) -> int:
+        """Merge segments smaller than ``compact_min_rows``; returns segments merged."""
+        with self._manifest_lock:
+            self._check_open()
+            small = sorted((s for s in self.manifest.segments
+                            if s.rows < self.config.compact_min_rows), key=lambda s: s.min_seq)
+            groups: list[list[SegmentMeta]] = [[]]
+            for meta in small:
+                if groups[-1] and sum(m.rows for m in groups[-1]) + meta.rows > \
+                        self.config.segment_rows:
+                    groups.append([])
+                groups[-1].append(meta)
+            groups = [g for g in groups if len(g) >= 2]
+            if not groups:
+                return 0
+            merged = tuple(m for g in groups for m in g)
+            runs = [SortedRun.build(concat_tables([self._segment_table(m) for m in g]),
+                                    self.config.entity_field, self.config.timestamp_field)
+                    for g in groups]
+            metas = self._write_runs(runs)
+            kept = tuple(s for s in self.manifest.segments if s not in merged)
+            new = replace(self.manifest, segments=kept + tuple(metas),
+                          next_segment_id=self.manifest.next_segment_id + len(metas))
+            self._commit(new, removed=merged)
+            return len(merged)
+
+    def _apply_retention(self) -> None:
+        age_s, max_bytes = self.config.retention_age_s, self.config.retention_bytes
+        if not age_s and not max_bytes:
+            return
+        segments = sorted(self.manifest.segments, key=lambda s: s.max_ts)
+        drop: list[SegmentMeta] = []
+        if age_s:
+            cutoff = time.time_ns() - int(age_s * 1e9)
+            drop = [s for s in segments if s.max_ts < cutoff]
+        if max_bytes:
+            total = sum(s.bytes for s in segments if s not in drop)
+            for s in segments:
+                if total <= max_bytes:
+                    break
+                if s not in drop:
+                    drop.append(s)
+                    total -= s.bytes
+        if drop:
+            kept = tuple(s for s in self.manifest.segments if s not in drop)
+            new = replace(self.manifest, segments=kept,
+                          dropped_segments=self.manifest.dropped_segments + len(drop),
+                          dropped_events=self.manifest.dropped_events + sum(s.rows for s in drop))
+            self._commit(new, removed=tuple(drop))
+
+    def _collect_garbage(self) -> None:
+        with self._state_lock:
+            referenced = {s.id for snap in list(self._readers) for s in snap.segments}
+            live = {s.id for s in self.manifest.segments}
+            doomed = [m for m in self._obsolete if m.id not in referenced and m.id not in live]
+            self._obsolete = [m for m in self._obsolete if m not in doomed]
+        for meta in doomed:
+            self._cache.discard(meta.id)
+            self._mem_segments.pop(meta.id, None)
+            if self.directory is not None:
+                segment_io.remove_files(meta, self.segment_dir)
+
+    # -- reading --------------------------------------------------------------
+    def snapshot(self, *, indexed: bool = False) -> Snapshot:
+        """A consistent view; ``indexed`` also sorts the memtable for timelines."""
+        with self._state_lock:
+            self._check_open()
+            tables = self._sealed + (self._memtable,)
+            views = tuple(m.indexed() if indexed else m.view for m in tables)
+            snap = Snapshot(self, self.manifest, views, self._next_seq - 1)
+            self._readers.add(snap)
+        return snap
+
+    def max_seq(self) -> int:
+        """The highest ``_seq`` assigned so far (-1 for an empty store)."""
+        return self._next_seq - 1
+
+    def _load_run(self, meta: SegmentMeta) -> SortedRun:
+        if self.directory is None:
+            return self._mem_segments[meta.id]
+        return self._cache.get(meta.id, lambda: segment_io.load_run(
+            meta, self.segment_dir, self.config.timestamp_field))
+
+    def _segment_table(self, meta: SegmentMeta) -> pa.Table:
+        if self.directory is None:
+            return self._mem_segments[meta.id].table
+        return segment_io.read_table(meta, self.segment_dir)
+
+    def wal_bytes(self) -> int:
+        """Bytes currently in the write-ahead log."""
+        return self._wal.size_bytes() if self._wal is not None else 0
+
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache.nbytes
+
+    # -- lifecycle ------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("store is closed")
+
+    def close(self) -> None:
+        """Make the WAL durable and release files. Idempotent."""
+        with self._write_lock:
+            if self._closed:
+                return
+            try:
+                self._wait_for_flush()
+            finally:
+                self._close_files()
+
+    def _close_files(self) -> None:
+        with self._manifest_lock:
+            if self._wal is not None:
+                self._wal.close()
+            if self._lock_file is not None:
+                os.close(self._lock_file)
+            self._closed = True
+            self._readers = weakref.WeakSet()
+            self._collect_garbage()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def _lock_directory(directory: Path) -> int:
+    """Hold an exclusive lock on the store for this writer's lifetime."""
+    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StorageError("store is already open by another writer",
+                           path=str(directory)) from exc
+    return fd
+
+
+def _memory_meta(seg_id: int, run: SortedRun) -> SegmentMeta:
+    seqs = seq_array(run.table)
+    return SegmentMeta(id=seg_id, rows=run.rows,
+                       min_ts=int(run.ts.min()) if run.rows else 0,
+                       max_ts=int(run.ts.max()) if run.rows else 0,
+                       min_seq=int(seqs.min()) if run.rows else 0,
+                       max_seq=int(seqs.max()) if run.rows else 0,
+                       bytes=run.table.nbytes)

@@ -1,0 +1,140 @@
+"""The benchmark harness: every case at a tiny size, records, JSON lines, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from rich.console import Console
+
+from tidal.bench import harness
+from tidal.bench.cases import CASES, entity_table
+from tidal.errors import ConfigError
+
+FIELDS = {"name", "workload", "events", "metric", "value", "unit", "baseline",
+          "baseline_value", "ratio", "runs", "at"}
+EXPECTED_METRICS = {
+    "ingest-arrow": {"throughput"},
+    "ingest-ndjson": {"throughput"},
+    "timeline": {"p50_memtable", "p99_memtable", "p50_segments", "p99_segments"},
+    "footprint": {"disk_bytes_per_event", "memtable_bytes_per_event", "max_rss_streaming",
+                  "rss_growth_25_to_100pct"},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """All cases at 3,000 events, with a private system temp dir."""
+    root = tmp_path_factory.mktemp("bench")
+    scratch = root / "systmp"
+    scratch.mkdir()
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    json_path = root / "results.jsonl"
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(scratch)
+    try:
+        records = harness.run(None, 3000, json_path, console)
+    finally:
+        tempfile.tempdir = saved
+    return records, json_path, out.getvalue(), scratch
+
+
+def test_every_case_reports_its_metrics(tiny_run):
+    records, *_ = tiny_run
+    assert set(CASES) == set(EXPECTED_METRICS)
+    got: dict[str, set[str]] = {}
+    for r in records:
+        got.setdefault(r["name"], set()).add(r["metric"])
+    assert got == EXPECTED_METRICS
+
+
+def test_records_are_complete_and_ratios_oriented(tiny_run):
+    records, *_ = tiny_run
+    for r in records:
+        assert set(r) == FIELDS
+        assert r["events"] == 3000
+        assert isinstance(r["value"], float) and math.isfinite(r["value"])
+        assert r["unit"] and r["workload"] and r["at"].endswith("Z")
+        if r["metric"] == "rss_growth_25_to_100pct":
+            assert r["baseline"] is None and r["ratio"] is None
+            continue
+        assert r["value"] > 0 and r["baseline_value"] > 0 and r["baseline"]
+        if r["unit"] == "events/s":
+            expected = r["value"] / r["baseline_value"]
+        else:  # times and sizes: lower is better
+            expected = r["baseline_value"] / r["value"]
+        assert r["ratio"] == pytest.approx(expected, rel=1e-3)
+    runs = {(r["name"], r["metric"]): r["runs"] for r in records}
+    assert runs[("ingest-arrow", "throughput")] == 3
+    assert runs[("timeline", "p50_memtable")] == 3
+
+
+def test_timeline_percentiles_are_ordered(tiny_run):
+    records, *_ = tiny_run
+    by = {r["metric"]: r for r in records if r["name"] == "timeline"}
+    for variant in ("memtable", "segments"):
+        assert by[f"p50_{variant}"]["value"] <= by[f"p99_{variant}"]["value"]
+        assert by[f"p50_{variant}"]["baseline_value"] <= by[f"p99_{variant}"]["baseline_value"]
+
+
+def test_json_lines_match_records_and_console_shows_table(tiny_run):
+    records, json_path, text, _ = tiny_run
+    lines = json_path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == records
+    assert "tidal bench" in text and "ratio > 1 means Tidal did better" in text
+    for name in CASES:
+        assert name in text
+
+
+def test_scratch_space_is_removed(tiny_run):
+    *_, scratch = tiny_run
+    assert list(scratch.iterdir()) == []
+
+
+def test_json_is_appended_not_overwritten(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"earlier": true}\n')
+    first = harness.run(["footprint"], 1500, path, None, runs=1)
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0]) == {"earlier": True}
+    assert [json.loads(x) for x in lines[1:]] == first
+
+
+@pytest.mark.parametrize(("names", "events", "runs"), [
+    (["nope"], 100, 1), (["timeline", "ingest"], 100, 1), (None, 0, 1), (None, 10, 0)])
+def test_bad_arguments_are_refused(tmp_path, names, events, runs):
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(ConfigError):
+        harness.run(names, events, path, None, runs=runs)
+    assert not path.exists()
+
+
+def test_figure_ratio_orientation():
+    rate = harness.Figure("x", "w", 10, "throughput", 200.0, "events/s", "b", 100.0)
+    assert rate.ratio == 2.0
+    latency = harness.Figure("x", "w", 10, "p50", 50.0, "us", "b", 100.0,
+                             higher_is_better=False)
+    assert latency.ratio == 2.0
+    slower = harness.Figure("x", "w", 10, "p50", 400.0, "us", "b", 100.0,
+                            higher_is_better=False)
+    assert slower.ratio == 0.25
+    assert harness.Figure("x", "w", 10, "m", 1.0, "B").ratio is None
+    record = slower.record("2026-01-01T00:00:00Z")
+    assert set(record) == FIELDS and record["ratio"] == 0.25
+
+
+def test_entity_table_shape():
+    table = entity_table(5000, 50, seed=1)
+    assert table.num_rows == 5000
+    assert table.schema.field("timestamp").type == pa.timestamp("ns", tz="UTC")
+    assert len(table.column("entity").unique()) == 50
+    assert all(len(e) == 9 and e.startswith("e-") for e in table.column("entity").to_pylist())
+    ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+    assert np.all(np.diff(ts) >= 0)
+    assert entity_table(5000, 50, seed=1).equals(table)

@@ -1,0 +1,222 @@
+"""The store contract, run against the in-memory and the on-disk store alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pytest
+
+import tidal
+
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
+
+
+def events(n: int, *, entities: int = 3, start: int = T0, step: int = 1_000_000_000) -> pa.Table:
+    return pa.table({
+        "timestamp": pa.array([start + i * step for i in range(n)], pa.timestamp("ns", "UTC")),
+        "entity": [f"e{i % entities}" for i in range(n)],
+        "n": list(range(n)),
+    })
+
+
+def test_append_returns_seq_range(open_store):
+    store = open_store()
+    r1 = store.append(events(5))
+    r2 = store.append(events(3))
+    assert (r1.count, r1.first_seq, r1.last_seq) == (5, 0, 4)
+    assert (r2.count, r2.first_seq, r2.last_seq) == (3, 5, 7)
+    assert store.max_seq() == 7
+
+
+def test_empty_append_stores_nothing(open_store):
+    store = open_store()
+    r = store.append([])
+    assert (r.count, r.first_seq, r.last_seq) == (0, None, None)
+    assert store.max_seq() == -1
+    assert store.timeline("e0").num_rows == 0
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_timeline_orders_by_time_then_seq(open_store, flush):
+    store = open_store()
+    # out of order in time, with a tie broken by _seq
+    store.append([
+        {"timestamp": T0 + 30, "entity": "a", "v": 1},
+        {"timestamp": T0 + 10, "entity": "a", "v": 2},
+        {"timestamp": T0 + 10, "entity": "b", "v": 3},
+        {"timestamp": T0 + 20, "entity": "a", "v": 4},
+    ], )
+    if flush:
+        store.flush()
+    store.append([{"timestamp": T0 + 10, "entity": "a", "v": 5}])
+    t = store.timeline("a")
+    assert t.column("v").to_pylist() == [2, 5, 4, 1]
+    assert t.column("_seq").to_pylist() == [1, 4, 3, 0]
+    assert store.timeline("a", desc=True).column("v").to_pylist() == [1, 4, 5, 2]
+    assert store.timeline("a", limit=2).column("v").to_pylist() == [2, 5]
+    assert store.timeline("a", desc=True, limit=1).column("v").to_pylist() == [1]
+
+
+def test_timeline_window_start_inclusive_end_exclusive(open_store):
+    store = open_store()
+    store.append(events(30, entities=1))
+    start = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+    t = store.timeline("e0", start, "2026-01-01T00:00:20Z")
+    assert t.column("n").to_pylist() == list(range(10, 20))
+    assert store.timeline("e0", T0 + 25 * 10**9).column("n").to_pylist() == list(range(25, 30))
+    assert store.timeline("e0", end=T0 + 2 * 10**9).column("n").to_pylist() == [0, 1]
+
+
+def test_timeline_naive_datetime_is_an_error(open_store):
+    store = open_store()
+    with pytest.raises(tidal.QueryError, match="start"):
+        store.timeline("e0", datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_timeline_spans_segments_and_memtable(open_store):
+    store = open_store()
+    for i in range(4):
+        store.append(events(10, start=T0 + i * 100 * 10**9))
+        if i % 2 == 0:
+            store.flush()
+    t = store.timeline("e1")
+    ts = t.column("timestamp").to_pylist()
+    assert ts == sorted(ts)
+    assert t.num_rows == 4 * len(range(1, 10, 3))
+
+
+def test_flush_and_compact_keep_every_event_once(open_store):
+    store = open_store(compact_min_rows=1000)
+    for i in range(5):
+        store.append(events(20, start=T0 + i * 10**12))
+        store.flush()
+    assert store.stats()["segments"] == 5
+    assert store.compact() == 5
+    assert store.stats()["segments"] == 1
+    seqs = store.sql("SELECT _seq FROM events ORDER BY _seq").column("_seq").to_pylist()
+    assert seqs == list(range(100))
+
+
+def test_sql_sees_segments_and_memtable(open_store):
+    store = open_store()
+    store.append(events(10))
+    store.flush()
+    store.append(events(5))
+    got = store.sql("SELECT count(*) AS c, max(n) AS m FROM events").to_pylist()
+    assert got == [{"c": 15, "m": 9}]
+    params = store.sql("SELECT count(*) AS c FROM events WHERE entity = ?", ["e0"])
+    assert params.column("c").to_pylist() == [4 + 2]
+
+
+def test_sql_nested_fields(open_store):
+    store = open_store(entity_field="kubernetes.pod.name")
+    store.append([
+        {"timestamp": T0, "kubernetes": {"pod": {"name": "p1"}, "ns": "a"}, "reason": "OOMKilled"},
+        {"timestamp": T0 + 1, "kubernetes": {"pod": {"name": "p2"}, "ns": "a"}, "reason": "BackOff"},
+    ])
+    got = store.sql("SELECT kubernetes.pod.name AS pod FROM events ORDER BY _seq")
+    assert got.column("pod").to_pylist() == ["p1", "p2"]
+    assert store.timeline("p2").column("reason").to_pylist() == ["BackOff"]
+
+
+def test_sql_error_is_query_error(open_store):
+    store = open_store()
+    with pytest.raises(tidal.QueryError) as info:
+        store.sql("SELEC 1")
+    assert info.value.query == "SELEC 1"
+
+
+def test_sql_on_empty_store(open_store):
+    store = open_store()
+    assert store.sql("SELECT count(*) AS c FROM events").to_pylist() == [{"c": 0}]
+
+
+def test_read_from_returns_seq_order(open_store):
+    store = open_store(compact_min_rows=10**6)
+    store.append(events(10))
+    store.flush()
+    store.append(events(10))
+    store.flush()
+    store.compact()
+    store.append(events(5))
+    t = store.read_from(7)
+    assert t.column("_seq").to_pylist() == list(range(7, 25))
+    assert store.read_from(20, limit=3).column("_seq").to_pylist() == [20, 21, 22]
+    assert store.read_from(100).num_rows == 0
+
+
+def test_schema_evolves_across_appends(open_store):
+    store = open_store()
+    store.append([{"timestamp": T0, "entity": "a", "x": 1}])
+    store.flush()
+    store.append([{"timestamp": T0 + 1, "entity": "a", "x": 1.5, "y": "new"}])
+    store.append([{"timestamp": T0 + 2, "entity": "a", "x": "text"}])
+    t = store.timeline("a")
+    assert [str(v) for v in t.column("x").to_pylist()] in (["1", "1.5", "text"],
+                                                           ["1.0", "1.5", "text"])
+    assert t.column("y").to_pylist() == [None, "new", None]
+    assert store.sql("SELECT count(*) AS c FROM events").column("c").to_pylist() == [3]
+
+
+def test_missing_timestamp_gets_ingest_time_or_is_rejected(open_store):
+    store = open_store()
+    before = tidal.api.now_ns()
+    store.append([{"entity": "a"}])
+    ts = store.timeline("a").column("timestamp").cast(pa.int64()).to_pylist()[0]
+    assert before <= ts <= tidal.api.now_ns()
+    store.close()
+    strict = open_store(missing_timestamp="reject")
+    with pytest.raises(tidal.IngestError, match="missing timestamp"):
+        strict.append([{"timestamp": T0, "entity": "a"}, {"entity": "b"}])
+
+
+def test_bad_timestamp_rejects_whole_input(open_store):
+    store = open_store()
+    with pytest.raises(tidal.IngestError) as info:
+        store.append(b'{"timestamp": "2026-01-01T00:00:00Z", "entity": "a"}\n'
+                     b'{"timestamp": "not a time", "entity": "a"}\n')
+    assert info.value.problems[0].line == 2
+    assert info.value.problems[0].field == "timestamp"
+    assert store.max_seq() == -1
+
+
+def test_skip_writes_dead_letter(open_store, tmp_path):
+    store = open_store()
+    r = store.append(b'{"timestamp": 1767225600, "entity": "a"}\n'
+                     b'{oops\n'
+                     b'{"timestamp": "bad", "entity": "a"}\n'
+                     b'{"timestamp": 1767225601, "entity": "a"}\n', on_error="skip")
+    assert (r.count, r.rejected) == (2, 2)
+    lines = (tmp_path / "dead.ndjson").read_text().splitlines()
+    assert len(lines) == 2 and '"line":2' in lines[0] and '"line":3' in lines[1]
+    assert store.timeline("a").num_rows == 2
+
+
+def test_stats(open_store, backend):
+    store = open_store()
+    store.append(events(30, entities=3))
+    store.flush()
+    store.append(events(6, entities=6))
+    s = store.stats()
+    assert s["events"] == 36
+    assert s["entities"] == 6
+    assert s["segments"] == 1
+    assert s["memtable_events"] == 6
+    assert s["bytes_per_event_memory"] > 0
+    if backend is not None:
+        assert s["disk_bytes"] > 0 and s["bytes_per_event_disk"] > 0 and s["wal_bytes"] > 0
+
+
+def test_closed_store_refuses_work(open_store):
+    store = open_store()
+    store.close()
+    store.close()
+    with pytest.raises(tidal.ClosedError):
+        store.append(events(1))
+
+
+def test_context_manager_closes(backend):
+    with tidal.open(backend) as store:
+        store.append(events(1))
+    assert store.closed

@@ -1,0 +1,232 @@
+"""The ``tidal`` console script, run as a real subprocess against stores in tmp_path."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import tidal
+from tidal.cli import IngestTotals, ingest_file, ndjson_chunks
+from tidal.errors import IngestError
+
+BIN = Path(sys.executable).parent / "tidal"
+TIDAL = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "tidal.cli"]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0_NS = int(T0.timestamp()) * 10**9
+
+
+def tidal_cli(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("FORCE_COLOR", None)
+    return subprocess.run([*TIDAL, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+
+
+def ok(*args: str | Path) -> str:
+    done = tidal_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def failed(*args: str | Path, status: int = 1) -> str:
+    """Run a command that must fail cleanly; returns its stderr."""
+    done = tidal_cli(*args)
+    assert done.returncode == status, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("tidal: error: "), done.stderr
+    return done.stderr
+
+
+def event(i: int, pod: str, **extra: object) -> dict[str, object]:
+    ts = T0_NS + i * 1_000_000_000 + 123  # 123 ns: timestamps must keep nanoseconds
+    return {"timestamp": ts, "pod": pod, "n": i, "msg": f"event {i}", **extra}
+
+
+def ndjson(events: list[dict[str, object]]) -> bytes:
+    return b"".join(json.dumps(e).encode() + b"\n" for e in events)
+
+
+def rfc3339(ns: int) -> str:
+    seconds, frac = divmod(ns, 10**9)
+    whole = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{frac:09d}Z"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of 6 events (pods a, b), ingested from one NDJSON and one gzipped file."""
+    root = tmp_path_factory.mktemp("cli")
+    plain, packed = root / "one.ndjson", root / "two.ndjson.gz"
+    plain.write_bytes(ndjson([event(0, "a"), event(1, "b"), event(2, "a")]))
+    packed.write_bytes(gzip.compress(ndjson([event(3, "b"), event(4, "a"), event(5, "a")])))
+    out = ok("ingest", plain, packed, "--store", root / "s", "--entity-field", "pod")
+    assert out.startswith("ingested 6 events from 2 files in "), out
+    assert "events/s" in out
+    return root / "s"
+
+
+def test_version_is_the_package_version() -> None:
+    assert ok("--version").strip() == f"tidal {tidal.__version__}"
+
+
+def test_timeline_json_lines_in_time_order_with_rfc3339_times(store: Path) -> None:
+    out = ok("timeline", "a", "--store", store, "--entity-field", "pod", "--format", "json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["n"] for r in rows] == [0, 2, 4, 5]
+    assert {r["pod"] for r in rows} == {"a"}
+    assert [r["timestamp"] for r in rows] == [rfc3339(event(i, "a")["timestamp"])  # type: ignore[arg-type]
+                                              for i in (0, 2, 4, 5)]
+    assert rows[0]["timestamp"] == "2026-01-01T00:00:00.000000123Z"
+
+
+def test_timeline_window_limit_and_desc(store: Path) -> None:
+    common = ("--store", store, "--entity-field", "pod", "--format", "json")
+    out = ok("timeline", "a", *common, "--desc", "--limit", "3")
+    assert [json.loads(line)["n"] for line in out.splitlines()] == [5, 4, 2]
+    out = ok("timeline", "a", *common, "--start", "2026-01-01T00:00:01Z",
+             "--end", str(T0_NS + 5 * 10**9))
+    assert [json.loads(line)["n"] for line in out.splitlines()] == [2, 4]
+
+
+def test_timeline_table_shows_the_events(store: Path) -> None:
+    out = ok("timeline", "b", "--store", store, "--entity-field", "pod")
+    assert "timeline of b" in out
+    assert "event 1" in out and "event 3" in out
+    assert "event 0" not in out
+    assert "2026-01-01T00:00:01.000000123Z" in out
+
+
+def test_sql_formats(store: Path) -> None:
+    query = "SELECT pod, count(*) AS n FROM events GROUP BY pod ORDER BY pod"
+    common = ("--store", store, "--entity-field", "pod")
+    rows = [json.loads(line) for line in ok("sql", query, *common, "--format", "json").splitlines()]
+    assert rows == [{"pod": "a", "n": 4}, {"pod": "b", "n": 2}]
+    text = ok("sql", query, *common, "--format", "csv")
+    assert list(csv.reader(io.StringIO(text))) == [["pod", "n"], ["a", "4"], ["b", "2"]]
+    table = ok("sql", query, *common)
+    assert [line.split() for line in table.splitlines() if " a " in line or " b " in line] == [
+        ["│", "a", "│", "4", "│"], ["│", "b", "│", "2", "│"]]
+
+
+def test_stats_lists_every_stat(store: Path) -> None:
+    out = ok("stats", "--store", store, "--entity-field", "pod")
+    with tidal.open(store, entity_field="pod") as opened:
+        stats = opened.stats()
+    top = [key for key, value in stats.items() if not isinstance(value, dict)]
+    assert top and all(key in out for key in top)
+    assert str(store) in out
+
+
+def test_bad_line_rejects_the_file_and_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(ndjson([event(0, "a"), event(1, "a")]) + b'{"pod": "a", oops\n'
+                    + ndjson([event(3, "a")]))
+    err = failed("ingest", bad, "--store", tmp_path / "s", "--entity-field", "pod")
+    assert "bad.ndjson" in err and "1 bad line" in err and "nothing was stored" in err
+    assert "line 3" in err
+    out = ok("sql", "SELECT count(*) AS n FROM events", "--store", tmp_path / "s",
+             "--format", "json")
+    assert json.loads(out) == {"n": 0}
+
+
+def test_on_error_skip_keeps_the_good_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ndjson"
+    bad.write_bytes(ndjson([event(0, "a")]) + b"not json\n" + ndjson([event(2, "a")]))
+    out = ok("ingest", bad, "--store", tmp_path / "s", "--entity-field", "pod",
+             "--on-error", "skip")
+    assert out.startswith("ingested 2 events from 1 file")
+    assert "skipped 1 bad lines" in out
+
+
+def test_missing_input_file_and_missing_store(tmp_path: Path) -> None:
+    err = failed("ingest", tmp_path / "nope.ndjson", "--store", tmp_path / "s")
+    assert "No such file or directory" in err and "nope.ndjson" in err
+    assert not (tmp_path / "s").exists()
+    err = failed("timeline", "a", "--store", tmp_path / "absent")
+    assert "no store at" in err and "absent" in err
+    assert not (tmp_path / "absent").exists()
+
+
+def test_bad_sql_is_one_clean_error(store: Path) -> None:
+    err = failed("sql", "SELEC nonsense", "--store", store)
+    assert len(err.splitlines()[0]) > len("tidal: error: ")
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    done = tidal_cli("timeline", "a", "--store", tmp_path, "--limit", "0")
+    assert done.returncode == 2 and "must be positive" in done.stderr
+    assert tidal_cli().returncode == 2
+
+
+def test_ndjson_chunks_split_on_newlines() -> None:
+    data = b"".join(b"%d%s\n" % (i, b"x" * (i % 7)) for i in range(1000))
+    chunks = list(ndjson_chunks(io.BytesIO(data), chunk_bytes=100))
+    assert b"".join(chunks) == data
+    assert all(c.endswith(b"\n") for c in chunks)
+    assert all(len(c) <= 100 + 20 for c in chunks) and len(chunks) > 50
+    assert list(ndjson_chunks(io.BytesIO(b"a\nbb"), chunk_bytes=1)) == [b"a\n", b"bb"]
+
+
+def test_chunked_ingest_counts_lines_from_the_start_of_the_file(tmp_path: Path) -> None:
+    lines = [event(i, "a") for i in range(200)]
+    path = tmp_path / "big.ndjson"
+    path.write_bytes(ndjson(lines[:150]) + b"{broken\n" + ndjson(lines[150:]))
+    seen: list[int] = []
+    with tidal.open(tmp_path / "s", entity_field="pod") as opened:
+        with pytest.raises(IngestError) as caught:
+            ingest_file(opened, path, advance=seen.append, whole_below=0, chunk_bytes=1000)
+        assert [p.line for p in caught.value.problems] == [151]
+        stored = opened.sql("SELECT count(*) AS n FROM events").column("n")[0].as_py()
+        assert 0 < stored < 150
+        assert f"{stored:,} events of earlier lines were" in caught.value.__notes__[0]
+        assert sum(seen) < path.stat().st_size
+
+        good = tmp_path / "good.ndjson"
+        good.write_bytes(ndjson(lines))
+        seen.clear()
+        totals = ingest_file(opened, good, advance=seen.append, whole_below=0, chunk_bytes=1000)
+        assert totals == IngestTotals(count=200, rejected=0, dead_letter=None)
+        assert len(seen) > 5 and sum(seen) == good.stat().st_size
+
+
+def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
+    proc = subprocess.Popen([*TIDAL, "demo", "--store", str(tmp_path / "d"), "--events",
+                             "50000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err == ""
+
+
+def test_demo(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    root.mkdir()
+    (root / "keep.txt").write_text("mine")
+    err = failed("demo", "--store", root, "--events", "20000")
+    assert "refusing to wipe" in err and (root / "keep.txt").exists()
+
+    (root / "keep.txt").unlink()
+    out = ok("demo", "--store", root, "--events", "20000")
+    assert "ingest total:" in out and "events/s" in out
+    assert "OOMKilled" in out
+    assert "errors per service" in out and "p99_ms" in out and "checkout" in out
+    assert str(root / "k8s") in out
+    rows = ok("sql", "SELECT count(*) AS n FROM events", "--store", root / "services",
+              "--entity-field", "pod", "--format", "json")
+    assert json.loads(rows) == {"n": 14_000}
+    again = ok("demo", "--store", root, "--events", "20000")  # a demo dir is wiped, not refused
+    assert "ingest total:" in again
