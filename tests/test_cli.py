@@ -1,4 +1,8 @@
-"""The ``tidal`` console script, run as a real subprocess against stores in tmp_path."""
+"""The ``tidal`` command line against real stores in tmp_path.
+
+End-to-end paths run the installed console script as a subprocess; output variants
+run :func:`tidal.cli.main` in this process, which is the same code and much cheaper.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import tidal
-from tidal.cli import IngestTotals, ingest_file, ndjson_chunks
+from tidal.cli import IngestTotals, ingest_file, main, ndjson_chunks
 from tidal.errors import IngestError
 
 BIN = Path(sys.executable).parent / "tidal"
@@ -47,6 +51,20 @@ def failed(*args: str | Path, status: int = 1) -> str:
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("tidal: error: "), done.stderr
     return done.stderr
+
+
+def run_main(capfd: pytest.CaptureFixture[str], *args: str | Path) -> str:
+    """Run ``tidal.cli.main`` in this process (cheaper than a subprocess); returns stdout."""
+    capfd.readouterr()
+    status = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    assert status == 0, err
+    return out
+
+
+def count(store: Path) -> int:
+    with tidal.open(store) as opened:
+        return int(opened.sql("SELECT count(*) AS n FROM events").column("n")[0].as_py())
 
 
 def event(i: int, pod: str, **extra: object) -> dict[str, object]:
@@ -86,42 +104,43 @@ def test_timeline_json_lines_in_time_order_with_rfc3339_times(store: Path) -> No
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["n"] for r in rows] == [0, 2, 4, 5]
     assert {r["pod"] for r in rows} == {"a"}
-    assert [r["timestamp"] for r in rows] == [rfc3339(event(i, "a")["timestamp"])  # type: ignore[arg-type]
-                                              for i in (0, 2, 4, 5)]
+    expected = [rfc3339(T0_NS + i * 10**9 + 123) for i in (0, 2, 4, 5)]
+    assert [r["timestamp"] for r in rows] == expected
     assert rows[0]["timestamp"] == "2026-01-01T00:00:00.000000123Z"
 
 
-def test_timeline_window_limit_and_desc(store: Path) -> None:
+def test_timeline_window_limit_and_desc(store: Path, capfd: pytest.CaptureFixture[str]) -> None:
     common = ("--store", store, "--entity-field", "pod", "--format", "json")
-    out = ok("timeline", "a", *common, "--desc", "--limit", "3")
+    out = run_main(capfd, "timeline", "a", *common, "--desc", "--limit", "3")
     assert [json.loads(line)["n"] for line in out.splitlines()] == [5, 4, 2]
-    out = ok("timeline", "a", *common, "--start", "2026-01-01T00:00:01Z",
-             "--end", str(T0_NS + 5 * 10**9))
+    out = run_main(capfd, "timeline", "a", *common, "--start", "2026-01-01T00:00:01Z",
+                   "--end", str(T0_NS + 5 * 10**9))
     assert [json.loads(line)["n"] for line in out.splitlines()] == [2, 4]
 
 
-def test_timeline_table_shows_the_events(store: Path) -> None:
-    out = ok("timeline", "b", "--store", store, "--entity-field", "pod")
+def test_timeline_table_shows_the_events(store: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    out = run_main(capfd, "timeline", "b", "--store", store, "--entity-field", "pod")
     assert "timeline of b" in out
     assert "event 1" in out and "event 3" in out
     assert "event 0" not in out
     assert "2026-01-01T00:00:01.000000123Z" in out
 
 
-def test_sql_formats(store: Path) -> None:
+def test_sql_formats(store: Path, capfd: pytest.CaptureFixture[str]) -> None:
     query = "SELECT pod, count(*) AS n FROM events GROUP BY pod ORDER BY pod"
     common = ("--store", store, "--entity-field", "pod")
-    rows = [json.loads(line) for line in ok("sql", query, *common, "--format", "json").splitlines()]
-    assert rows == [{"pod": "a", "n": 4}, {"pod": "b", "n": 2}]
-    text = ok("sql", query, *common, "--format", "csv")
+    out = run_main(capfd, "sql", query, *common, "--format", "json")
+    assert [json.loads(line) for line in out.splitlines()] == [{"pod": "a", "n": 4},
+                                                               {"pod": "b", "n": 2}]
+    text = run_main(capfd, "sql", query, *common, "--format", "csv")
     assert list(csv.reader(io.StringIO(text))) == [["pod", "n"], ["a", "4"], ["b", "2"]]
-    table = ok("sql", query, *common)
+    table = run_main(capfd, "sql", query, *common)
     assert [line.split() for line in table.splitlines() if " a " in line or " b " in line] == [
         ["│", "a", "│", "4", "│"], ["│", "b", "│", "2", "│"]]
 
 
-def test_stats_lists_every_stat(store: Path) -> None:
-    out = ok("stats", "--store", store, "--entity-field", "pod")
+def test_stats_lists_every_stat(store: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    out = run_main(capfd, "stats", "--store", store, "--entity-field", "pod")
     with tidal.open(store, entity_field="pod") as opened:
         stats = opened.stats()
     top = [key for key, value in stats.items() if not isinstance(value, dict)]
@@ -129,25 +148,43 @@ def test_stats_lists_every_stat(store: Path) -> None:
     assert str(store) in out
 
 
+def test_csv_with_format_and_timestamp_field(tmp_path: Path,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "hosts.txt"
+    path.write_text("time,host,value\n2026-01-01T00:00:02Z,h1,2\n"
+                    "2026-01-01T00:00:01Z,h1,1\n2026-01-01T00:00:03Z,h2,3\n")
+    config = ("--store", tmp_path / "s", "--timestamp-field", "time", "--entity-field", "host")
+    assert run_main(capfd, "ingest", path, "--format", "csv", *config).startswith("ingested 3 ")
+    out = run_main(capfd, "timeline", "h1", *config, "--format", "json")
+    assert [(r["time"], r["value"]) for r in map(json.loads, out.splitlines())] == [
+        ("2026-01-01T00:00:01.000000000Z", 1), ("2026-01-01T00:00:02.000000000Z", 2)]
+    assert run_main(capfd, "timeline", "h3", *config) == "timeline of h3: no events\n"
+
+
 def test_bad_line_rejects_the_file_and_names_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ndjson"
     bad.write_bytes(ndjson([event(0, "a"), event(1, "a")]) + b'{"pod": "a", oops\n'
                     + ndjson([event(3, "a")]))
     err = failed("ingest", bad, "--store", tmp_path / "s", "--entity-field", "pod")
-    assert "bad.ndjson" in err and "1 bad line" in err and "nothing was stored" in err
+    assert "bad.ndjson" in err and "1 bad line" in err and "nothing of it was stored" in err
     assert "line 3" in err
-    out = ok("sql", "SELECT count(*) AS n FROM events", "--store", tmp_path / "s",
-             "--format", "json")
-    assert json.loads(out) == {"n": 0}
+    assert count(tmp_path / "s") == 0
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(ndjson([event(0, "a")]))
+    err = failed("ingest", good, bad, "--store", tmp_path / "s", "--entity-field", "pod")
+    assert "nothing of it was stored; the 1 events of the files before it stay stored" in err
+    assert count(tmp_path / "s") == 1
 
 
-def test_on_error_skip_keeps_the_good_lines(tmp_path: Path) -> None:
+def test_on_error_skip_keeps_the_good_lines(tmp_path: Path,
+                                           capfd: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.ndjson"
     bad.write_bytes(ndjson([event(0, "a")]) + b"not json\n" + ndjson([event(2, "a")]))
-    out = ok("ingest", bad, "--store", tmp_path / "s", "--entity-field", "pod",
+    out = run_main(capfd, "ingest", bad, "--store", tmp_path / "s", "--entity-field", "pod",
              "--on-error", "skip")
     assert out.startswith("ingested 2 events from 1 file")
-    assert "skipped 1 bad lines" in out
+    assert f"skipped 1 bad lines to {tmp_path / 's' / 'dead-letter.ndjson'}" in out
+    assert count(tmp_path / "s") == 2
 
 
 def test_missing_input_file_and_missing_store(tmp_path: Path) -> None:
@@ -159,9 +196,11 @@ def test_missing_input_file_and_missing_store(tmp_path: Path) -> None:
     assert not (tmp_path / "absent").exists()
 
 
-def test_bad_sql_is_one_clean_error(store: Path) -> None:
-    err = failed("sql", "SELEC nonsense", "--store", store)
-    assert len(err.splitlines()[0]) > len("tidal: error: ")
+def test_bad_sql_is_one_clean_error(store: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "SELEC nonsense", "--store", str(store)]) == 1
+    out, err = capfd.readouterr()
+    assert out == "" and err.startswith("tidal: error: ") and err.count("\n") == 1
+    assert "SELEC" in err
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -190,7 +229,8 @@ def test_chunked_ingest_counts_lines_from_the_start_of_the_file(tmp_path: Path) 
         assert [p.line for p in caught.value.problems] == [151]
         stored = opened.sql("SELECT count(*) AS n FROM events").column("n")[0].as_py()
         assert 0 < stored < 150
-        assert f"{stored:,} events of earlier lines were" in caught.value.__notes__[0]
+        assert caught.value.__notes__ == [
+            f"lines {stored + 1} on were not stored, but the {stored:,} events before them were"]
         assert sum(seen) < path.stat().st_size
 
         good = tmp_path / "good.ndjson"
@@ -203,9 +243,11 @@ def test_chunked_ingest_counts_lines_from_the_start_of_the_file(tmp_path: Path) 
 
 def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
     proc = subprocess.Popen([*TIDAL, "demo", "--store", str(tmp_path / "d"), "--events",
-                             "50000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "3000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(2.0)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("Tidal demo: 3,000,000 events")
+    time.sleep(0.2)  # now generating the events
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -216,17 +258,15 @@ def test_demo(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     root.mkdir()
     (root / "keep.txt").write_text("mine")
-    err = failed("demo", "--store", root, "--events", "20000")
+    err = failed("demo", "--store", root, "--events", "40000")
     assert "refusing to wipe" in err and (root / "keep.txt").exists()
 
-    (root / "keep.txt").unlink()
-    out = ok("demo", "--store", root, "--events", "20000")
-    assert "ingest total:" in out and "events/s" in out
+    (root / ".tidal-demo").write_text("")  # as if an earlier demo made it: wiped, not refused
+    out = ok("demo", "--store", root, "--events", "40000")
+    assert not (root / "keep.txt").exists()
+    assert "ingest total:      40,000 events" in out and "events/s" in out
     assert "OOMKilled" in out
     assert "errors per service" in out and "p99_ms" in out and "checkout" in out
     assert str(root / "k8s") in out
-    rows = ok("sql", "SELECT count(*) AS n FROM events", "--store", root / "services",
-              "--entity-field", "pod", "--format", "json")
-    assert json.loads(rows) == {"n": 14_000}
-    again = ok("demo", "--store", root, "--events", "20000")  # a demo dir is wiped, not refused
-    assert "ingest total:" in again
+    assert count(root / "services") == 28_000
+    assert count(root / "k8s") == 12_000

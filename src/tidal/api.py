@@ -164,7 +164,7 @@ class Store:
         for run in snap.memtable_runs:
             entities.update(run.index)
         for meta in snap.segments:
-            entities.update(snap.segment_run(meta).index)
+            entities.update(snap.segment_entities(meta))
         manifest = self._engine.manifest
         torn = self._engine.torn_tail
         return {

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from tidal.errors import IngestError, StorageError, TidalError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
     from rich.console import Console
     from rich.table import Table
@@ -40,7 +40,6 @@ CHUNK_BYTES = 64 << 20
 TABLE_ROWS = 1000
 """At most this many rows are drawn by ``--format table``."""
 PROBLEMS_SHOWN = 5
-_INT = re.compile(r"[+-]?\d+")
 
 
 # ---------------------------------------------------------------- parser
@@ -69,7 +68,7 @@ def _positive_int(text: str) -> int:
 
 def _time(text: str) -> int | str:
     """A time bound: integer nanoseconds since the epoch, or an ISO 8601 string."""
-    return int(text) if _INT.fullmatch(text) else text
+    return int(text) if text.lstrip("+-").isdigit() else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run benchmarks")
     p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
     p.add_argument("--events", type=_positive_int, metavar="N", help="events per workload")
-    p.add_argument("--json", type=Path, metavar="PATH", help="append results as JSON lines")
+    p.add_argument("--json", metavar="PATH", help="append results as JSON lines")
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -146,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report_ingest_error(exc)
         return 1
     except TidalError as exc:
-        _error(str(exc))
+        _error(str(exc) or type(exc).__name__)
         return 1
     except OSError as exc:
         _error(f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc))
@@ -170,11 +169,15 @@ def _report_ingest_error(exc: IngestError) -> None:
     details = [str(p) for p in problems[:PROBLEMS_SHOWN]]
     if len(problems) > PROBLEMS_SHOWN:
         details.append(f"... and {len(problems) - PROBLEMS_SHOWN} more")
-    note = "; ".join(getattr(exc, "__notes__", ())) or "nothing was stored"
-    _error(f"{where}rejected, {len(problems)} {noun}; {note}", details)
+    notes = list(getattr(exc, "__notes__", ()))
+    if not any(note.startswith("lines ") for note in notes):  # not a partly stored big file
+        notes.insert(0, "nothing of it was stored")
+    _error(f"{where}rejected, {len(problems)} {noun}; {'; '.join(notes)}", details)
 
 
 def _open(args: argparse.Namespace, *, must_exist: bool) -> Store:
+    from pathlib import Path
+
     import tidal
 
     path = Path(args.store)
@@ -283,13 +286,15 @@ def _shifted(exc: IngestError, path: Path, lines_before: int, stored: int) -> In
     problems = [replace(p, line=p.line + lines_before) for p in exc.problems]
     error = type(exc)(f"{path}: rejected", problems=problems, source=str(path))
     if stored:
-        error.add_note(f"lines from {lines_before + 1} on were not stored, "
-                       f"but {stored:,} events of earlier lines were")
+        error.add_note(f"lines {lines_before + 1} on were not stored, "
+                       f"but the {stored:,} events before them were")
     return error
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """``tidal ingest PATH... --store DIR``."""
+    from pathlib import Path
+
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -311,8 +316,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         task = progress.add_task("ingest", total=total_bytes)
         for path in paths:
             progress.update(task, description=path.name)
-            done = ingest_file(store, path, fmt=args.fmt, on_error=args.on_error,
-                               advance=lambda n: progress.advance(task, n))
+            try:
+                done = ingest_file(store, path, fmt=args.fmt, on_error=args.on_error,
+                                   advance=lambda n: progress.advance(task, n))
+            except IngestError as exc:
+                if totals.count:
+                    exc.add_note(f"the {totals.count:,} events of the files before it stay stored")
+                raise
             totals.add(done)
     elapsed = time.perf_counter() - started
     rate = totals.count / elapsed if elapsed > 0 else 0.0
@@ -357,6 +367,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _write(table: pa.Table, fmt: str, title: str | None = None) -> None:
     if fmt == "table":
         console = _console()
+        if table.num_rows == 0:
+            console.print(f"{title}: no events" if title else "no rows")
+            return
         console.print(rich_table(table, title=title))
         if table.num_rows > TABLE_ROWS:
             console.print(f"... {table.num_rows - TABLE_ROWS:,} more rows "
@@ -470,6 +483,8 @@ def stats_table(stats: dict[str, Any], title: str | None = None) -> Table:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``tidal demo [--store DIR] [--events N]``."""
+    from pathlib import Path
+
     from tidal._demo import run_demo
 
     run_demo(Path(args.store), args.events, _console())

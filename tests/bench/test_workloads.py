@@ -87,6 +87,18 @@ def test_services_requests_touch_two_to_five_services_within_two_seconds():
     assert len(hops) < 20_000 / 2
 
 
+@pytest.mark.parametrize("count", [2, 3, 4, 7, 13])
+def test_services_hops_are_distinct_for_any_service_count(count):
+    table = w.services(4000, seed=count, pods=5 * count, services=count)
+    seen: dict[str, list[str]] = defaultdict(list)
+    for rid, svc in zip(table.column("request_id").to_pylist(),
+                        table.column("service").to_pylist(), strict=True):
+        seen[rid].append(svc)
+    assert all(len(set(v)) == len(v) <= min(5, count) for v in seen.values())
+    assert len(set(table.column("service").to_pylist())) == count
+    assert len(set(table.column("pod").to_pylist())) <= 5 * count
+
+
 def test_services_pods_levels_and_messages():
     table = w.services(30_000, seed=1, pods=120, services=6)
     assert set(table.column("service").to_pylist()) == {

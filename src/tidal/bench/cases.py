@@ -80,6 +80,13 @@ def _append_each(store: Store, batches: list[pa.Table]) -> None:
         store.append(batch)
 
 
+def _check_count(store: Store, n: int) -> None:
+    """Refuse to report a rate for events that were not all stored."""
+    stored = store.stats()["events"]
+    if stored != n:
+        raise RuntimeError(f"the store holds {stored} events, expected {n}")
+
+
 # --- ingest ---------------------------------------------------------------------------------
 
 @_case("ingest-arrow", "durable appends (group commit) of 10k-event Arrow batches of `services`")
@@ -93,6 +100,7 @@ def ingest_arrow(ctx: Context) -> list[Figure]:
     for r in range(ctx.runs):
         with _store(ctx.fresh_dir(f"store-{r}"), entity_field="pod", durability="group") as s:
             tidal_rate.append(n / seconds(partial(_append_each, s, batches)))
+            _check_count(s, n)
         path = ctx.tmp / f"baseline-{r}.arrows"
         base_rate.append(n / seconds(partial(_ipc_fsync, path, batches)))
         path.unlink()
@@ -122,7 +130,8 @@ def ingest_ndjson(ctx: Context) -> list[Figure]:
     tidal_rate, arrow_rate, duck_rate = [], [], []
     for r in range(ctx.runs):
         with _store(ctx.fresh_dir(f"store-{r}"), entity_field="pod", durability="group") as s:
-            tidal_rate.append(n / seconds(partial(s.append, str(path))))
+            tidal_rate.append(n / seconds(partial(s.append, path)))
+            _check_count(s, n)
         arrow_rate.append(n / seconds(lambda: pa_json.read_json(path)))
         duck_rate.append(n / seconds(lambda: _duckdb_read_json(path)))
     ctx.note(f"{mib:,.0f} MiB of NDJSON ({path.stat().st_size / n:.0f} B/event)")

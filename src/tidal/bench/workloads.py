@@ -100,9 +100,14 @@ def _strings(chars: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
-def _random_chars(rng: np.random.Generator, rows: int, width: int, alphabet: bytes) -> pa.Array:
+def _random_matrix(rng: np.random.Generator, rows: int, width: int,
+                   alphabet: bytes) -> np.ndarray:
     alpha = np.frombuffer(alphabet, dtype=np.uint8)
-    return _strings(alpha[rng.integers(0, len(alpha), size=(rows, width), dtype=np.uint8)])
+    return alpha[rng.integers(0, len(alpha), size=(rows, width), dtype=np.uint8)]
+
+
+def _random_chars(rng: np.random.Generator, rows: int, width: int, alphabet: bytes) -> pa.Array:
+    return _strings(_random_matrix(rng, rows, width, alphabet))
 
 
 def _unique_chars(ordinals: np.ndarray, width: int, alphabet: bytes, seed: int) -> pa.Array:
@@ -113,7 +118,7 @@ def _unique_chars(ordinals: np.ndarray, width: int, alphabet: bytes, seed: int) 
     """
     base = len(alphabet)
     mult = 7_368_787
-    x = (ordinals.astype(np.int64) * mult + seed * 104_729) % base**width
+    x = (ordinals.astype(np.int64) * mult + seed * 104_729 + 4_660_046) % base**width
     digits = (x[:, None] // base ** np.arange(width)[None, :]) % base
     return _strings(np.frombuffer(alphabet, dtype=np.uint8)[digits])
 
@@ -234,7 +239,7 @@ def services(n: int, *, seed: int = 0, pods: int = 2000, services: int = 12) -> 
     latency = np.round(latency, 3)
     level = np.where(status >= 500, 2, np.where((status >= 400) | (latency > 1000), 1, 0))
     user = (50_000 * rng.random(reqs) ** 3).astype(np.int64)[req]
-    request_ids = _random_chars(rng, reqs, 16, _HEX).take(pa.array(req))
+    request_ids = _strings(_random_matrix(rng, reqs, 16, _HEX)[req])
     users = _join("u", _str(user))
     cls = np.where(status >= 500, 2, np.where(status >= 400, 1, 0))
     templates = _MESSAGES["ok"] + _MESSAGES["client"] + _MESSAGES["server"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,7 @@ __all__ = [
 MAX_RAW_BYTES = 64 << 10
 BLOCK_BYTES = 16 << 20
 _MAX_BLOCK = (1 << 31) - 1
-_SCAN_BYTES = 4 << 20
+_SCAN_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 _NL, _LBRACE = 10, ord("{")
 _WS = np.zeros(256, dtype=bool)
@@ -251,27 +252,48 @@ class _SlowDecoder:
     """Locate bad lines and decode the good ones in columnar chunks."""
 
     def __init__(
-        self, data: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, check_utf8: bool
+        self,
+        data: bytes,
+        arr: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        *,
+        check_utf8: bool,
     ):
-        self.data, self.arr, self.starts, self.ends = data, arr, starts, ends
+        self.data, self.buf, self.arr = data, pa.py_buffer(data), arr
+        self.starts: list[int] = starts.tolist()
+        self.ends: list[int] = ends.tolist()
+        self.nonblank = _nonblank(arr, starts, ends)
+        self.chunk_starts = np.flatnonzero(np.diff(ends // BLOCK_BYTES)) + 1
         self.check_utf8 = check_utf8
         self.problems: list[Problem] = []
         self.pieces: list[tuple[pa.Table, np.ndarray]] = []
         self.objects: dict[int, Any] = {}
 
     def line(self, i: int) -> bytes:
-        return self.data[int(self.starts[i]) : int(self.ends[i])]
+        return self.data[self.starts[i] : self.ends[i]]
 
     def problem(self, i: int, reason: str) -> None:
         self.problems.append(Problem(i + 1, reason, raw=raw_text(self.line(i))))
 
     def run(self, source: str | None) -> Decoded:
-        good = self.classify()
-        sizes = (self.ends[good] - self.starts[good] + 1).astype(np.int64)
-        cuts = np.flatnonzero(np.diff(np.cumsum(sizes) // BLOCK_BYTES)) + 1
-        stack = [g for g in np.split(good, cuts) if g.size][::-1]
-        while stack:
-            stack.extend(self.step(stack.pop())[::-1])
+        bounds = [0, *self.chunk_starts.tolist(), len(self.starts)]
+        ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+        workers = min(pa.cpu_count(), len(ranges))
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:  # pyarrow parses without the GIL
+                parsed_ranges = list(pool.map(self.parse_range, ranges))
+        else:
+            parsed_ranges = [self.parse_range(r) for r in ranges]
+        for (a, b), parsed in zip(ranges, parsed_ranges, strict=True):
+            rows = np.flatnonzero(self.nonblank[a:b]) + a
+            if parsed is not None:
+                if rows.size:
+                    self.pieces.append((parsed, rows))
+                continue
+            stack = [self.classify(rows)]
+            while stack:
+                stack.extend(self.step(stack.pop())[::-1])
         self.problems.sort(key=lambda p: p.line)
         if not self.pieces:
             return Decoded(pa.table({}), self.problems, np.empty(0, np.int64), source)
@@ -283,12 +305,22 @@ class _SlowDecoder:
             table, rows = table.take(pa.array(order)), rows[order]
         return Decoded(table, self.problems, rows.astype(np.int64) + 1, source)
 
-    def classify(self) -> np.ndarray:
-        """Indices of the lines that hold one JSON object; report the others."""
-        nonblank = np.flatnonzero(_nonblank(self.arr, self.starts, self.ends))
-        braced = self.arr[self.starts[nonblank]] == _LBRACE
-        ok = np.zeros(nonblank.size, dtype=bool)
-        for j, i in enumerate(nonblank.tolist()):
+    def parse_range(self, bounds: tuple[int, int]) -> pa.Table | None:
+        """Parse lines ``a:b`` as one slice; None unless each non-blank line is one row."""
+        a, b = bounds
+        body = self.buf.slice(self.starts[a], self.ends[b - 1] - self.starts[a])
+        if self.check_utf8 and not _valid_utf8(body):
+            return None
+        try:
+            return self.parse_body(body, int(np.count_nonzero(self.nonblank[a:b])))
+        except _PARSE_ERRORS:
+            return None
+
+    def classify(self, rows: np.ndarray) -> np.ndarray:
+        """Those of ``rows`` (non-blank lines) that hold one JSON object; report the others."""
+        braced = self.arr[np.asarray(self.starts)[rows]] == _LBRACE if rows.size else rows
+        ok = np.zeros(rows.size, dtype=bool)
+        for j, i in enumerate(rows.tolist()):
             line = self.line(i)
             try:
                 _raw_decoder.decode(line)
@@ -304,7 +336,7 @@ class _SlowDecoder:
                 ok[j] = True
             else:
                 self.problem(i, "not a JSON object")
-        return nonblank[ok]
+        return rows[ok]
 
     def lenient(self, i: int, line: bytes, exc: Exception) -> bool:
         """Accept a line msgspec refuses only for ``NaN``/``Infinity``, as pyarrow does."""
@@ -321,11 +353,12 @@ class _SlowDecoder:
 
     def parse(self, rows: np.ndarray) -> pa.Table:
         body = b"\n".join([self.line(i) for i in rows.tolist()])
-        return self.parse_body(body, rows.size)
+        return self.parse_body(pa.py_buffer(body), rows.size)
 
     @staticmethod
-    def parse_body(body: bytes, nrows: int) -> pa.Table:
-        opts = pj.ReadOptions(block_size=min(len(body) + 2, _MAX_BLOCK), use_threads=False)
+    def parse_body(body: pa.Buffer, nrows: int) -> pa.Table:
+        """One block, one thread: pyarrow's "row N" is then the Nth non-blank line."""
+        opts = pj.ReadOptions(block_size=min(body.size + 2, _MAX_BLOCK), use_threads=False)
         table = pj.read_json(pa.BufferReader(body), read_options=opts)
         if table.num_rows != nrows:
             raise ValueError(f"expected {nrows} rows, got {table.num_rows}")
@@ -387,7 +420,8 @@ class _SlowDecoder:
         for _ in range(16):
             text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
             try:
-                self.pieces.append((self.parse_body(text.encode("utf-8"), 1), np.array([i])))
+                table = self.parse_body(pa.py_buffer(text.encode("utf-8")), 1)
+                self.pieces.append((table, np.array([i])))
                 return
             except _PARSE_ERRORS as exc:
                 msg = str(exc)

@@ -432,6 +432,9 @@ def to_timestamp_array(
     values: pa.ChunkedArray | pa.Array, unit: str = "auto"
 ) -> tuple[pa.Array, np.ndarray]:
     """Like :func:`to_ns`, but the array is typed :data:`TIMESTAMP_TYPE`."""
+    if values.type == TIMESTAMP_TYPE:  # already normalized: zero-copy
+        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        return array, np.zeros(len(array), dtype=bool)
     ns, bad = to_ns(values, unit)
     return ns.view(TIMESTAMP_TYPE), bad
 

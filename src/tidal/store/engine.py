@@ -83,6 +83,10 @@ class Snapshot:
         """The segment's events as a sorted run (cached)."""
         return self._engine._load_run(meta)
 
+    def segment_entities(self, meta: SegmentMeta) -> list[str]:
+        """The distinct entities of a segment, from its index alone."""
+        return self._engine._segment_entities(meta)
+
     def segment_table(self, meta: SegmentMeta) -> pa.Table:
         """The segment's events (sorted by entity, time, ``_seq``)."""
         return self._engine._segment_table(meta)
@@ -235,7 +239,8 @@ class Engine:
         except BaseException as exc:  # reported to the writer; the WAL still holds the events
             self._flush_error = exc
 
-    def _write_runs(self, runs: list[SortedRun]) -> list[SegmentMeta]:
+    def _write_runs(self, runs: list[SortedRun],
+                    profile: segment_io.WriteProfile = segment_io.FLUSH) -> list[SegmentMeta]:
         metas = []
         next_id = self.manifest.next_segment_id
         for offset, run in enumerate(runs):
@@ -245,7 +250,7 @@ class Engine:
                 self._mem_segments[seg_id] = run
             else:
                 metas.append(segment_io.write_segment(run, self.segment_dir, seg_id,
-                                                      self.config.timestamp_field))
+                                                      self.config.timestamp_field, profile))
         return metas
 
     def _commit(self, new: Manifest, removed: tuple[SegmentMeta, ...],
@@ -278,7 +283,7 @@ class Engine:
             runs = [SortedRun.build(concat_tables([self._segment_table(m) for m in g]),
                                     self.config.entity_field, self.config.timestamp_field)
                     for g in groups]
-            metas = self._write_runs(runs)
+            metas = self._write_runs(runs, segment_io.COMPACT)
             kept = tuple(s for s in self.manifest.segments if s not in merged)
             new = replace(self.manifest, segments=kept + tuple(metas),
                           next_segment_id=self.manifest.next_segment_id + len(metas))
@@ -341,6 +346,11 @@ class Engine:
             return self._mem_segments[meta.id]
         return self._cache.get(meta.id, lambda: segment_io.load_run(
             meta, self.segment_dir, self.config.timestamp_field))
+
+    def _segment_entities(self, meta: SegmentMeta) -> list[str]:
+        if self.directory is None:
+            return list(self._mem_segments[meta.id].index)
+        return segment_io.read_index(meta, self.segment_dir).column("entity").to_pylist()
 
     def _segment_table(self, meta: SegmentMeta) -> pa.Table:
         if self.directory is None:

@@ -48,15 +48,15 @@ class SortedRun:
     @classmethod
     def build(cls, table: pa.Table, entity_field: str, ts_field: str) -> SortedRun:
         """Sort ``table`` and index it by entity."""
+        table = table.combine_chunks()  # take() on one chunk is several times faster
         ts = time_array(table, ts_field)
         entities = get_path(table, entity_field)
         if entities is None or table.num_rows == 0:
             order = np.lexsort((seq_array(table), ts))
-            sorted_table = table.take(pa.array(order)).combine_chunks()
-            return cls(sorted_table, ts[order], {})
+            return cls(table.take(pa.array(order)), ts[order], {})
         codes, keys = _kernels.entity_codes(entities)
         order = _kernels.sort_order(codes, ts, seq_array(table))
-        sorted_table = table.take(pa.array(order)).combine_chunks()
+        sorted_table = table.take(pa.array(order))
         starts, stops = _kernels.run_bounds(codes[order], len(keys))
         index = dict(zip(keys.to_pylist(), zip(starts.tolist(), stops.tolist(), strict=True),
                          strict=True))

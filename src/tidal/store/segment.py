@@ -14,14 +14,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from tidal.errors import StorageError
 from tidal.store.run import SEQ, SortedRun, seq_array
 
-ROW_GROUP_ROWS = 131_072
-ZSTD_LEVEL = 6
+ROW_GROUP_ROWS = 1 << 20
+DICTIONARY_SAMPLE_ROWS = 8192
+DICTIONARY_MAX_DISTINCT_RATIO = 0.3
+
+
+@dataclass(frozen=True)
+class WriteProfile:
+    """How hard to compress: flushes must keep up with ingest, compactions shrink."""
+
+    zstd_level: int
+    dictionary_page_bytes: int
+
+
+FLUSH = WriteProfile(zstd_level=1, dictionary_page_bytes=1 << 20)
+COMPACT = WriteProfile(zstd_level=9, dictionary_page_bytes=64 << 20)
 
 
 @dataclass(frozen=True)
@@ -51,24 +65,43 @@ def _durable_replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def _encodings(schema: pa.Schema, ts_field: str) -> tuple[list[str], dict[str, str]]:
+def _encodings(table: pa.Table, ts_field: str) -> tuple[list[str], dict[str, str]]:
+    """Delta-encode ``_seq`` and the timestamp; dictionary-encode repetitive columns.
+
+    Dictionary encoding is tried only where a sample shows few distinct values:
+    attempting it on high-cardinality columns costs more time than it saves.
+    """
+    schema = table.schema
     delta = {SEQ: "DELTA_BINARY_PACKED"}
     if ts_field in schema.names and pa.types.is_timestamp(schema.field(ts_field).type):
         delta[ts_field] = "DELTA_BINARY_PACKED"
-    dictionary = [name for name in schema.names if name not in delta]
+    step = max(1, table.num_rows // DICTIONARY_SAMPLE_ROWS)
+    sample = table.take(pa.array(range(0, table.num_rows, step))) if step > 1 else table
+    dictionary = []
+    for name in schema.names:
+        if name in delta:
+            continue
+        column = sample.column(name)
+        if pa.types.is_nested(column.type):
+            dictionary.append(name)
+        elif len(sample) == 0 or (pc.count_distinct(column).as_py()
+                                  <= DICTIONARY_MAX_DISTINCT_RATIO * len(sample)):
+            dictionary.append(name)
     return dictionary, delta
 
 
-def write_segment(run: SortedRun, directory: Path, segment_id: int, ts_field: str) -> SegmentMeta:
+def write_segment(run: SortedRun, directory: Path, segment_id: int, ts_field: str,
+                  profile: WriteProfile = FLUSH) -> SegmentMeta:
     """Write ``run`` as segment ``segment_id`` in ``directory``; return its metadata."""
     meta_stub = SegmentMeta(segment_id, 0, 0, 0, 0, 0, 0)
     data_path = directory / meta_stub.data_name
     index_path = directory / meta_stub.index_name
-    dictionary, delta = _encodings(run.table.schema, ts_field)
+    dictionary, delta = _encodings(run.table, ts_field)
     try:
         tmp = data_path.with_suffix(".tmp")
-        pq.write_table(run.table, tmp, compression="zstd", compression_level=ZSTD_LEVEL,
+        pq.write_table(run.table, tmp, compression="zstd", compression_level=profile.zstd_level,
                        use_dictionary=dictionary, column_encoding=delta,
+                       dictionary_pagesize_limit=profile.dictionary_page_bytes,
                        row_group_size=ROW_GROUP_ROWS, write_statistics=[SEQ])
         _durable_replace(tmp, data_path)
         tmp = index_path.with_suffix(".tmp")
@@ -92,11 +125,19 @@ def load_run(meta: SegmentMeta, directory: Path, ts_field: str) -> SortedRun:
     """Read a whole segment into memory as a sorted run."""
     try:
         table = pq.read_table(directory / meta.data_name)
-        index = feather.read_table(directory / meta.index_name)
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"could not read segment: {exc}",
                            path=str(directory / meta.data_name)) from exc
-    return SortedRun.load(table, index, ts_field)
+    return SortedRun.load(table, read_index(meta, directory), ts_field)
+
+
+def read_index(meta: SegmentMeta, directory: Path) -> pa.Table:
+    """The segment's entity index: entity, start row, stop row."""
+    try:
+        return feather.read_table(directory / meta.index_name, memory_map=True)
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"could not read segment index: {exc}",
+                           path=str(directory / meta.index_name)) from exc
 
 
 def read_table(meta: SegmentMeta, directory: Path) -> pa.Table:

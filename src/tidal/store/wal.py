@@ -52,12 +52,12 @@ class Frame:
     table: pa.Table
 
 
-def encode(table: pa.Table) -> bytes:
+def encode(table: pa.Table) -> pa.Buffer:
     """Serialise ``table`` as one self-contained Arrow IPC stream."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
 def _file_name(first_seq: int) -> str:
@@ -162,7 +162,8 @@ class WriteAheadLog:
     def append(self, table: pa.Table, first_seq: int) -> int:
         """Write one frame; returns once it is durable under the policy. Returns bytes written."""
         payload = encode(table)
-        header = _HEADER.pack(MAGIC, len(payload), first_seq, table.num_rows, zlib.crc32(payload))
+        header = _HEADER.pack(MAGIC, payload.size, first_seq, table.num_rows,
+                              zlib.crc32(memoryview(payload)))
         with self._lock:
             if self._fd is None:
                 raise StorageError("WAL is not open", path=str(self.directory))
@@ -180,7 +181,7 @@ class WriteAheadLog:
                 # Leave no partial frame behind: later frames must stay readable.
                 os.ftruncate(self._fd, start)
                 raise StorageError(f"WAL write failed: {exc}", path=str(self._path)) from exc
-        return HEADER_SIZE + len(payload)
+        return HEADER_SIZE + payload.size
 
     def sync(self) -> None:
         """Make everything written so far durable."""
