@@ -132,11 +132,11 @@ class Store:
         """
         if limit is not None and limit < 0:
             raise ConfigError("limit must not be negative", field="limit")
-        start_ns = parse_instant(start, name="start")
-        end_ns = parse_instant(end, name="end")
-        snapshot = self._engine.snapshot(indexed=True)
-        return timeline_query.timeline(snapshot, entity, start_ns, end_ns, limit=limit,
-                                       desc=desc, ts_field=self.config.timestamp_field)
+        start_ns = None if start is None else parse_instant(start, name="start")
+        end_ns = None if end is None else parse_instant(end, name="end")
+        return timeline_query.timeline(self._engine.timeline_runs(), entity, start_ns, end_ns,
+                                       limit=limit, desc=desc,
+                                       ts_field=self.config.timestamp_field)
 
     def read_from(self, seq: int, limit: int | None = None) -> pa.Table:
         """Events with ``_seq >= seq`` in ``_seq`` order (for replay and live consumers)."""

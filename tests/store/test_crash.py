@@ -45,6 +45,7 @@ def run_round(child: subprocess.Popen[str], delay_s: float) -> tuple[int, list[t
     time.sleep(delay_s)
     child.send_signal(signal.SIGKILL)
     out, err = child.communicate(timeout=30)
+    print("ERR", time.time(), delay_s, err[-500:])
     assert child.returncode == -signal.SIGKILL, err  # it must not have died on its own
     assert out == "" or out.endswith("\n"), "a receipt line was cut"
     receipts = []
@@ -132,6 +133,7 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path):
                 stats = store.stats()
                 assert stats["events"] == expected_next
                 rounds_with_segments += stats["segments"] > 0
+                print("DBG", round_no, len(receipts), stats["segments"], stats["events"], time.time())
     finally:
         child.kill()
         child.communicate(timeout=30)

@@ -15,8 +15,9 @@ class RunCache:
     A run larger than the whole budget is returned but not kept.
     """
 
-    def __init__(self, capacity_bytes: int) -> None:
+    def __init__(self, capacity_bytes: int, on_evict: Callable[[], None] | None = None) -> None:
         self.capacity_bytes = capacity_bytes
+        self._on_evict = on_evict
         self._runs: OrderedDict[int, SortedRun] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -36,9 +37,13 @@ class RunCache:
             if key not in self._runs:
                 self._runs[key] = run
                 self._bytes += size
+            evicted = False
             while self._bytes > self.capacity_bytes and self._runs:
                 _, old = self._runs.popitem(last=False)
                 self._bytes -= old.table.nbytes
+                evicted = True
+        if evicted and self._on_evict is not None:
+            self._on_evict()
         return run
 
     def discard(self, key: int) -> None:

@@ -109,9 +109,12 @@ class Engine:
         self._manifest_lock = threading.RLock()
         self._memtable = Memtable(config.entity_field, config.timestamp_field)
         self._sealed: tuple[Memtable, ...] = ()
+        self._pending_upto: dict[int, int] = {}  # id(sealed memtable) -> its last _seq
         self._flusher: threading.Thread | None = None
         self._flush_error: BaseException | None = None
-        self._cache = RunCache(config.cache_bytes)
+        self._version = 0  # bumped by every change readers can see
+        self._timeline_view: tuple[int, tuple[SortedRun, ...]] | None = None
+        self._cache = RunCache(config.cache_bytes, on_evict=self._bump)
         self._mem_segments: dict[int, SortedRun] = {}
         self._obsolete: list[SegmentMeta] = []
         self._readers: weakref.WeakSet[Snapshot] = weakref.WeakSet()
@@ -164,6 +167,7 @@ class Engine:
         n = table.num_rows
         with self._write_lock:
             self._check_open()
+            self._raise_flush_error()
             if n == 0:
                 return SeqRange(0, None, None)
             first = self._next_seq
@@ -174,6 +178,7 @@ class Engine:
             with self._state_lock:
                 self._memtable.add(stamped)
                 self._next_seq = first + n
+                self._version += 1
             self._maybe_flush()
             return SeqRange(n, first, first + n - 1)
 
@@ -190,28 +195,43 @@ class Engine:
         with self._write_lock:
             self._check_open()
             self._seal()
-            self._wait_for_flush()
+            self._join_flusher()
+            self._raise_flush_error()
 
     def _seal(self) -> None:
-        """Hand the memtable to a background flush; start a fresh one. Write lock held."""
-        self._wait_for_flush()
-        if self._memtable.view.rows == 0:
+        """Hand the memtable to a background flush; start a fresh one. Write lock held.
+
+        Memtables left sealed by a failed flush are flushed again first, in
+        order: a later flush must never commit (and drop the WAL of) events
+        above ones that are not yet in segments.
+        """
+        self._join_flusher()
+        for pending in self._sealed:
+            if self._flush_error is not None:
+                return  # surfaced by the next append or flush
+            self._flush_sealed(pending, self._pending_upto[id(pending)])
+        if self._flush_error is not None or self._memtable.view.rows == 0:
             return
         if self._wal is not None:
             self._wal.open_file(self._next_seq)
         with self._state_lock:
             sealed = self._memtable
             self._sealed = self._sealed + (sealed,)
+            self._pending_upto[id(sealed)] = self._next_seq - 1
             self._memtable = Memtable(self.config.entity_field, self.config.timestamp_field)
+            self._version += 1
         self._flusher = threading.Thread(target=self._flush_sealed,
                                          args=(sealed, self._next_seq - 1),
                                          name="tidal-flush", daemon=True)
         self._flusher.start()
 
-    def _wait_for_flush(self) -> None:
+    def _join_flusher(self) -> None:
         if self._flusher is not None:
             self._flusher.join()
             self._flusher = None
+
+    def _raise_flush_error(self) -> None:
+        """Report a failed background flush (its events stay in the WAL and memtable)."""
         if self._flush_error is not None:
             error, self._flush_error = self._flush_error, None
             raise StorageError(f"background flush failed: {error}") from error
@@ -229,6 +249,7 @@ class Engine:
                               flushed_seq=upto_seq,
                               next_segment_id=self.manifest.next_segment_id + len(metas))
                 self._commit(new, removed=(), unseal=sealed)
+                self._pending_upto.pop(id(sealed), None)
                 if self._wal is not None:
                     self._wal.drop_before(upto_seq + 1)
                 self._apply_retention()
@@ -259,6 +280,7 @@ class Engine:
             manifest_io.commit(self.directory, new)
         with self._state_lock:
             self.manifest = new
+            self._version += 1
             self._obsolete.extend(removed)
             if unseal is not None:
                 self._sealed = tuple(m for m in self._sealed if m is not unseal)
@@ -337,6 +359,28 @@ class Engine:
             self._readers.add(snap)
         return snap
 
+    def timeline_runs(self) -> tuple[SortedRun, ...]:
+        """Every sorted run a timeline must probe: segments, then memtables.
+
+        Cached until the next change (append, seal, manifest commit, cache
+        eviction), so a timeline costs one version check here.
+        """
+        view = self._timeline_view
+        if view is not None and view[0] == self._version and not self._closed:
+            return view[1]
+        for _ in range(2):  # a load that evicts another run changes the version
+            version = self._version
+            snap = self.snapshot(indexed=True)
+            runs = tuple(snap.segment_run(m) for m in snap.segments) + snap.memtable_runs
+            with self._state_lock:
+                if version == self._version:
+                    self._timeline_view = (version, runs)
+                    break
+        return runs
+
+    def _bump(self) -> None:
+        self._version += 1
+
     def max_seq(self) -> int:
         """The highest ``_seq`` assigned so far (-1 for an empty store)."""
         return self._next_seq - 1
@@ -376,7 +420,8 @@ class Engine:
             if self._closed:
                 return
             try:
-                self._wait_for_flush()
+                self._join_flusher()
+                self._raise_flush_error()
             finally:
                 self._close_files()
 

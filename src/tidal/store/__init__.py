@@ -1,0 +1,1 @@
+"""Storage: write-ahead log, memtable, Parquet segments, manifest, snapshots."""
