@@ -117,9 +117,13 @@ class Store:
         """Write the memtable out to segments now."""
         self._engine.flush()
 
-    def compact(self) -> int:
-        """Merge small segments; returns how many were merged."""
-        return self._engine.compact()
+    def compact(self, *, rewrite: bool = True) -> int:
+        """Merge small segments and re-encode freshly flushed ones; returns segments rewritten.
+
+        Flushes favour speed (zstd level 1); compaction favours size (zstd
+        level 9, large dictionaries). ``rewrite=False`` only merges small segments.
+        """
+        return self._engine.compact(rewrite=rewrite)
 
     # -- reading --------------------------------------------------------------
     def timeline(self, entity: object, start: object = None, end: object = None, *,

@@ -56,7 +56,6 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     k = 0
     while True:
-        import time as _t; sys.stderr.write(f"pre {k} {_t.time()}\n"); sys.stderr.flush()
         receipt = store.append(make_batch(round_no, k))
         # Acknowledged: only now may the parent count on this batch.
         sys.stdout.write(f"{receipt.first_seq} {receipt.last_seq} {batch_id(round_no, k)}\n")

@@ -212,9 +212,12 @@ def timeline(ctx: Context) -> list[Figure]:
     figures: list[Figure] = []
     base = _duckdb_timeline(table, keys[: min(1000, queries)], ctx)
     for variant in ("memtable", "segments"):
-        config: dict[str, Any] = {"entity_field": "entity", "durability": "none"}
+        config: dict[str, Any] = {"entity_field": "entity", "durability": "none",
+                                  "cache_bytes": 1 << 40}
         if variant == "memtable":
             config.update(memtable_bytes=HUGE_MEMTABLE, memtable_age_s=0)
+        else:  # one compacted segment holding everything, kept decoded in the cache
+            config.update(segment_rows=n, compact_min_rows=n + 1)
         with _store(ctx.fresh_dir(variant), **config) as store:
             _append_all(store, table, 500_000)
             if variant == "segments":
@@ -275,6 +278,7 @@ def footprint(ctx: Context) -> list[Figure]:
         _append_all(store, table, 100_000)
         memory = store.stats()["bytes_per_event_memory"]
         store.flush()
+        store.compact()
         disk = store.stats()["bytes_per_event_disk"]
     parquet = ctx.tmp / "baseline.parquet"
     pq.write_table(table, parquet, compression="zstd")

@@ -286,8 +286,12 @@ class Engine:
                 self._sealed = tuple(m for m in self._sealed if m is not unseal)
         self._collect_garbage()
 
-    def compact(self) -> int:
-        """Merge segments smaller than ``compact_min_rows``; returns segments merged."""
+    def compact(self, *, rewrite: bool = False) -> int:
+        """Merge segments smaller than ``compact_min_rows``; returns segments rewritten.
+
+        With ``rewrite``, segments still in the fast flush encoding are also
+        rewritten alone in the compact encoding (smaller on disk).
+        """
         with self._manifest_lock:
             self._check_open()
             small = sorted((s for s in self.manifest.segments
@@ -298,7 +302,11 @@ class Engine:
                         self.config.segment_rows:
                     groups.append([])
                 groups[-1].append(meta)
-            groups = [g for g in groups if len(g) >= 2]
+            groups = [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]
+            if rewrite:
+                grouped = {m.id for g in groups for m in g}
+                groups += [[s] for s in self.manifest.segments
+                           if s.level == 0 and s.id not in grouped]
             if not groups:
                 return 0
             merged = tuple(m for g in groups for m in g)
@@ -459,4 +467,4 @@ def _memory_meta(seg_id: int, run: SortedRun) -> SegmentMeta:
                        max_ts=int(run.ts.max()) if run.rows else 0,
                        min_seq=int(seqs.min()) if run.rows else 0,
                        max_seq=int(seqs.max()) if run.rows else 0,
-                       bytes=run.table.nbytes)
+                       bytes=run.table.nbytes, level=1)  # in memory: nothing to re-encode

@@ -30,12 +30,13 @@ DICTIONARY_MAX_DISTINCT_RATIO = 0.3
 class WriteProfile:
     """How hard to compress: flushes must keep up with ingest, compactions shrink."""
 
+    level: int
     zstd_level: int
     dictionary_page_bytes: int
 
 
-FLUSH = WriteProfile(zstd_level=1, dictionary_page_bytes=1 << 20)
-COMPACT = WriteProfile(zstd_level=9, dictionary_page_bytes=64 << 20)
+FLUSH = WriteProfile(level=0, zstd_level=1, dictionary_page_bytes=1 << 20)
+COMPACT = WriteProfile(level=1, zstd_level=9, dictionary_page_bytes=64 << 20)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SegmentMeta:
     min_seq: int
     max_seq: int
     bytes: int
+    level: int = 0  # 0: written by a flush (fast encoding); 1: by a compaction
 
     @property
     def data_name(self) -> str:
@@ -118,6 +120,7 @@ def write_segment(run: SortedRun, directory: Path, segment_id: int, ts_field: st
         min_seq=int(seqs.min()) if run.rows else 0,
         max_seq=int(seqs.max()) if run.rows else 0,
         bytes=data_path.stat().st_size + index_path.stat().st_size,
+        level=profile.level,
     )
 
 
