@@ -25,6 +25,7 @@ from tidal.model.time import now_ns, parse_instant
 from tidal.query import replay
 from tidal.query import timeline as timeline_query
 from tidal.query.sql import SqlEngine
+from tidal.store import settings
 from tidal.store.engine import Engine
 
 OnError = Literal["reject", "skip"]
@@ -226,8 +227,11 @@ def open(path: str | os.PathLike[str] | None = None, **config: Any) -> Store:  #
     """Open (or create) a store at ``path``; ``None`` gives an in-memory store.
 
     Keyword options are :class:`~tidal.config.StoreConfig` fields; ``TIDAL_*``
-    environment variables fill in the ones not given.
+    environment variables fill in the ones not given. An existing store keeps
+    the timestamp and entity settings it was created with.
     """
+    if path is not None:
+        config = settings.merge(settings.load(Path(path)), config)
     return Store(path, StoreConfig.build(config))
 
 

@@ -295,23 +295,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """``tidal ingest PATH... --store DIR``."""
     from pathlib import Path
 
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    import rich.progress as rp
 
     paths = [Path(p) for p in args.paths]
     total_bytes = sum(p.stat().st_size for p in paths)  # missing files fail before the store opens
     err = _console(stderr=True)
     totals = IngestTotals()
     started = time.perf_counter()
-    with _open(args, must_exist=False) as store, Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True,
+    with _open(args, must_exist=False) as store, rp.Progress(
+        rp.TextColumn("{task.description}"), rp.BarColumn(), rp.DownloadColumn(),
+        rp.TransferSpeedColumn(), rp.TimeRemainingColumn(), console=err,
+        disable=not err.is_terminal, transient=True,
     ) as progress:
         task = progress.add_task("ingest", total=total_bytes)
         for path in paths:
@@ -451,11 +445,10 @@ def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
 
 
 def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    unit = 0
+    while abs(n) >= 1024 and unit < 4:
+        n, unit = n / 1024, unit + 1
+    return f"{n:.1f} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"
 
 
 def stats_table(stats: dict[str, Any], title: str | None = None) -> Table:
@@ -470,7 +463,7 @@ def stats_table(stats: dict[str, Any], title: str | None = None) -> Table:
             text = _cell(value)
         elif isinstance(value, int):
             text = f"{value:,}"
-            if key.endswith("bytes"):
+            if key.endswith("bytes") and value >= 1024:
                 text += f" ({_human_bytes(value)})"
         else:
             text = f"{value:,.3f}"

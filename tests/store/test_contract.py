@@ -220,3 +220,14 @@ def test_context_manager_closes(backend):
     with tidal.open(backend) as store:
         store.append(events(1))
     assert store.closed
+
+
+def test_disk_store_remembers_its_entity_field(tmp_path):
+    path = tmp_path / "s"
+    with tidal.open(path, entity_field="pod") as store:
+        store.append([{"timestamp": T0, "pod": "p1"}])
+    with tidal.open(path) as store:
+        assert store.config.entity_field == "pod"
+        assert store.timeline("p1").num_rows == 1
+    with pytest.raises(tidal.ConfigError, match="entity_field"):
+        tidal.open(path, entity_field="other")

@@ -42,7 +42,7 @@ class SqlEngine:
                 sources.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
             in_memory.extend(snapshot.memtable_parts)
             if in_memory:
-                cursor.register("_tidal_memory", concat_tables(in_memory))
+                cursor.register("_tidal_memory", _unsliced_nested(concat_tables(in_memory)))
                 sources.append("SELECT * FROM _tidal_memory")
             body = " UNION ALL BY NAME ".join(sources) if sources else _EMPTY
             cursor.execute(f"CREATE OR REPLACE TEMP VIEW {VIEW} AS {body}")
@@ -58,6 +58,15 @@ class SqlEngine:
     def close(self) -> None:
         """Release the DuckDB database."""
         self._db.close()
+
+
+def _unsliced_nested(table: pa.Table) -> pa.Table:
+    """Copy nested chunks that are slices: DuckDB refuses structs below an offset."""
+    for i, column in enumerate(table.columns):
+        if pa.types.is_nested(column.type) and any(c.offset for c in column.chunks):
+            chunks = [pa.concat_arrays([c]) if c.offset else c for c in column.chunks]
+            table = table.set_column(i, table.field(i), pa.chunked_array(chunks, column.type))
+    return table
 
 
 def _caret_position(message: str) -> int | None:

@@ -32,6 +32,7 @@ from tidal.errors import ClosedError, StorageError
 from tidal.model.schema import concat_tables
 from tidal.store import manifest as manifest_io
 from tidal.store import segment as segment_io
+from tidal.store import settings
 from tidal.store.cache import RunCache
 from tidal.store.manifest import Manifest
 from tidal.store.memtable import Memtable, MemView
@@ -140,6 +141,7 @@ class Engine:
         except OSError as exc:
             raise StorageError(f"cannot create store directory: {exc}", path=str(directory)) from exc
         self._lock_file = _lock_directory(directory)
+        settings.save(directory, self.config)
         self.manifest = manifest_io.load(directory)
         self._remove_orphans()
         self._next_seq = self.manifest.flushed_seq + 1
