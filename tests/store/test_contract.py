@@ -112,8 +112,8 @@ def test_sql_sees_segments_and_memtable(open_store):
 def test_sql_nested_fields(open_store):
     store = open_store(entity_field="kubernetes.pod.name")
     store.append([
-        {"timestamp": T0, "kubernetes": {"pod": {"name": "p1"}, "ns": "a"}, "reason": "OOMKilled"},
-        {"timestamp": T0 + 1, "kubernetes": {"pod": {"name": "p2"}, "ns": "a"}, "reason": "BackOff"},
+        {"timestamp": T0, "kubernetes": {"pod": {"name": "p1"}}, "reason": "OOMKilled"},
+        {"timestamp": T0 + 1, "kubernetes": {"pod": {"name": "p2"}}, "reason": "BackOff"},
     ])
     got = store.sql("SELECT kubernetes.pod.name AS pod FROM events ORDER BY _seq")
     assert got.column("pod").to_pylist() == ["p1", "p2"]

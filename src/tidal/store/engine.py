@@ -5,10 +5,11 @@ readers. A full memtable is *sealed*: it stays readable while a background
 thread writes it out as segments, and a fresh memtable takes new appends, so
 flushing overlaps ingest. At most one memtable is sealed at a time; a writer
 that fills the next one waits (backpressure, bounded memory). Manifest changes
-(flush, compaction, retention) serialise on the manifest lock. A reader takes a :class:`Snapshot` (the segment
-list and an immutable memtable view) under a short state lock and then works
-without locks. Segments dropped by compaction or retention are deleted only
-when no live snapshot refers to them.
+(flush, compaction, retention) serialise on the manifest lock.
+
+A reader takes a :class:`Snapshot` (the segment list and immutable memtable
+views) under a short state lock and then works without locks. Segments dropped
+by compaction or retention are deleted only when no live snapshot refers to them.
 
 With ``path=None`` the engine keeps segments in memory and has no WAL: the
 same behaviour, minus durability.
@@ -139,7 +140,8 @@ class Engine:
             directory.mkdir(parents=True, exist_ok=True)
             self.segment_dir.mkdir(exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create store directory: {exc}", path=str(directory)) from exc
+            raise StorageError(f"cannot create store directory: {exc}",
+                               path=str(directory)) from exc
         self._lock_file = _lock_directory(directory)
         settings.save(directory, self.config)
         self.manifest = manifest_io.load(directory)

@@ -18,7 +18,6 @@ from tidal.model.schema import concat_tables
 from tidal.store.run import SortedRun
 
 
-
 @dataclass(frozen=True)
 class MemView:
     """An immutable snapshot of the memtable."""
