@@ -181,6 +181,7 @@ class Store:
             "segment_events": seg_rows,
             "memtable_events": snap.memtable_rows,
             "memtable_bytes": snap.memtable_bytes,
+            "segment_bytes": seg_bytes,
             "wal_bytes": self._engine.wal_bytes(),
             "disk_bytes": seg_bytes if self.path is not None else 0,
             "bytes_per_event_disk": (seg_bytes / seg_rows) if seg_rows and self.path else 0.0,

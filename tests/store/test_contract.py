@@ -231,3 +231,33 @@ def test_disk_store_remembers_its_entity_field(tmp_path):
         assert store.timeline("p1").num_rows == 1
     with pytest.raises(tidal.ConfigError, match="entity_field"):
         tidal.open(path, entity_field="other")
+
+
+def test_retention_by_age_drops_old_segments(open_store):
+    store = open_store(retention_age_s=86_400)
+    old = 1_577_836_800_000_000_000  # 2020-01-01
+    store.append(events(10, start=old))
+    store.flush()
+    store.append(events(10, start=tidal.api.now_ns()))
+    store.flush()
+    s = store.stats()
+    assert (s["events"], s["dropped_segments"], s["dropped_events"]) == (10, 1, 10)
+    assert store.sql("SELECT min(n) AS m FROM events").to_pylist() == [{"m": 0}]
+    ts = store.sql("SELECT min(timestamp) AS t FROM events").column("t")
+    assert ts.cast(pa.timestamp("ns", "UTC")).cast(pa.int64())[0].as_py() > old
+
+
+def test_retention_by_bytes_drops_oldest_segments(open_store):
+    probe = open_store()
+    probe.append(events(50))
+    probe.flush()
+    one_segment = probe.stats()["segment_bytes"]
+    probe.close()
+    store = open_store(retention_bytes=int(2.5 * one_segment), compact_min_rows=1)
+    for i in range(4):
+        store.append(events(50, start=T0 + i * 10**12))
+        store.flush()
+    s = store.stats()
+    assert s["dropped_segments"] >= 2 and s["segments"] == 2
+    oldest = store.sql("SELECT min(timestamp) AS t FROM events").column("t")
+    assert oldest.cast(pa.timestamp("ns", "UTC")).cast(pa.int64())[0].as_py() >= T0 + 2 * 10**12
