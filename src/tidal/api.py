@@ -69,7 +69,7 @@ class Store:
         self.path = Path(path) if path is not None else None
         self.config = config
         self._engine = Engine(self.path, config)
-        self._sql = SqlEngine()
+        self._sql = SqlEngine(config.timestamp_field, config.entity_field)
 
     # -- writing --------------------------------------------------------------
     def append(self, data: object, *, format: str | None = None,

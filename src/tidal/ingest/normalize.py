@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.config import StoreConfig
 from tidal.errors import Problem
+from tidal.ingest.ndjson import MAX_RAW_BYTES
 from tidal.model.paths import get_path, set_path
 from tidal.model.time import TIMESTAMP_TYPE, to_timestamp_array
 
@@ -39,6 +41,12 @@ def _line_of(lines: np.ndarray | None, row: int) -> int:
     return int(lines[row]) if lines is not None else row + 1
 
 
+def _raw_row(table: pa.Table, row: int) -> str:
+    """The record as JSON text, for the problem report and the dead-letter file."""
+    record = table.slice(row, 1).to_pylist()[0]
+    return msgspec.json.encode(record, enc_hook=str).decode()[:MAX_RAW_BYTES]
+
+
 def normalize(table: pa.Table, *, config: StoreConfig, now_ns: int,
               lines: np.ndarray | None = None) -> Normalized:
     """Normalize ``table`` under ``config``; ``lines`` maps rows to input lines."""
@@ -56,13 +64,14 @@ def normalize(table: pa.Table, *, config: StoreConfig, now_ns: int,
     missing = np.asarray(ts.is_null(), dtype=bool) & ~bad if n else np.zeros(0, dtype=bool)
     problems = [
         Problem(_line_of(lines, int(row)), f"cannot parse timestamp {raw[int(row)].as_py()!r}",
-                field=field)
+                field=field, raw=_raw_row(table, int(row)))
         for row in np.flatnonzero(bad)
     ] if raw is not None else []
     refused = bad
     if missing.any():
         if config.missing_timestamp == "reject":
-            problems += [Problem(_line_of(lines, int(row)), "missing timestamp", field=field)
+            problems += [Problem(_line_of(lines, int(row)), "missing timestamp", field=field,
+                                 raw=_raw_row(table, int(row)))
                          for row in np.flatnonzero(missing)]
             refused = bad | missing
         else:

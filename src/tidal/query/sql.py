@@ -8,22 +8,30 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tidal.errors import QueryError
-from tidal.model.schema import concat_tables
+from tidal.model.schema import concat_tables, conform, unify
 from tidal.store.engine import Snapshot
 
 VIEW = "events"
-_EMPTY = "SELECT NULL::BIGINT AS _seq WHERE false"
 
 
 class SqlEngine:
-    """One DuckDB database per store; each query runs on its own cursor."""
+    """One DuckDB database per store; each query runs on its own cursor.
 
-    def __init__(self) -> None:
+    The view ``events`` is rebuilt for each query's snapshot: the segment files
+    (read by DuckDB straight from Parquet) and the memtable (an Arrow table),
+    united by column name. Columns whose type differs between sources widen
+    as everywhere in Tidal; an object in one source and a scalar in another
+    becomes JSON text.
+    """
+
+    def __init__(self, ts_field: str, entity_field: str) -> None:
         self._db = duckdb.connect(":memory:")
-        self._db.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
+        self._schemas: dict[str, pa.Schema] = {}
+        self._empty = _empty_view(ts_field, entity_field)
 
     def query(self, snapshot: Snapshot, query: str,
               params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
@@ -32,19 +40,7 @@ class SqlEngine:
             cursor = self._db.cursor()
         try:
             cursor.execute("SET TimeZone = 'UTC'")
-            sources = []
-            paths = snapshot.segment_paths()
-            in_memory: list[pa.Table] = []
-            if paths is None:
-                in_memory = [snapshot.segment_table(m) for m in snapshot.segments]
-            elif paths:
-                listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-                sources.append(f"SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-            in_memory.extend(snapshot.memtable_parts)
-            if in_memory:
-                cursor.register("_tidal_memory", _unsliced_nested(concat_tables(in_memory)))
-                sources.append("SELECT * FROM _tidal_memory")
-            body = " UNION ALL BY NAME ".join(sources) if sources else _EMPTY
+            body = self._view(cursor, snapshot)
             cursor.execute(f"CREATE OR REPLACE TEMP VIEW {VIEW} AS {body}")
             relation = cursor.sql(query, params=params)
             return relation.to_arrow_table() if relation is not None else pa.table({})
@@ -55,9 +51,76 @@ class SqlEngine:
         finally:
             cursor.close()
 
+    def _view(self, cursor: duckdb.DuckDBPyConnection, snapshot: Snapshot) -> str:
+        paths = snapshot.segment_paths()
+        in_memory: list[pa.Table] = []
+        if paths is None:
+            in_memory = [snapshot.segment_table(m) for m in snapshot.segments]
+            paths = []
+        in_memory.extend(snapshot.memtable_parts)
+        memory = concat_tables(in_memory) if in_memory else None
+        schemas = [self._schema(p) for p in paths]
+        if len(self._schemas) > 2 * len(paths) + 16:  # forget compacted-away segments
+            self._schemas = dict(zip(paths, schemas, strict=True))
+        unified = unify(schemas + ([memory.schema] if memory is not None else []))
+        as_json = _json_columns(unified, schemas + ([memory.schema] if memory else []))
+        sources = []
+        plain = [p for p, sch in zip(paths, schemas, strict=True)
+                 if not _nested_among(sch, as_json)]
+        if plain:
+            sources.append(f"SELECT * FROM read_parquet([{_listed(plain)}], union_by_name = true)")
+        for path, schema in zip(paths, schemas, strict=True):
+            nested = _nested_among(schema, as_json)
+            if nested:
+                replaced = ", ".join(f'to_json("{c}")::VARCHAR AS "{c}"' for c in nested)
+                sources.append(f"SELECT * REPLACE ({replaced}) FROM read_parquet([{_listed([path])}])")
+        if memory is not None:
+            if as_json:
+                target = pa.schema([pa.field(f.name, pa.string()) if f.name in as_json else f
+                                    for f in memory.schema])
+                memory = conform(memory, target)
+            cursor.register("_tidal_memory", _unsliced_nested(memory))
+            sources.append("SELECT * FROM _tidal_memory")
+        return " UNION ALL BY NAME ".join(sources) if sources else self._empty
+
+    def _schema(self, path: str) -> pa.Schema:
+        schema = self._schemas.get(path)
+        if schema is None:
+            schema = self._schemas[path] = pq.read_schema(path)
+        return schema
+
     def close(self) -> None:
         """Release the DuckDB database."""
         self._db.close()
+
+
+def _empty_view(ts_field: str, entity_field: str) -> str:
+    columns = ["NULL::BIGINT AS _seq"]
+    if "." not in ts_field:
+        columns.append(f'NULL::TIMESTAMPTZ AS "{ts_field}"')
+    if "." not in entity_field and entity_field != ts_field:
+        columns.append(f'NULL::VARCHAR AS "{entity_field}"')
+    return f"SELECT {', '.join(columns)} WHERE false"
+
+
+def _json_columns(unified: pa.Schema, schemas: list[pa.Schema]) -> set[str]:
+    """Top-level columns that are objects/lists in some source but text in the union."""
+    out = set()
+    for field in unified:
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            for schema in schemas:
+                index = schema.get_field_index(field.name)
+                if index >= 0 and pa.types.is_nested(schema.field(index).type):
+                    out.add(field.name)
+    return out
+
+
+def _nested_among(schema: pa.Schema, names: set[str]) -> list[str]:
+    return [n for n in schema.names if n in names and pa.types.is_nested(schema.field(n).type)]
+
+
+def _listed(paths: list[str]) -> str:
+    return ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
 
 
 def _unsliced_nested(table: pa.Table) -> pa.Table:

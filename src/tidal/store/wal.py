@@ -211,8 +211,14 @@ class WriteAheadLog:
         _fsync_dir(self.directory)
 
     def size_bytes(self) -> int:
-        """Bytes held in WAL files."""
-        return sum(p.stat().st_size for p in self.files())
+        """Bytes held in WAL files (a file dropped meanwhile counts as empty)."""
+        total = 0
+        for path in self.files():
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                continue
+        return total
 
     def _close_fd(self) -> None:
         if self._fd is not None:
