@@ -7,9 +7,11 @@ import time
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tidal.ingest import decode, decode_ndjson
-from tidal.ingest.ndjson import MAX_RAW_BYTES
+from tidal.ingest.ndjson import MAX_RAW_BYTES, _count_lines
 
 
 def lines_of(d) -> list[int]:
@@ -250,3 +252,55 @@ def test_many_lines_across_blocks_keep_their_numbers():
     expected = [i for i in range(60_000) if i != 45_000]
     assert d.table.column("i").to_pylist() == expected
     assert lines_of(d) == [i + 1 for i in expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet="{\n a", max_size=40).map(str.encode),
+    window=st.integers(min_value=1, max_value=9),
+    bom=st.booleans(),
+)
+def test_count_lines_matches_a_plain_count(text: bytes, window: int, bom: bool):
+    data = (b"\xef\xbb\xbf" if bom else b"") + text
+    body = data[3:] if bom else data
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    expected = (len(lines), sum(line.startswith(b"{") for line in lines))
+    arr = np.frombuffer(data, np.uint8)
+    assert _count_lines(arr, 3 if bom else 0, window) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.just(b""),
+            st.just(b"  "),
+            st.just(b"oops"),
+            st.just(b"[1]"),
+            st.just(b'{"a": 1} {"a": 2}'),
+            st.integers(-5, 5).map(lambda i: b'{"a": %d}' % i),
+            st.just(b'{"a": "s"}'),
+            st.just(b'{"a": 1.5, "b": {"c": true}}'),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_every_line_is_a_row_or_a_problem(lines: list[bytes], sep: bytes):
+    d = decode_ndjson(sep.join(lines))
+    good = {
+        i + 1 for i, line in enumerate(lines) if line.startswith(b'{"a": ') and b"} {" not in line
+    }
+    blank = {i + 1 for i, line in enumerate(lines) if not line.strip()}
+    assert set(lines_of(d)) == good
+    assert {p.line for p in d.problems} == set(range(1, len(lines) + 1)) - good - blank
+    assert d.table.num_rows == len(good)
+    if d.table.num_rows:
+        values = d.table.column("a").to_pylist()
+        originals = [
+            lines[i - 1].split(b'"a": ')[1].split(b",")[0].rstrip(b"}") for i in lines_of(d)
+        ]
+        for value, raw in zip(values, originals, strict=True):
+            assert str(value).strip('"') in (raw.decode().strip('"'), raw.decode() + ".0")

@@ -46,7 +46,7 @@ def make_batch(round_no: int, k: int) -> pa.Table:
 
 def main(argv: list[str]) -> int:
     store_dir, round_no = argv[1], int(argv[2])
-    import tidal  # noqa: PLC0415 - imported here so `make_batch` stays light for the parent
+    import tidal  # here, so that importing `make_batch` stays light for the parent
 
     tidal.open  # noqa: B018 - load the store modules before the parent says go
     if not sys.stdin.readline():

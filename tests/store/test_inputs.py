@@ -100,6 +100,11 @@ def test_skip_stores_the_good_and_dead_letters_the_bad(open_store, tmp_path):
                       on_error="skip")
     assert (r2.first_seq, r2.rejected) == (3, 1)
     assert [d["line"] for d in dead_letters(tmp_path / "dead.ndjson")] == BAD_LINES + [2]
+    # all lines bad: nothing stored, all dead-lettered
+    r3 = store.append(b"{nope\n[]\n", on_error="skip")
+    assert (r3.count, r3.first_seq, r3.rejected) == (0, None, 2)
+    assert store.max_seq() == 3
+    assert [d["line"] for d in dead_letters(tmp_path / "dead.ndjson")][-2:] == [1, 2]
 
 
 def test_skip_dead_letter_keeps_the_raw_line_of_a_bad_timestamp(open_store, tmp_path):
@@ -428,6 +433,15 @@ def _input(kind: str, tmp_path: Path) -> object:
             return _write(tmp_path / kind, csv.encode(), "gzip")
         case "x.csv.zst":
             return _write(tmp_path / kind, csv.encode(), "zstd")
+        case "parquet bytes":
+            sink = pa.BufferOutputStream()
+            pq.write_table(ARROW, sink)
+            return sink.getvalue().to_pybytes()
+        case "ipc stream bytes":
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, ARROW.schema) as writer:
+                writer.write_table(ARROW)
+            return sink.getvalue().to_pybytes()
         case "path str":
             return str(_write(tmp_path / "as-str.ndjson", NDJSON.encode()))
     raise AssertionError(kind)
@@ -436,7 +450,8 @@ def _input(kind: str, tmp_path: Path) -> object:
 INPUT_KINDS = ["dicts", "table", "record batch", "batch reader", "pandas", "polars",
                "ndjson bytes", "ndjson str", "x.ndjson", "x.jsonl", "x.json", "array.json",
                "x.csv", "x.parquet", "x.arrow", "x.feather", "stream.ipc", "x.ndjson.gz",
-               "x.ndjson.zst", "array.json.zst", "x.csv.gz", "x.csv.zst", "path str"]
+               "x.ndjson.zst", "array.json.zst", "x.csv.gz", "x.csv.zst", "parquet bytes",
+               "ipc stream bytes", "path str"]
 
 
 @pytest.mark.parametrize("kind", INPUT_KINDS)

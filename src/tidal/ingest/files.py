@@ -81,12 +81,9 @@ def decode_path(path: str | os.PathLike[str], *, format: str | None = None) -> D
             with open(name, "rb") as f:
                 magic = f.read(4)
         compression = next((c for m, c in _MAGIC_COMPRESSION.items() if magic.startswith(m)), None)
-    with _opening(name):
-        if compression:
-            data = pa.input_stream(name, compression=compression).read()
-        else:
-            with open(name, "rb") as f:
-                data = f.read()
+    with _opening(name):  # pyarrow reads a file several times faster than f.read()
+        with pa.input_stream(name, compression=compression) as stream:
+            data = stream.read_buffer()
     return decode_buffer(data, format=fmt, source=name)
 
 

@@ -73,7 +73,8 @@ class SqlEngine:
             nested = _nested_among(schema, as_json)
             if nested:
                 replaced = ", ".join(f'to_json("{c}")::VARCHAR AS "{c}"' for c in nested)
-                sources.append(f"SELECT * REPLACE ({replaced}) FROM read_parquet([{_listed([path])}])")
+                source = f"read_parquet([{_listed([path])}])"
+                sources.append(f"SELECT * REPLACE ({replaced}) FROM {source}")
         if memory is not None:
             if as_json:
                 target = pa.schema([pa.field(f.name, pa.string()) if f.name in as_json else f
