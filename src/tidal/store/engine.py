@@ -22,6 +22,8 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,11 +39,13 @@ from tidal.store import settings
 from tidal.store.cache import RunCache
 from tidal.store.manifest import Manifest
 from tidal.store.memtable import Memtable, MemView
-from tidal.store.run import SEQ, SortedRun, seq_array
+from tidal.store.run import SEQ, SortedRun, seq_array, sort_plan
 from tidal.store.segment import SegmentMeta
 from tidal.store.wal import TornTail, WriteAheadLog, iter_frames
 
 AUTO_COMPACT_SEGMENTS = 8
+FLUSH_THREADS = 2  # a flush sorts and encodes its pieces in parallel
+MIN_PARALLEL_ROWS = 100_000  # ... when each piece gets at least this many rows
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,9 @@ class Engine:
         self._flusher: threading.Thread | None = None
         self._flush_error: BaseException | None = None
         self._version = 0  # bumped by every change readers can see
+        self._compact_lock = threading.Lock()
+        self._compactor: threading.Thread | None = None
+        self.compaction_error: BaseException | None = None
         self._timeline_view: tuple[int, tuple[SortedRun, ...]] | None = None
         self._cache = RunCache(config.cache_bytes, on_evict=self._bump)
         self._mem_segments: dict[int, SortedRun] = {}
@@ -126,6 +133,7 @@ class Engine:
         self.torn_tail: TornTail | None = None
         self.manifest = Manifest()
         self._next_seq = 0
+        self._next_segment_id = 1
         if self.directory is not None:
             self._open_disk(self.directory)
 
@@ -147,6 +155,7 @@ class Engine:
         self.manifest = manifest_io.load(directory)
         self._remove_orphans()
         self._next_seq = self.manifest.flushed_seq + 1
+        self._next_segment_id = self.manifest.next_segment_id
         self._wal = WriteAheadLog(directory / "wal", self.config.durability,
                                   self.config.fsync_interval_s)
         frames, self.torn_tail = self._wal.recover()
@@ -241,42 +250,65 @@ class Engine:
             raise StorageError(f"background flush failed: {error}") from error
 
     def _flush_sealed(self, sealed: Memtable, upto_seq: int) -> None:
+        """Write a sealed memtable as segments, commit them, drop the WAL they cover."""
         try:
+            table = sealed.view.table()
+            pieces = max(-(-table.num_rows // self.config.segment_rows),
+                         min(FLUSH_THREADS, table.num_rows // MIN_PARALLEL_ROWS), 1)
+            plans = sort_plan(table, self.config.entity_field, self.config.timestamp_field,
+                              pieces=pieces)
+            metas = self._write_runs(plans, segment_io.FLUSH)
             with self._manifest_lock:
-                table = sealed.view.table()
-                rows = self.config.segment_rows
-                runs = [SortedRun.build(table.slice(offset, rows), self.config.entity_field,
-                                        self.config.timestamp_field)
-                        for offset in range(0, table.num_rows, rows)]
-                metas = self._write_runs(runs)
                 new = replace(self.manifest, segments=self.manifest.segments + tuple(metas),
-                              flushed_seq=upto_seq,
-                              next_segment_id=self.manifest.next_segment_id + len(metas))
+                              flushed_seq=upto_seq, next_segment_id=self._next_segment_id)
                 self._commit(new, removed=(), unseal=sealed)
                 self._pending_upto.pop(id(sealed), None)
                 if self._wal is not None:
                     self._wal.drop_before(upto_seq + 1)
                 self._apply_retention()
-                small = [s for s in self.manifest.segments
-                         if s.rows < self.config.compact_min_rows]
-                if len(small) >= AUTO_COMPACT_SEGMENTS:
-                    self.compact()
+            self._maybe_compact()
         except BaseException as exc:  # reported to the writer; the WAL still holds the events
             self._flush_error = exc
 
-    def _write_runs(self, runs: list[SortedRun],
-                    profile: segment_io.WriteProfile = segment_io.FLUSH) -> list[SegmentMeta]:
-        metas = []
-        next_id = self.manifest.next_segment_id
-        for offset, run in enumerate(runs):
-            seg_id = next_id + offset
+    def _maybe_compact(self) -> None:
+        """Start a background compaction once enough small segments piled up."""
+        small = [s for s in self.manifest.segments if s.rows < self.config.compact_min_rows]
+        busy = self._compactor is not None and self._compactor.is_alive()
+        if len(small) >= AUTO_COMPACT_SEGMENTS and not busy and not self._closed:
+            self._compactor = threading.Thread(target=self._compact_quietly,
+                                               name="tidal-compact", daemon=True)
+            self._compactor.start()
+
+    def _compact_quietly(self) -> None:
+        try:
+            self.compact()
+        except BaseException as exc:  # the segments are intact; report in stats
+            self.compaction_error = exc
+
+    def _reserve_segment_ids(self, count: int) -> int:
+        with self._state_lock:
+            first = self._next_segment_id
+            self._next_segment_id += count
+        return first
+
+    def _write_runs(self, plans: list[Callable[[], SortedRun]],
+                    profile: segment_io.WriteProfile) -> list[SegmentMeta]:
+        """Gather and write each planned run as a segment, in parallel threads."""
+        first_id = self._reserve_segment_ids(len(plans))
+
+        def write(offset: int) -> SegmentMeta:
+            run, seg_id = plans[offset](), first_id + offset
             if self.directory is None:
-                metas.append(_memory_meta(seg_id, run))
                 self._mem_segments[seg_id] = run
-            else:
-                metas.append(segment_io.write_segment(run, self.segment_dir, seg_id,
-                                                      self.config.timestamp_field, profile))
-        return metas
+                return _memory_meta(seg_id, run)
+            return segment_io.write_segment(run, self.segment_dir, seg_id,
+                                            self.config.timestamp_field, profile)
+
+        if len(plans) == 1:
+            return [write(0)]
+        with ThreadPoolExecutor(min(FLUSH_THREADS, len(plans)),
+                                thread_name_prefix="tidal-write") as pool:
+            return list(pool.map(write, range(len(plans))))
 
     def _commit(self, new: Manifest, removed: tuple[SegmentMeta, ...],
                 unseal: Memtable | None = None) -> None:
@@ -293,36 +325,52 @@ class Engine:
     def compact(self, *, rewrite: bool = False) -> int:
         """Merge segments smaller than ``compact_min_rows``; returns segments rewritten.
 
-        With ``rewrite``, segments still in the fast flush encoding are also
-        rewritten alone in the compact encoding (smaller on disk).
+        Without ``rewrite`` (the automatic compaction after flushes) merged
+        segments keep the fast flush encoding, so ingest is not slowed. With
+        ``rewrite`` everything merged, and every segment still in the flush
+        encoding, is written in the compact encoding (smaller on disk).
+
+        The merge runs without holding up flushes; it commits only if every
+        merged segment is still live (retention may have dropped one meanwhile).
         """
-        with self._manifest_lock:
-            self._check_open()
-            small = sorted((s for s in self.manifest.segments
-                            if s.rows < self.config.compact_min_rows), key=lambda s: s.min_seq)
-            groups: list[list[SegmentMeta]] = [[]]
-            for meta in small:
-                if groups[-1] and sum(m.rows for m in groups[-1]) + meta.rows > \
-                        self.config.segment_rows:
-                    groups.append([])
-                groups[-1].append(meta)
-            groups = [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]
-            if rewrite:
-                grouped = {m.id for g in groups for m in g}
-                groups += [[s] for s in self.manifest.segments
-                           if s.level == 0 and s.id not in grouped]
+        with self._compact_lock:
+            snapshot = self.snapshot()  # pins the input files while we read them
+            groups = self._compaction_groups(snapshot.segments, rewrite)
             if not groups:
                 return 0
             merged = tuple(m for g in groups for m in g)
-            runs = [SortedRun.build(concat_tables([self._segment_table(m) for m in g]),
-                                    self.config.entity_field, self.config.timestamp_field)
-                    for g in groups]
-            metas = self._write_runs(runs, segment_io.COMPACT)
-            kept = tuple(s for s in self.manifest.segments if s not in merged)
-            new = replace(self.manifest, segments=kept + tuple(metas),
-                          next_segment_id=self.manifest.next_segment_id + len(metas))
-            self._commit(new, removed=merged)
+            plans = [plan for g in groups for plan in sort_plan(
+                concat_tables([self._segment_table(m) for m in g]),
+                self.config.entity_field, self.config.timestamp_field, pieces=1)]
+            metas = self._write_runs(plans, segment_io.COMPACT if rewrite else segment_io.FLUSH)
+            with self._manifest_lock:
+                live = set(self.manifest.segments)
+                if not all(m in live for m in merged) or self._closed:
+                    self._obsolete.extend(metas)
+                    return 0
+                kept = tuple(s for s in self.manifest.segments if s not in merged)
+                new = replace(self.manifest, segments=kept + tuple(metas),
+                              next_segment_id=self._next_segment_id)
+                self._commit(new, removed=merged)
+            del snapshot
+            self._collect_garbage()
             return len(merged)
+
+    def _compaction_groups(self, segments: tuple[SegmentMeta, ...], rewrite: bool
+                           ) -> list[list[SegmentMeta]]:
+        small = sorted((s for s in segments if s.rows < self.config.compact_min_rows),
+                       key=lambda s: s.min_seq)
+        groups: list[list[SegmentMeta]] = [[]]
+        for meta in small:
+            if groups[-1] and sum(m.rows for m in groups[-1]) + meta.rows > \
+                    self.config.segment_rows:
+                groups.append([])
+            groups[-1].append(meta)
+        groups = [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]
+        if rewrite:
+            grouped = {m.id for g in groups for m in g}
+            groups += [[s] for s in segments if s.level == 0 and s.id not in grouped]
+        return groups
 
     def _apply_retention(self) -> None:
         age_s, max_bytes = self.config.retention_age_s, self.config.retention_bytes
@@ -433,6 +481,8 @@ class Engine:
                 return
             try:
                 self._join_flusher()
+                if self._compactor is not None:
+                    self._compactor.join()
                 self._raise_flush_error()
             finally:
                 self._close_files()

@@ -7,6 +7,8 @@ row range, two binary searches for the time window, one zero-copy slice.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,19 +50,7 @@ class SortedRun:
     @classmethod
     def build(cls, table: pa.Table, entity_field: str, ts_field: str) -> SortedRun:
         """Sort ``table`` and index it by entity."""
-        table = table.combine_chunks()  # take() on one chunk is several times faster
-        ts = time_array(table, ts_field)
-        entities = get_path(table, entity_field)
-        if entities is None or table.num_rows == 0:
-            order = np.lexsort((seq_array(table), ts))
-            return cls(table.take(pa.array(order)), ts[order], {})
-        codes, keys = _kernels.entity_codes(entities)
-        order = _kernels.sort_order(codes, ts, seq_array(table))
-        sorted_table = table.take(pa.array(order))
-        starts, stops = _kernels.run_bounds(codes[order], len(keys))
-        index = dict(zip(keys.to_pylist(), zip(starts.tolist(), stops.tolist(), strict=True),
-                         strict=True))
-        return cls(sorted_table, ts[order], index)
+        return sort_plan(table, entity_field, ts_field, pieces=1)[0]()
 
     @classmethod
     def load(cls, table: pa.Table, index_table: pa.Table, ts_field: str) -> SortedRun:
@@ -85,3 +75,37 @@ class SortedRun:
             return None
         lo, hi = _kernels.time_window(self.ts, bounds[0], bounds[1], start, end)
         return (lo, hi) if hi > lo else None
+
+
+def sort_plan(table: pa.Table, entity_field: str, ts_field: str, *, pieces: int
+              ) -> list[Callable[[], SortedRun]]:
+    """Sort ``table`` by (entity, timestamp, ``_seq``) and cut it into ``pieces`` runs.
+
+    Cuts fall on entity boundaries, so each entity lives in one run. Returns
+    one callable per run that gathers its rows (the costly part); they release
+    the GIL inside pyarrow and may run on separate threads.
+    """
+    table = table.combine_chunks()  # take() on one chunk is several times faster
+    ts = time_array(table, ts_field)
+    entities = get_path(table, entity_field)
+    n = table.num_rows
+    if entities is None or n == 0:
+        order = np.lexsort((seq_array(table), ts))
+        return [lambda: SortedRun(table.take(pa.array(order)), ts[order], {})]
+    codes, keys = _kernels.entity_codes(entities)
+    order = _kernels.sort_order(codes, ts, seq_array(table))
+    sorted_codes = codes[order]
+    cuts = sorted({0, n, *(int(np.searchsorted(sorted_codes, sorted_codes[i * n // pieces]))
+                           for i in range(1, pieces))})
+    key_list = keys.to_pylist()
+
+    def gather(lo: int, hi: int) -> SortedRun:
+        piece = order[lo:hi]
+        piece_codes = sorted_codes[lo:hi]
+        first, last = int(piece_codes[0]), min(int(piece_codes[-1]), len(key_list) - 1)
+        starts, stops = _kernels.run_bounds(piece_codes - first, last - first + 1)
+        index = dict(zip(key_list[first:last + 1],
+                         zip(starts.tolist(), stops.tolist(), strict=True), strict=True))
+        return SortedRun(table.take(pa.array(piece)), ts[piece], index)
+
+    return [functools.partial(gather, lo, hi) for lo, hi in zip(cuts, cuts[1:], strict=False)]
