@@ -143,7 +143,7 @@ def run_demo(root: Path, events: int, console: Console) -> None:
     console.print("try:")
     console.print(f"  tidal sql \"SELECT level, count(*) FROM events GROUP BY level\" "
                   f"--store {root / 'services'}")
-    console.print(f"  tidal timeline POD --store {root / 'k8s'} --entity-field {K8S_ENTITY}")
+    console.print(f"  tidal timeline POD --store {root / 'k8s'}")
 
 
 def _show_oom_timeline(kube: Store, console: Console) -> None:

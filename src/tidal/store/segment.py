@@ -23,7 +23,7 @@ from tidal.store.run import SEQ, SortedRun, seq_array
 
 ROW_GROUP_ROWS = 1 << 20
 DICTIONARY_SAMPLE_ROWS = 8192
-DICTIONARY_MAX_DISTINCT_RATIO = 0.3
+DICTIONARY_MAX_DISTINCT_RATIO = 0.4
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,15 @@ class WriteProfile:
     level: int
     zstd_level: int
     dictionary_page_bytes: int
+    dictionary_sample_rows: int | None  # None: count distinct values over the whole column
+    number_encoding: str  # for ``_seq`` and a top-level timestamp
 
 
-FLUSH = WriteProfile(level=0, zstd_level=1, dictionary_page_bytes=1 << 20)
-COMPACT = WriteProfile(level=1, zstd_level=9, dictionary_page_bytes=64 << 20)
+FLUSH = WriteProfile(level=0, zstd_level=1, dictionary_page_bytes=1 << 20,
+                     dictionary_sample_rows=DICTIONARY_SAMPLE_ROWS,
+                     number_encoding="DELTA_BINARY_PACKED")
+COMPACT = WriteProfile(level=1, zstd_level=9, dictionary_page_bytes=64 << 20,
+                       dictionary_sample_rows=None, number_encoding="BYTE_STREAM_SPLIT")
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,21 @@ def _durable_replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def _encodings(table: pa.Table, ts_field: str) -> tuple[list[str], dict[str, str]]:
-    """Delta-encode ``_seq`` and the timestamp; dictionary-encode repetitive columns.
+def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
+               ) -> tuple[list[str], dict[str, str]]:
+    """Choose encodings: ``_seq`` and the timestamp by the profile's number
+    encoding; dictionary encoding for columns with few distinct values.
 
-    Dictionary encoding is tried only where a sample shows few distinct values:
-    attempting it on high-cardinality columns costs more time than it saves.
+    Dictionary encoding is tried only where (a sample of) the column shows few
+    distinct values: attempting it on high-cardinality columns costs more time
+    and space than it saves.
     """
     schema = table.schema
-    delta = {SEQ: "DELTA_BINARY_PACKED"}
+    delta = {SEQ: profile.number_encoding}
     if ts_field in schema.names and pa.types.is_timestamp(schema.field(ts_field).type):
-        delta[ts_field] = "DELTA_BINARY_PACKED"
-    step = max(1, table.num_rows // DICTIONARY_SAMPLE_ROWS)
+        delta[ts_field] = profile.number_encoding
+    sample_rows = profile.dictionary_sample_rows or table.num_rows
+    step = max(1, table.num_rows // max(1, sample_rows))
     sample = table.take(pa.array(range(0, table.num_rows, step))) if step > 1 else table
     dictionary = []
     for name in schema.names:
@@ -98,7 +107,7 @@ def write_segment(run: SortedRun, directory: Path, segment_id: int, ts_field: st
     meta_stub = SegmentMeta(segment_id, 0, 0, 0, 0, 0, 0)
     data_path = directory / meta_stub.data_name
     index_path = directory / meta_stub.index_name
-    dictionary, delta = _encodings(run.table, ts_field)
+    dictionary, delta = _encodings(run.table, ts_field, profile)
     try:
         tmp = data_path.with_suffix(".tmp")
         pq.write_table(run.table, tmp, compression="zstd", compression_level=profile.zstd_level,
