@@ -41,6 +41,21 @@ def spawn(store_dir: Path, round_no: int) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
+def kill(child: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGKILL ``child``; return the rest of its stdout and its stderr.
+
+    Reads through the pipes' own buffers (``communicate`` would read the file
+    descriptors directly and miss lines that ``readline`` already buffered).
+    """
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    child.send_signal(signal.SIGKILL)
+    out, err = child.stdout.read(), child.stderr.read()
+    child.wait(timeout=60)
+    for pipe in (child.stdin, child.stdout, child.stderr):
+        pipe.close()
+    return out, err
+
+
 def run_round(child: subprocess.Popen[str], delay_s: float,
               anchor: str) -> tuple[int | None, list[Receipt]]:
     """Let ``child`` go, SIGKILL it ``delay_s`` after ``anchor``.
@@ -57,8 +72,7 @@ def run_round(child: subprocess.Popen[str], delay_s: float,
     if anchor == "ack":
         head += child.stdout.readline()
     time.sleep(delay_s)
-    child.send_signal(signal.SIGKILL)
-    out, err = child.communicate(timeout=60)
+    out, err = kill(child)
     assert child.returncode == -signal.SIGKILL, err  # it must not have died on its own
     text = head + out
     assert text == "" or text.endswith("\n"), "a line was cut"
@@ -145,8 +159,7 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path):
     finally:
         for child in children:
             if child.returncode is None:
-                child.kill()
-                child.communicate(timeout=60)
+                kill(child)
     assert acked_rounds >= ROUNDS // len(ANCHORS)  # every "ack" round has one at least
     assert segments_seen > 0, "the children never flushed a segment"
 

@@ -46,6 +46,10 @@ class RunCache:
             self._on_evict()
         return run
 
+    def holds(self, key: int) -> bool:
+        """Whether the run for ``key`` is kept (runs larger than the budget are not)."""
+        return key in self._runs
+
     def discard(self, key: int) -> None:
         """Forget a run whose segment is gone."""
         with self._lock:

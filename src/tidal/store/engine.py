@@ -432,6 +432,9 @@ class Engine:
             version = self._version
             snap = self.snapshot(indexed=True)
             runs = tuple(snap.segment_run(m) for m in snap.segments) + snap.memtable_runs
+            kept = self.directory is None or all(self._cache.holds(m.id) for m in snap.segments)
+            if not kept:  # a segment beyond cache_bytes: do not pin it in memory
+                break
             with self._state_lock:
                 if version == self._version:
                     self._timeline_view = (version, runs)
