@@ -56,8 +56,8 @@ class StoreConfig:
     fsync_interval_s: float = 0.2
     memtable_bytes: int = 64 << 20
     memtable_age_s: float = 300.0
-    segment_rows: int = 2_000_000
-    compact_min_rows: int = 1_000_000
+    segment_rows: int = 1_000_000
+    compact_min_rows: int = 500_000
     retention_age_s: float = 0.0
     retention_bytes: int = 0
     cache_bytes: int = 512 << 20

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -170,7 +171,7 @@ def test_unknown_format_is_refused():
         decode(b"<a/>", format="xml")
 
 
-@pytest.mark.parametrize("value", [42, 1.5, {"a": 1}, object(), None])
+@pytest.mark.parametrize("value", [42, 1.5, {"a": 1}, object(), None, {1, 2}, np.arange(3)])
 def test_unsupported_types_name_the_type(value):
     with pytest.raises(DecodeError) as err:
         decode(value)
@@ -188,3 +189,8 @@ def test_dataframe_libraries_are_not_imported_by_decoding(tmp_path: Path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_generator_of_dicts():
+    d = decode({"i": i} for i in range(3))
+    assert d.table.column("i").to_pylist() == [0, 1, 2] and d.lines is None

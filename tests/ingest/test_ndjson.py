@@ -170,6 +170,18 @@ def test_nested_conflict_widens_inside_struct():
     assert d.table.column("k").to_pylist() == [{"n": "1", "m": "a"}, {"n": "two", "m": None}]
 
 
+def test_conflicts_under_keys_holding_slashes():
+    d = decode_ndjson(b'{"a/b": 1}\n{"a/b": "x"}\n{"k": {"p/q": [1]}}\n{"k": {"p/q": ["s"]}}\n')
+    assert d.problems == []
+    assert d.table.column("a/b").to_pylist() == ["1", "x", None, None]
+    assert d.table.column("k").to_pylist()[2:] == [{"p/q": ["1"]}, {"p/q": ["s"]}]
+
+
+def test_list_element_conflict_across_lines():
+    d = decode_ndjson(b'{"a": [1, 2]}\n{"a": ["x"]}\n{"a": []}\n')
+    assert d.table.column("a").to_pylist() == [["1", "2"], ["x"], []]
+
+
 def test_many_alternating_conflicts_stay_fast():
     rows = [b'{"i": %d, "v": %s}' % (i, b'"s"' if i % 2 else b"%d" % i) for i in range(20_000)]
     start = time.perf_counter()

@@ -17,7 +17,8 @@ paths, bytes and text.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -33,6 +34,7 @@ __all__ = ["Decoded", "decode", "decode_records"]
 
 _encoder = msgspec.json.Encoder()
 _BOM = b"\xef\xbb\xbf"
+_TEXT_START = re.compile(r"[\ufeff\s]*[{\[]")
 
 
 def decode(data: object, *, format: str | None = None) -> Decoded:
@@ -57,8 +59,7 @@ def decode(data: object, *, format: str | None = None) -> Decoded:
     if isinstance(data, bytes | bytearray | memoryview):
         return _decode_bytes(data, format, "ndjson bytes")
     if isinstance(data, str):
-        head = data.lstrip()[:1]
-        if "\n" in data or head in ("{", "[") or not data:
+        if not data or "\n" in data or _TEXT_START.match(data):
             return _decode_bytes(data.encode("utf-8"), format, "ndjson text")
         return decode_path(data, format=format)
     if isinstance(data, os.PathLike):
@@ -68,9 +69,11 @@ def decode(data: object, *, format: str | None = None) -> Decoded:
         return frame
     if isinstance(data, list | tuple):
         return _decode_list(data)
-    if isinstance(data, Iterable) and not isinstance(data, dict):
+    if isinstance(data, Iterator):
         return _decode_list(list(data))
-    raise DecodeError(f"cannot decode input of type {type(data).__module__}.{type(data).__name__}")
+    hint = " (pass a list of dicts)" if isinstance(data, dict) else ""
+    kind = f"{type(data).__module__}.{type(data).__qualname__}"
+    raise DecodeError(f"cannot decode input of type {kind}{hint}")
 
 
 def _decode_bytes(data: bytes | bytearray | memoryview, format: str | None, source: str) -> Decoded:

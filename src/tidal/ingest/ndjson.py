@@ -251,10 +251,13 @@ def _kinds_at(value: object, rest: str, out: set[str]) -> None:
         if kind is not None:
             out.add(kind)
     elif isinstance(value, dict):
-        for key, child in value.items():
-            p = "/" + str(key)
-            if rest == p or rest.startswith(p + "/"):
-                _kinds_at(child, rest[len(p) :], out)
+        # Direct lookups; a key holding "/" is found only when it ends the path
+        # (else the rows are not partitioned, which is slower but still right).
+        name, slash, tail = rest[1:].partition("/")
+        if name in value:
+            _kinds_at(value[name], slash + tail, out)
+        elif slash and rest[1:] in value:
+            _kinds_at(value[rest[1:]], "", out)
     elif isinstance(value, list) and (rest == "/[]" or rest.startswith("/[]/")):
         for child in value:
             _kinds_at(child, rest[3:], out)

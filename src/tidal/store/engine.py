@@ -269,6 +269,8 @@ class Engine:
                 if self._wal is not None:
                     self._wal.drop_before(upto_seq + 1)
                 self._apply_retention()
+            del table, plans
+            _release_memory()
             self._maybe_compact()
         except BaseException as exc:  # reported to the writer; the WAL still holds the events
             self._flush_error = exc
@@ -342,10 +344,13 @@ class Engine:
             if not groups:
                 return 0
             merged = tuple(m for g in groups for m in g)
-            plans = [plan for g in groups for plan in sort_plan(
-                concat_tables([self._segment_table(m) for m in g]),
-                self.config.entity_field, self.config.timestamp_field, pieces=1)]
-            metas = self._write_runs(plans, segment_io.COMPACT if rewrite else segment_io.FLUSH)
+            profile = segment_io.COMPACT if rewrite else segment_io.FLUSH
+            metas: list[SegmentMeta] = []
+            for group in groups:  # one group in memory at a time
+                metas += self._write_runs(sort_plan(
+                    concat_tables([self._segment_table(m) for m in group]),
+                    self.config.entity_field, self.config.timestamp_field, pieces=1), profile)
+            _release_memory()
             with self._manifest_lock:
                 live = set(self.manifest.segments)
                 if not all(m in live for m in merged) or self._closed:
@@ -361,19 +366,21 @@ class Engine:
 
     def _compaction_groups(self, segments: tuple[SegmentMeta, ...], rewrite: bool
                            ) -> list[list[SegmentMeta]]:
-        small = sorted((s for s in segments if s.rows < self.config.compact_min_rows),
-                       key=lambda s: s.min_seq)
+        """Runs of segments (in ``_seq`` order) to merge, each up to ``segment_rows``.
+
+        Candidates are the segments below ``compact_min_rows``; with ``rewrite``
+        also every segment still in the flush encoding. A group of one is kept
+        only when it is rewritten.
+        """
+        chosen = sorted((s for s in segments if s.rows < self.config.compact_min_rows
+                         or (rewrite and s.level == 0)), key=lambda s: s.min_seq)
         groups: list[list[SegmentMeta]] = [[]]
-        for meta in small:
+        for meta in chosen:
             if groups[-1] and sum(m.rows for m in groups[-1]) + meta.rows > \
                     self.config.segment_rows:
                 groups.append([])
             groups[-1].append(meta)
-        groups = [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]
-        if rewrite:
-            grouped = {m.id for g in groups for m in g}
-            groups += [[s] for s in segments if s.level == 0 and s.id not in grouped]
-        return groups
+        return [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]
 
     def _apply_retention(self) -> None:
         age_s, max_bytes = self.config.retention_age_s, self.config.retention_bytes
@@ -506,6 +513,11 @@ class Engine:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _release_memory() -> None:
+    """Hand memory freed by a flush or compaction back to the OS (mimalloc keeps it)."""
+    pa.default_memory_pool().release_unused()
 
 
 def _lock_directory(directory: Path) -> int:
