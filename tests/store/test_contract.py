@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -261,3 +262,15 @@ def test_retention_by_bytes_drops_oldest_segments(open_store):
     assert s["dropped_segments"] >= 2 and s["segments"] == 2
     oldest = store.sql("SELECT min(timestamp) AS t FROM events").column("t")
     assert oldest.cast(pa.timestamp("ns", "UTC")).cast(pa.int64())[0].as_py() >= T0 + 2 * 10**12
+
+
+def test_old_memtable_is_flushed_without_further_appends(open_store):
+    store = open_store(memtable_age_s=0.2)
+    store.append(events(5))
+    deadline = threading.Event()
+    for _ in range(100):  # up to 5 s
+        if store.stats()["segments"] >= 1:
+            break
+        deadline.wait(0.05)
+    s = store.stats()
+    assert s["segments"] == 1 and s["memtable_events"] == 0 and s["events"] == 5

@@ -136,6 +136,11 @@ class Engine:
         self._next_segment_id = 1
         if self.directory is not None:
             self._open_disk(self.directory)
+        self._stop = threading.Event()
+        self._ager: threading.Thread | None = None
+        if config.memtable_age_s > 0:
+            self._ager = threading.Thread(target=self._age_loop, name="tidal-age", daemon=True)
+            self._ager.start()
 
     # -- opening --------------------------------------------------------------
     @property
@@ -205,6 +210,20 @@ class Engine:
             age_limit and view.rows and self._memtable.age_s() >= age_limit
         ):
             self._seal()
+
+    def _age_loop(self) -> None:
+        """Seal a memtable that grew old even when no append comes to notice it."""
+        limit_s = self.config.memtable_age_s
+        while not self._stop.wait(min(limit_s / 4, 1.0)):
+            if self._memtable.age_s() < limit_s or not self._write_lock.acquire(timeout=0.1):
+                continue
+            try:
+                if not self._closed and self._flush_error is None:
+                    self._maybe_flush()
+            except Exception as exc:  # noqa: BLE001 - reported by the next append
+                self._flush_error = exc
+            finally:
+                self._write_lock.release()
 
     def flush(self) -> None:
         """Write the memtable out as segments now and wait until they are committed."""
@@ -492,6 +511,7 @@ class Engine:
         with self._write_lock:
             if self._closed:
                 return
+            self._stop.set()
             try:
                 self._join_flusher()
                 if self._compactor is not None:
