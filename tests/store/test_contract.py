@@ -274,3 +274,22 @@ def test_old_memtable_is_flushed_without_further_appends(open_store):
         deadline.wait(0.05)
     s = store.stats()
     assert s["segments"] == 1 and s["memtable_events"] == 0 and s["events"] == 5
+
+
+@pytest.mark.parametrize("durability", ["group", "interval", "none"])
+def test_every_durability_policy_survives_close_and_reopen(tmp_path, durability):
+    path = tmp_path / "s"
+    with tidal.open(path, durability=durability, fsync_interval_s=0.01) as store:
+        for i in range(5):
+            store.append(events(10, start=T0 + i * 10**12))
+        assert store.stats()["wal_bytes"] > 0
+    with tidal.open(path) as store:
+        assert store.read_from(0).column("_seq").to_pylist() == list(range(50))
+
+
+def test_bad_config_is_a_config_error():
+    with pytest.raises(tidal.ConfigError) as info:
+        tidal.open(None, durability="sometimes")
+    assert info.value.field == "durability"
+    with pytest.raises(tidal.ConfigError, match="unknown option"):
+        tidal.open(None, no_such_option=1)
