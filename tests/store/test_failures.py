@@ -20,13 +20,19 @@ def batch(first: int, n: int) -> pa.Table:
     })
 
 
-def test_failed_flush_keeps_events_and_recovers(tmp_path):
-    path = tmp_path / "store"
+def open_with_failing_flushes(path, events: int) -> tuple[tidal.Store, object]:
+    """A store holding ``events`` whose segment directory is a file: every flush fails."""
     store = tidal.open(path)
-    store.append(batch(0, 100))
+    store.append(batch(0, events))
     segments = path / "segments"
     shutil.rmtree(segments)
-    segments.write_text("not a directory")  # every segment write now fails
+    segments.write_text("not a directory")
+    return store, segments
+
+
+def test_failed_flush_keeps_events_and_recovers(tmp_path):
+    path = tmp_path / "store"
+    store, segments = open_with_failing_flushes(path, 100)
     with pytest.raises(tidal.StorageError, match="background flush failed"):
         store.flush()
     # still readable, and still accepting appends
@@ -45,11 +51,7 @@ def test_failed_flush_keeps_events_and_recovers(tmp_path):
 
 def test_failed_flush_before_reopen_loses_nothing(tmp_path):
     path = tmp_path / "store"
-    store = tidal.open(path)
-    store.append(batch(0, 50))
-    segments = path / "segments"
-    shutil.rmtree(segments)
-    segments.write_text("x")
+    store, segments = open_with_failing_flushes(path, 50)
     with pytest.raises(tidal.StorageError):
         store.flush()
     store.append(batch(50, 50))
