@@ -34,8 +34,8 @@ from tidal.config import StoreConfig
 from tidal.errors import ClosedError, StorageError
 from tidal.model.schema import concat_tables
 from tidal.store import manifest as manifest_io
+from tidal.store import policy, settings
 from tidal.store import segment as segment_io
-from tidal.store import settings
 from tidal.store.cache import RunCache
 from tidal.store.manifest import Manifest
 from tidal.store.memtable import Memtable, MemView
@@ -359,7 +359,7 @@ class Engine:
         """
         with self._compact_lock:
             snapshot = self.snapshot()  # pins the input files while we read them
-            groups = self._compaction_groups(snapshot.segments, rewrite)
+            groups = policy.compaction_groups(snapshot.segments, self.config, rewrite=rewrite)
             if not groups:
                 return 0
             merged = tuple(m for g in groups for m in g)
@@ -383,41 +383,8 @@ class Engine:
             self._collect_garbage()
             return len(merged)
 
-    def _compaction_groups(self, segments: tuple[SegmentMeta, ...], rewrite: bool
-                           ) -> list[list[SegmentMeta]]:
-        """Runs of segments (in ``_seq`` order) to merge, each up to ``segment_rows``.
-
-        Candidates are the segments below ``compact_min_rows``; with ``rewrite``
-        also every segment still in the flush encoding. A group of one is kept
-        only when it is rewritten.
-        """
-        chosen = sorted((s for s in segments if s.rows < self.config.compact_min_rows
-                         or (rewrite and s.level == 0)), key=lambda s: s.min_seq)
-        groups: list[list[SegmentMeta]] = [[]]
-        for meta in chosen:
-            if groups[-1] and sum(m.rows for m in groups[-1]) + meta.rows > \
-                    self.config.segment_rows:
-                groups.append([])
-            groups[-1].append(meta)
-        return [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]
-
     def _apply_retention(self) -> None:
-        age_s, max_bytes = self.config.retention_age_s, self.config.retention_bytes
-        if not age_s and not max_bytes:
-            return
-        segments = sorted(self.manifest.segments, key=lambda s: s.max_ts)
-        drop: list[SegmentMeta] = []
-        if age_s:
-            cutoff = time.time_ns() - int(age_s * 1e9)
-            drop = [s for s in segments if s.max_ts < cutoff]
-        if max_bytes:
-            total = sum(s.bytes for s in segments if s not in drop)
-            for s in segments:
-                if total <= max_bytes:
-                    break
-                if s not in drop:
-                    drop.append(s)
-                    total -= s.bytes
+        drop = policy.expired(self.manifest.segments, self.config, time.time_ns())
         if drop:
             kept = tuple(s for s in self.manifest.segments if s not in drop)
             new = replace(self.manifest, segments=kept,

@@ -1,0 +1,50 @@
+"""Which segments to merge (compaction) and which to drop (retention).
+
+Pure functions over segment metadata and the config: the engine decides
+*when*, these decide *what*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tidal.config import StoreConfig
+from tidal.store.segment import SegmentMeta
+
+
+def compaction_groups(segments: Sequence[SegmentMeta], config: StoreConfig, *, rewrite: bool
+                      ) -> list[list[SegmentMeta]]:
+    """Runs of segments (in ``_seq`` order) to merge, each up to ``segment_rows``.
+
+    Candidates are the segments below ``compact_min_rows``; with ``rewrite``
+    also every segment still in the flush encoding (level 0). A group of one is
+    kept only when it is rewritten.
+    """
+    chosen = sorted((s for s in segments if s.rows < config.compact_min_rows
+                     or (rewrite and s.level == 0)), key=lambda s: s.min_seq)
+    groups: list[list[SegmentMeta]] = [[]]
+    for meta in chosen:
+        if groups[-1] and sum(m.rows for m in groups[-1]) + meta.rows > config.segment_rows:
+            groups.append([])
+        groups[-1].append(meta)
+    return [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]
+
+
+def expired(segments: Sequence[SegmentMeta], config: StoreConfig, now_ns: int
+            ) -> list[SegmentMeta]:
+    """Segments past retention: newest event older than ``retention_age_s``, then the
+    oldest ones (by newest event) while the rest exceed ``retention_bytes``."""
+    by_age = sorted(segments, key=lambda s: s.max_ts)
+    drop: list[SegmentMeta] = []
+    if config.retention_age_s:
+        cutoff = now_ns - int(config.retention_age_s * 1e9)
+        drop = [s for s in by_age if s.max_ts < cutoff]
+    if config.retention_bytes:
+        total = sum(s.bytes for s in by_age if s not in drop)
+        for s in by_age:
+            if total <= config.retention_bytes:
+                break
+            if s not in drop:
+                drop.append(s)
+                total -= s.bytes
+    return drop
