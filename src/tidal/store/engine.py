@@ -120,6 +120,7 @@ class Engine:
         self._flush_error: BaseException | None = None
         self._version = 0  # bumped by every change readers can see
         self._compact_lock = threading.Lock()
+        self._index_lock = threading.Lock()
         self._compactor: threading.Thread | None = None
         self.compaction_error: BaseException | None = None
         self._timeline_view: tuple[int, tuple[SortedRun, ...]] | None = None
@@ -406,7 +407,13 @@ class Engine:
 
     # -- reading --------------------------------------------------------------
     def snapshot(self, *, indexed: bool = False) -> Snapshot:
-        """A consistent view; ``indexed`` also sorts the memtable for timelines."""
+        """A consistent view; ``indexed`` also sorts the memtable for timelines.
+
+        The sorting happens outside the state lock, so appends are not held up
+        by it; only the few parts that arrive meanwhile are sorted under it.
+        """
+        if indexed:
+            self._index_memtables()
         with self._state_lock:
             self._check_open()
             tables = self._sealed + (self._memtable,)
@@ -439,6 +446,16 @@ class Engine:
 
     def _bump(self) -> None:
         self._version += 1
+
+    def _index_memtables(self) -> None:
+        with self._index_lock:
+            with self._state_lock:
+                work = [(m, p) for m in self._sealed + (self._memtable,)
+                        if (p := m.pending()) is not None]
+            built = [(m, p, m.build_runs(*p)) for m, p in work]
+            with self._state_lock:
+                for memtable, pending, runs in built:
+                    memtable.install(*pending, runs)
 
     def max_seq(self) -> int:
         """The highest ``_seq`` assigned so far (-1 for an empty store)."""

@@ -50,18 +50,39 @@ class Memtable:
         if self.oldest_monotonic is None:
             self.oldest_monotonic = time.monotonic()
 
-    def indexed(self) -> MemView:
-        """The current view with runs covering every part (building them if needed)."""
+    def pending(self) -> tuple[MemView, int] | None:
+        """The view and how many of its parts are indexed, if some are not."""
         v = self.view
-        if self.indexed_parts == len(v.parts):
-            return v
-        fresh = concat_tables(v.parts[self.indexed_parts:])
-        runs = list(v.runs) + [SortedRun.build(fresh, self.entity_field, self.ts_field)]
+        return None if self.indexed_parts == len(v.parts) else (v, self.indexed_parts)
+
+    def build_runs(self, view: MemView, indexed_parts: int) -> tuple[SortedRun, ...]:
+        """Runs covering every part of ``view`` (pure: safe outside any lock)."""
+        fresh = concat_tables(view.parts[indexed_parts:])
+        runs = list(view.runs) + [SortedRun.build(fresh, self.entity_field, self.ts_field)]
         while len(runs) >= 2 and runs[-2].rows <= 2 * runs[-1].rows:
             merged = concat_tables([runs[-2].table, runs[-1].table])
             runs[-2:] = [SortedRun.build(merged, self.entity_field, self.ts_field)]
-        self.view = MemView(v.parts, tuple(runs), v.rows, v.nbytes)
-        self.indexed_parts = len(v.parts)
+        return tuple(runs)
+
+    def install(self, view: MemView, indexed_parts: int, runs: tuple[SortedRun, ...]) -> None:
+        """Adopt runs built for ``view`` unless another builder got there first.
+
+        Parts only ever get added, so runs covering ``view.parts`` stay valid for
+        the current view, which then has ``len(view.parts)`` parts indexed.
+        """
+        current = self.view.parts
+        if self.indexed_parts != indexed_parts or len(current) < len(view.parts) or any(
+                a is not b for a, b in zip(current, view.parts, strict=False)):
+            return
+        v = self.view
+        self.view = MemView(v.parts, runs, v.rows, v.nbytes)
+        self.indexed_parts = len(view.parts)
+
+    def indexed(self) -> MemView:
+        """The current view with runs covering every part (building them if needed)."""
+        pending = self.pending()
+        if pending is not None:
+            self.install(*pending, self.build_runs(*pending))
         return self.view
 
     def age_s(self) -> float:
