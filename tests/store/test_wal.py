@@ -96,3 +96,22 @@ def _frame_boundaries(data: bytes) -> list[int]:
         length = struct.unpack_from("<Q", data, pos + 4)[0]
         pos += HEADER_SIZE + length
     return out
+
+
+def test_store_with_damaged_older_wal_file_refuses_to_open_and_releases_its_lock(tmp_path):
+    import tidal
+
+    path = tmp_path / "s"
+    wal = WriteAheadLog(path / "wal", "group", 0.2)
+    wal.open_file(0)
+    wal.append(table(0, 3), 0)
+    wal.open_file(3)
+    wal.append(table(3, 3), 3)
+    wal.close()
+    older = sorted((path / "wal").glob("wal-*.log"))[0]
+    data = bytearray(older.read_bytes())
+    data[-3] ^= 0xFF
+    older.write_bytes(bytes(data))
+    for _ in range(2):  # the second attempt must not find the store locked
+        with pytest.raises(tidal.CorruptionError):
+            tidal.open(path)

@@ -136,7 +136,12 @@ class Engine:
         self._next_seq = 0
         self._next_segment_id = 1
         if self.directory is not None:
-            self._open_disk(self.directory)
+            try:
+                self._open_disk(self.directory)
+            except BaseException:
+                if self._lock_file is not None:  # let a repaired store be opened again
+                    os.close(self._lock_file)
+                raise
         self._stop = threading.Event()
         self._ager: threading.Thread | None = None
         if config.memtable_age_s > 0:
