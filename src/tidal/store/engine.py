@@ -39,7 +39,7 @@ from tidal.store import segment as segment_io
 from tidal.store.cache import RunCache
 from tidal.store.manifest import Manifest
 from tidal.store.memtable import Memtable, MemView
-from tidal.store.run import SEQ, SortedRun, seq_array, sort_plan
+from tidal.store.run import SEQ, SortedRun, sort_plan
 from tidal.store.segment import SegmentMeta
 from tidal.store.wal import TornTail, WriteAheadLog, iter_frames
 
@@ -329,8 +329,8 @@ class Engine:
         def write(offset: int) -> SegmentMeta:
             run, seg_id = plans[offset](), first_id + offset
             if self.directory is None:
-                self._mem_segments[seg_id] = run
-                return _memory_meta(seg_id, run)
+                self._mem_segments[seg_id] = run  # level 1: in memory there is nothing to re-encode
+                return segment_io.describe(run, seg_id, run.table.nbytes, level=1)
             return segment_io.write_segment(run, self.segment_dir, seg_id,
                                             self.config.timestamp_field, profile)
 
@@ -539,13 +539,3 @@ def _lock_directory(directory: Path) -> int:
         raise StorageError("store is already open by another writer",
                            path=str(directory)) from exc
     return fd
-
-
-def _memory_meta(seg_id: int, run: SortedRun) -> SegmentMeta:
-    seqs = seq_array(run.table)
-    return SegmentMeta(id=seg_id, rows=run.rows,
-                       min_ts=int(run.ts.min()) if run.rows else 0,
-                       max_ts=int(run.ts.max()) if run.rows else 0,
-                       min_seq=int(seqs.min()) if run.rows else 0,
-                       max_seq=int(seqs.max()) if run.rows else 0,
-                       bytes=run.table.nbytes, level=1)  # in memory: nothing to re-encode

@@ -8,7 +8,7 @@ highest ``_seq`` stored in segments; the WAL replays everything above it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -30,15 +30,6 @@ class Manifest:
     version: int = VERSION
     dropped_segments: int = 0
     dropped_events: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rows(self) -> int:
-        return sum(s.rows for s in self.segments)
-
-    @property
-    def bytes(self) -> int:
-        return sum(s.bytes for s in self.segments)
 
 
 def load(directory: Path) -> Manifest:

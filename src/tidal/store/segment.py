@@ -66,6 +66,16 @@ class SegmentMeta:
         return f"seg-{self.id:08d}.index.arrow"
 
 
+def describe(run: SortedRun, segment_id: int, nbytes: int, level: int) -> SegmentMeta:
+    """The manifest entry of ``run`` stored as segment ``segment_id``."""
+    if run.rows == 0:
+        return SegmentMeta(segment_id, 0, 0, 0, 0, 0, nbytes, level)
+    seqs = seq_array(run.table)
+    return SegmentMeta(id=segment_id, rows=run.rows, min_ts=int(run.ts.min()),
+                       max_ts=int(run.ts.max()), min_seq=int(seqs.min()),
+                       max_seq=int(seqs.max()), bytes=nbytes, level=level)
+
+
 def _durable_replace(tmp: Path, final: Path) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
@@ -120,17 +130,8 @@ def write_segment(run: SortedRun, directory: Path, segment_id: int, ts_field: st
         _durable_replace(tmp, index_path)
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"could not write segment: {exc}", path=str(data_path)) from exc
-    seqs = seq_array(run.table)
-    return SegmentMeta(
-        id=segment_id,
-        rows=run.rows,
-        min_ts=int(run.ts.min()) if run.rows else 0,
-        max_ts=int(run.ts.max()) if run.rows else 0,
-        min_seq=int(seqs.min()) if run.rows else 0,
-        max_seq=int(seqs.max()) if run.rows else 0,
-        bytes=data_path.stat().st_size + index_path.stat().st_size,
-        level=profile.level,
-    )
+    return describe(run, segment_id, data_path.stat().st_size + index_path.stat().st_size,
+                    profile.level)
 
 
 def load_run(meta: SegmentMeta, directory: Path, ts_field: str) -> SortedRun:

@@ -183,11 +183,6 @@ class WriteAheadLog:
                 raise StorageError(f"WAL write failed: {exc}", path=str(self._path)) from exc
         return HEADER_SIZE + payload.size
 
-    def sync(self) -> None:
-        """Make everything written so far durable."""
-        with self._lock:
-            self._sync_locked()
-
     def _sync_locked(self) -> None:
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
