@@ -12,23 +12,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
 from tidal.config import StoreConfig
-from tidal.errors import ConfigError, IngestError
-from tidal.ingest import decode
-from tidal.ingest.deadletter import write_dead_letter
-from tidal.ingest.normalize import normalize
+from tidal.errors import ConfigError
+from tidal.ingest.pipeline import OnError, prepare
 from tidal.model.time import now_ns, parse_instant
 from tidal.query import replay
 from tidal.query import timeline as timeline_query
 from tidal.query.sql import SqlEngine
+from tidal.query.stats import store_stats
 from tidal.store import settings
+from tidal.store.clock import SYSTEM_CLOCK, Clock
 from tidal.store.engine import Engine
-
-OnError = Literal["reject", "skip"]
+from tidal.store.feed import Follower
+from tidal.store.fs import OS_FILES, FileSystem
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,11 @@ class Receipt:
 
 
 class Store:
-    """An event store: durable ingest, entity timelines and SQL.
+    """An event store: durable ingest, entity timelines, SQL and a commit feed.
 
     Open one with :func:`tidal.open`. Use it as a context manager, or call
-    :meth:`close`. One writer and many concurrent readers may share a store.
+    :meth:`close`. Any number of threads may append and read concurrently;
+    one process writes a store, others may open it ``read_only``.
 
     Example:
         >>> import tidal
@@ -65,15 +66,18 @@ class Store:
         ['OOMKilled']
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, config: StoreConfig) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, config: StoreConfig, *,
+                 read_only: bool = False, repair: bool = False, fs: FileSystem = OS_FILES,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.path = Path(path) if path is not None else None
         self.config = config
-        self._engine = Engine(self.path, config)
+        self._engine = Engine(self.path, config, fs=fs, clock=clock, read_only=read_only,
+                              repair=repair)
         self._sql = SqlEngine(config.timestamp_field, config.entity_field)
 
     # -- writing --------------------------------------------------------------
     def append(self, data: object, *, format: str | None = None,
-               on_error: OnError = "reject") -> Receipt:
+               on_error: OnError = "reject", timeout: float | None = None) -> Receipt:
         """Store events; returns once they are durable under the store's policy.
 
         ``data`` may be a list of dicts, a pyarrow Table or RecordBatch, a pandas
@@ -84,28 +88,18 @@ class Store:
         all: any bad line raises :class:`~tidal.errors.IngestError` listing every
         bad line and why. With ``on_error="skip"`` the good events are stored and
         the bad lines go, with their reasons, to the dead-letter file.
+
+        Appends from many threads that arrive together share one WAL write and
+        one fsync. When the memtables waiting for flushes reach
+        ``memory_limit_bytes``, an append waits for a flush, up to ``timeout``
+        seconds (None: as long as it takes), then raises
+        :class:`~tidal.errors.BackpressureError` with ``retry_after_s``.
         """
-        if on_error not in ("reject", "skip"):
-            raise ConfigError(f"on_error must be 'reject' or 'skip', not {on_error!r}",
-                              field="on_error")
-        decoded = decode(data, format=format)
-        normal = normalize(decoded.table, config=self.config, now_ns=now_ns(),
-                           lines=decoded.lines)
-        problems = sorted(decoded.problems + normal.problems, key=lambda p: p.line)
-        table = normal.table
-        if problems and on_error == "reject":
-            raise IngestError(f"rejected {decoded.source or 'input'}: {len(problems)} bad "
-                              f"line{'s' if len(problems) != 1 else ''}",
-                              problems=problems, source=decoded.source)
-        dead_letter = None
-        if problems:
-            if normal.keep is not None:
-                table = table.filter(pa.array(normal.keep))
-            dead_letter = self._dead_letter_path()
-            write_dead_letter(dead_letter, problems, source=decoded.source)
-        stored = self._engine.append(table)
-        return Receipt(stored.count, stored.first_seq, stored.last_seq, len(problems),
-                       str(dead_letter) if dead_letter is not None else None)
+        prepared = prepare(data, config=self.config, now_ns=now_ns(), format=format,
+                           on_error=on_error, dead_letter_path=self._dead_letter_path())
+        stored = self._engine.append(prepared.table, timeout_s=timeout)
+        return Receipt(stored.count, stored.first_seq, stored.last_seq, prepared.rejected,
+                       prepared.dead_letter)
 
     def _dead_letter_path(self) -> Path:
         if self.config.dead_letter_path is not None:
@@ -145,7 +139,22 @@ class Store:
 
     def read_from(self, seq: int, limit: int | None = None) -> pa.Table:
         """Events with ``_seq >= seq`` in ``_seq`` order (for replay and live consumers)."""
-        return replay.read_from(self._engine.snapshot(), seq, limit)
+        if limit is not None and limit < 0:
+            raise ConfigError("limit must not be negative", field="limit")
+        return replay.read_from(self._engine.read_seq, seq, limit)
+
+    def follow(self, from_seq: int | None = None) -> Follower:
+        """Every committed batch, in ``_seq`` order, as it is committed.
+
+        Returns a :class:`~tidal.store.feed.Follower`: iterate it (``for``, or
+        ``async for``) for Arrow record batches that carry ``_seq``; ``close()``
+        it (or use it as a context manager) to stop. ``from_seq=None`` starts
+        with the next event appended; a number starts there, reading the
+        stored history first and then continuing live, without a gap or a
+        repeat. A follower that falls behind never holds up appends: it reads
+        what it missed back from the store.
+        """
+        return self._engine.follow(from_seq)
 
     def max_seq(self) -> int:
         """The highest ``_seq`` stored so far; -1 when empty."""
@@ -158,40 +167,14 @@ class Store:
         Nested fields are structs: ``kubernetes.pod.name`` works as written.
         Errors raise :class:`~tidal.errors.QueryError`.
         """
-        return self._sql.query(self._engine.snapshot(), query, params)
+        def run() -> pa.Table:
+            with self._engine.snapshot() as snap:
+                return self._sql.query(snap, query, params)
+        return self._engine.retrying(run)
 
     def stats(self) -> dict[str, Any]:
-        """Counts and sizes: events, entities, segments, WAL bytes, bytes per event."""
-        snap = self._engine.snapshot(indexed=True)
-        seg_rows = sum(s.rows for s in snap.segments)
-        seg_bytes = sum(s.bytes for s in snap.segments)
-        entities: set[str] = set()
-        for run in snap.memtable_runs:
-            entities.update(run.index)
-        for meta in snap.segments:
-            entities.update(snap.segment_entities(meta))
-        manifest = self._engine.manifest
-        torn = self._engine.torn_tail
-        return {
-            "path": str(self.path) if self.path is not None else None,
-            "events": seg_rows + snap.memtable_rows,
-            "entities": len(entities),
-            "max_seq": snap.max_seq,
-            "segments": len(snap.segments),
-            "segment_events": seg_rows,
-            "memtable_events": snap.memtable_rows,
-            "memtable_bytes": snap.memtable_bytes,
-            "segment_bytes": seg_bytes,
-            "wal_bytes": self._engine.wal_bytes(),
-            "disk_bytes": seg_bytes if self.path is not None else 0,
-            "bytes_per_event_disk": (seg_bytes / seg_rows) if seg_rows and self.path else 0.0,
-            "bytes_per_event_memory": (snap.memtable_bytes / snap.memtable_rows
-                                       if snap.memtable_rows else 0.0),
-            "cache_bytes": self._engine.cache_bytes,
-            "dropped_segments": manifest.dropped_segments,
-            "dropped_events": manifest.dropped_events,
-            "torn_tail_bytes": torn.dropped_bytes if torn else 0,
-        }
+        """Counts and sizes: events, entities, segments, WAL, memory, background errors."""
+        return store_stats(self._engine, self.path)
 
     @property
     def recovery(self) -> str | None:
@@ -224,15 +207,19 @@ class Store:
         return f"<tidal.Store {where} max_seq={self.max_seq()}>"
 
 
-def open(path: str | os.PathLike[str] | None = None, **config: Any) -> Store:  # noqa: A001
+def open(path: str | os.PathLike[str] | None = None, *,  # noqa: A001
+         read_only: bool = False, repair: bool = False, **config: Any) -> Store:
     """Open (or create) a store at ``path``; ``None`` gives an in-memory store.
 
     Keyword options are :class:`~tidal.config.StoreConfig` fields; ``TIDAL_*``
     environment variables fill in the ones not given. An existing store keeps
     the timestamp and entity settings it was created with.
+
+    ``read_only=True`` opens an existing store without taking the writer's
+    lock or changing any file (it works on read-only media, and next to a
+    writer in another process, whose commits it sees). ``repair=True``
+    salvages a damaged store before opening it (see ``Store.repair_report``).
     """
     if path is not None:
         config = settings.merge(settings.load(Path(path)), config)
-    return Store(path, StoreConfig.build(config))
-
-
+    return Store(path, StoreConfig.build(config), read_only=read_only, repair=repair)

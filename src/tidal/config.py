@@ -35,10 +35,18 @@ class StoreConfig:
         entity_field: dotted path of the field whose value names the entity.
         missing_timestamp: ``"ingest_time"`` stamps events without a timestamp with
             the ingest time; ``"reject"`` refuses them.
-        durability: ``"group"`` fsyncs every append before it returns; ``"interval"``
-            fsyncs at most every ``fsync_interval_s``; ``"none"`` leaves it to the OS.
+        durability: ``"group"`` fsyncs every append before it returns (appends from
+            many threads that arrive together share one write and one fsync);
+            ``"interval"`` fsyncs at most every ``fsync_interval_s``; ``"none"``
+            leaves it to the OS.
+        group_commit_max_events: a group of concurrent appends closes at this many events.
+        group_commit_max_wait_us: how long a group waits to fill before it is written
+            (0: never waits; groups fill while the previous fsync runs).
         memtable_bytes: flush the memtable to a segment past this many bytes.
         memtable_age_s: ... or when its oldest event is this old (0 disables).
+        memory_limit_bytes: hard cap on memtables waiting for flushes; past it appends
+            wait (up to their ``timeout``) and then raise ``BackpressureError``.
+            ``None``: four times ``memtable_bytes``.
         segment_rows: split flushed segments at this many rows.
         compact_min_rows: segments smaller than this are merged by ``compact()``.
         retention_age_s: drop segments whose newest event is older than this (0: keep).
@@ -54,8 +62,11 @@ class StoreConfig:
     missing_timestamp: MissingTimestamp = "ingest_time"
     durability: Durability = "group"
     fsync_interval_s: float = 0.2
+    group_commit_max_events: int = 100_000
+    group_commit_max_wait_us: int = 0
     memtable_bytes: int = 64 << 20
     memtable_age_s: float = 300.0
+    memory_limit_bytes: int | None = None
     segment_rows: int = 1_000_000
     compact_min_rows: int = 500_000
     retention_age_s: float = 0.0
@@ -83,13 +94,17 @@ class StoreConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value or any(not p for p in value.split(".")):
                 raise ConfigError(f"{name} must be a dotted field path, not {value!r}", field=name)
-        for name in ("memtable_bytes", "segment_rows", "compact_min_rows"):
+        for name in ("memtable_bytes", "segment_rows", "compact_min_rows",
+                     "group_commit_max_events"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive", field=name)
         for name in ("memtable_age_s", "retention_age_s", "retention_bytes", "cache_bytes",
-                     "fsync_interval_s"):
+                     "fsync_interval_s", "group_commit_max_wait_us"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative", field=name)
+        if self.memory_limit_bytes is not None and self.memory_limit_bytes < self.memtable_bytes:
+            raise ConfigError("memory_limit_bytes must be at least memtable_bytes",
+                              field="memory_limit_bytes")
 
     @classmethod
     def build(cls, overrides: Mapping[str, Any] | None = None,
@@ -115,7 +130,7 @@ class StoreConfig:
 def _coerce(name: str, type_name: Any, raw: str) -> Any:
     text = str(type_name)
     try:
-        if text == "int":
+        if text in ("int", "int | None"):
             return int(raw)
         if text == "float":
             return float(raw)

@@ -10,7 +10,9 @@ just a message::
     ├── SchemaError          a field whose values cannot be reconciled (``field``)
     ├── QueryError           bad query or query failure (``query``, ``position``)
     ├── StorageError         WAL, segment or manifest trouble (``path``)
-    │   └── CorruptionError  damaged on-disk data that cannot be recovered (``path``, ``offset``)
+    │   ├── CorruptionError  damaged on-disk data (``path``, ``offset``)
+    │   └── ReadOnlyError    a write to a store opened read-only
+    ├── BackpressureError    memory limit reached; try again later (``retry_after_s``)
     └── ClosedError          use of a closed store
 
 Driver errors (pyarrow, DuckDB, OS) are translated at one choke point per
@@ -116,11 +118,27 @@ class CorruptionError(StorageError):
         self.offset = offset
 
 
+class ReadOnlyError(StorageError):
+    """A write was attempted on a store opened with ``read_only=True``."""
+
+
+class BackpressureError(TidalError):
+    """The store cannot take more events now: its memtables are at their memory limit.
+
+    ``retry_after_s`` estimates when a flush will have freed memory.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(f"{message} (retry after {retry_after_s:.3g} s)")
+        self.retry_after_s = retry_after_s
+
+
 class ClosedError(TidalError):
     """The store was used after ``close()``."""
 
 
 __all__ = [
+    "BackpressureError",
     "ClosedError",
     "ConfigError",
     "CorruptionError",
@@ -128,6 +146,7 @@ __all__ = [
     "IngestError",
     "Problem",
     "QueryError",
+    "ReadOnlyError",
     "SchemaError",
     "StorageError",
     "TidalError",

@@ -1,23 +1,31 @@
-"""The manifest: which segments are live, committed by atomic rename.
+"""The manifest: which segments are live, with their checksums.
 
-``MANIFEST.json`` is replaced whole: written to a temporary file, fsynced,
-renamed over the old one, and the directory fsynced. ``flushed_seq`` is the
-highest ``_seq`` stored in segments; the WAL replays everything above it.
+``MANIFEST.json`` is replaced whole through :meth:`FileSystem.write_atomic`
+(temp file, fsync, rename, directory fsync), and only after the segment files
+it lists are durable. Its content is checksummed::
+
+    {"format": 2, "crc32": <crc32 of the manifest object's bytes>, "manifest": {...}}
+
+so an edit or a flipped bit is a :class:`CorruptionError`, never a silently
+different store. ``flushed_seq`` is the highest ``_seq`` stored in segments;
+the WAL replays everything above it. ``lost`` lists ``_seq`` ranges that a
+repair could not salvage, so recovery accepts exactly those gaps.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import zlib
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import msgspec
 
 from tidal.errors import CorruptionError
+from tidal.store.fs import FileSystem
 from tidal.store.segment import SegmentMeta
 
 NAME = "MANIFEST.json"
-VERSION = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -27,35 +35,54 @@ class Manifest:
     segments: tuple[SegmentMeta, ...] = ()
     flushed_seq: int = -1
     next_segment_id: int = 1
-    version: int = VERSION
     dropped_segments: int = 0
     dropped_events: int = 0
+    lost: tuple[tuple[int, int], ...] = ()  # inclusive _seq ranges given up by a repair
 
 
-def load(directory: Path) -> Manifest:
-    """Read the manifest, or an empty one for a new store."""
-    path = directory / NAME
-    if not path.exists():
-        return Manifest()
+class _File(msgspec.Struct):
+    format: int
+    crc32: int
+    manifest: msgspec.Raw
+
+
+def encode(manifest: Manifest) -> bytes:
+    """The bytes of ``MANIFEST.json`` for ``manifest``."""
+    body = msgspec.json.encode(asdict(manifest))
+    return msgspec.json.encode(_File(FORMAT, zlib.crc32(body), msgspec.Raw(body)))
+
+
+def decode(data: bytes, path: Path) -> Manifest:
+    """Parse and verify ``MANIFEST.json`` bytes; damage raises :class:`CorruptionError`."""
     try:
-        raw = msgspec.json.decode(path.read_bytes())
+        wrapper = msgspec.json.decode(data, type=_File)
+    except msgspec.DecodeError as exc:
+        raise CorruptionError(f"manifest unreadable: {exc}", path=str(path)) from exc
+    if wrapper.format != FORMAT:
+        raise CorruptionError(f"manifest format {wrapper.format} is not {FORMAT} (written by "
+                              "another version of Tidal)", path=str(path))
+    body = bytes(wrapper.manifest)
+    if zlib.crc32(body) != wrapper.crc32:
+        raise CorruptionError("manifest checksum mismatch (damaged or edited)", path=str(path))
+    try:
+        raw = msgspec.json.decode(body)
         segments = tuple(SegmentMeta(**s) for s in raw.pop("segments"))
-        return Manifest(segments=segments, **raw)
-    except (msgspec.DecodeError, TypeError, KeyError) as exc:
+        lost = tuple((int(a), int(b)) for a, b in raw.pop("lost", ()))
+        return Manifest(segments=segments, lost=lost, **raw)
+    except (msgspec.DecodeError, TypeError, KeyError, ValueError) as exc:
         raise CorruptionError(f"manifest unreadable: {exc}", path=str(path)) from exc
 
 
-def commit(directory: Path, manifest: Manifest) -> None:
-    """Durably replace the manifest."""
+def load(directory: Path) -> Manifest:
+    """Read and verify the manifest of the store at ``directory``."""
     path = directory / NAME
-    tmp = directory / (NAME + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(msgspec.json.encode(manifest))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CorruptionError("MANIFEST.json is missing", path=str(path)) from exc
+    return decode(data, path)
+
+
+def commit(fs: FileSystem, directory: Path, manifest: Manifest) -> None:
+    """Durably replace the manifest (its segment files must already be durable)."""
+    fs.write_atomic(directory / NAME, encode(manifest))

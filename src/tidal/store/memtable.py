@@ -1,21 +1,39 @@
 """The memtable: recent events in append order, indexed lazily into sorted runs.
 
-Appends only add an immutable table to a tuple (no per-event work). The first
-timeline after some appends sorts the new parts into a :class:`SortedRun`.
-Runs are merged like an LSM tree: a run at most twice the size of the next one
-is merged with it, so there are O(log n) runs and each event is re-sorted
-O(log n) times.
+Appends add an immutable table to a tuple (no per-event work). Many small
+appends would each keep their own Arrow buffers and Python objects (about
+4.5 KB for a one-event table), so runs of small unindexed parts are merged
+into one table as they pile up, and the memory counted for each part
+includes a per-part overhead: ``memtable_bytes`` then measures what the
+process really holds.
+
+The first timeline after some appends sorts the new parts into a
+:class:`SortedRun`. Runs are merged like an LSM tree: a run at most twice the
+size of the next one is merged with it, so there are O(log n) runs and each
+event is re-sorted O(log n) times.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from tidal.model.schema import concat_tables
 from tidal.store.run import SortedRun
+
+PART_OVERHEAD_BYTES = 1024
+"""Memory a table costs beyond its buffers (objects, schema, allocator slack)."""
+COLUMN_OVERHEAD_BYTES = 256
+SMALL_PART_ROWS = 4096
+MERGE_SMALL_PARTS = 32
+"""Merge the unindexed tail once it holds this many small parts."""
+
+
+def part_bytes(table: pa.Table) -> int:
+    """The memory one memtable part costs, overheads included."""
+    return (table.get_total_buffer_size() + PART_OVERHEAD_BYTES
+            + COLUMN_OVERHEAD_BYTES * table.num_columns)
 
 
 @dataclass(frozen=True)
@@ -34,21 +52,34 @@ class MemView:
 
 @dataclass
 class Memtable:
-    """Mutable holder of the current :class:`MemView`; callers serialise access."""
+    """Mutable holder of the current :class:`MemView`; callers serialise access.
+
+    ``oldest_ns`` is the wall-clock time the oldest event here was written to
+    the WAL (kept across a reopen), which ages the memtable.
+    """
 
     entity_field: str
     ts_field: str
     view: MemView = field(default_factory=MemView)
     indexed_parts: int = 0
-    oldest_monotonic: float | None = None
+    oldest_ns: int | None = None
+    small_tail: int = 0  # small unindexed parts at the end of view.parts
 
-    def add(self, table: pa.Table) -> None:
-        """Add one normalized, ``_seq``-stamped table."""
+    def add(self, table: pa.Table, written_ns: int) -> None:
+        """Add one normalized, ``_seq``-stamped table written at ``written_ns``."""
         v = self.view
-        self.view = MemView(v.parts + (table,), v.runs, v.rows + table.num_rows,
-                            v.nbytes + table.nbytes)
-        if self.oldest_monotonic is None:
-            self.oldest_monotonic = time.monotonic()
+        parts, nbytes = v.parts + (table,), v.nbytes + part_bytes(table)
+        self.small_tail = self.small_tail + 1 if table.num_rows < SMALL_PART_ROWS else 0
+        if self.small_tail >= MERGE_SMALL_PARTS and len(parts) - self.small_tail >= (
+                self.indexed_parts):
+            tail = parts[-self.small_tail:]
+            merged = concat_tables(tail)
+            nbytes += part_bytes(merged) - sum(part_bytes(t) for t in tail)
+            parts = parts[:-self.small_tail] + (merged,)
+            self.small_tail = 1
+        self.view = MemView(parts, v.runs, v.rows + table.num_rows, nbytes)
+        if self.oldest_ns is None or written_ns < self.oldest_ns:
+            self.oldest_ns = written_ns
 
     def pending(self) -> tuple[MemView, int] | None:
         """The view and how many of its parts are indexed, if some are not."""
@@ -65,10 +96,11 @@ class Memtable:
         return tuple(runs)
 
     def install(self, view: MemView, indexed_parts: int, runs: tuple[SortedRun, ...]) -> None:
-        """Adopt runs built for ``view`` unless another builder got there first.
+        """Adopt runs built for ``view`` unless the parts changed meanwhile.
 
-        Parts only ever get added, so runs covering ``view.parts`` stay valid for
-        the current view, which then has ``len(view.parts)`` parts indexed.
+        Runs covering ``view.parts`` stay valid while those parts are still the
+        first ones (appends only add parts; merging small ones touches only
+        unindexed parts, which then no longer match and the runs are dropped).
         """
         current = self.view.parts
         if self.indexed_parts != indexed_parts or len(current) < len(view.parts) or any(
@@ -77,6 +109,7 @@ class Memtable:
         v = self.view
         self.view = MemView(v.parts, runs, v.rows, v.nbytes)
         self.indexed_parts = len(view.parts)
+        self.small_tail = min(self.small_tail, len(v.parts) - self.indexed_parts)
 
     def indexed(self) -> MemView:
         """The current view with runs covering every part (building them if needed)."""
@@ -85,12 +118,6 @@ class Memtable:
             self.install(*pending, self.build_runs(*pending))
         return self.view
 
-    def age_s(self) -> float:
-        """Seconds since the oldest event still here arrived."""
-        return 0.0 if self.oldest_monotonic is None else time.monotonic() - self.oldest_monotonic
-
-    def clear(self) -> None:
-        """Forget everything (after a flush made it durable elsewhere)."""
-        self.view = MemView()
-        self.indexed_parts = 0
-        self.oldest_monotonic = None
+    def age_s(self, now_ns: int) -> float:
+        """Seconds since the oldest event here was written."""
+        return 0.0 if self.oldest_ns is None else max(0.0, (now_ns - self.oldest_ns) / 1e9)

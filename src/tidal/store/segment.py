@@ -3,27 +3,36 @@
 ``seg-<id>.parquet`` holds the events sorted by (entity, timestamp, ``_seq``),
 zstd-compressed with dictionary encoding (delta encoding for ``_seq`` and a
 top-level timestamp). ``seg-<id>.index.arrow`` maps each entity to its row
-range. Both are written under temporary names, fsynced, and renamed; a segment
+range. Both are encoded in memory, checksummed (crc32, recorded in the
+manifest) and written through :meth:`FileSystem.write_files_atomic`; a segment
 exists for readers only once the manifest lists it.
+
+Every read verifies the file's size and checksum first: a damaged file raises
+:class:`CorruptionError` naming it, never wrong or missing rows. Parquet pages
+carry their own checksums as well.
 """
 
 from __future__ import annotations
 
-import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from tidal.errors import StorageError
-from tidal.store.run import SEQ, SortedRun, seq_array
+from tidal.errors import CorruptionError, StorageError
+from tidal.store.fs import FileSystem
+from tidal.store.run import INDEX_SCHEMA, SEQ, SortedRun, seq_array
 
 ROW_GROUP_ROWS = 1 << 20
 DICTIONARY_SAMPLE_ROWS = 8192
 DICTIONARY_MAX_DISTINCT_RATIO = 0.4
+NAME_PATTERN = r"seg-(\d{8,})\.(parquet|index\.arrow)"
+"""Segment file names; nothing else in ``segments/`` is the store's to delete."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,11 @@ COMPACT = WriteProfile(level=1, zstd_level=9, dictionary_page_bytes=64 << 20,
 
 @dataclass(frozen=True)
 class SegmentMeta:
-    """What the manifest records of one segment."""
+    """What the manifest records of one segment.
+
+    ``bytes`` is the size of both files; ``data_bytes`` of the Parquet file.
+    ``data_crc`` and ``index_crc`` are crc32 checksums of the two files.
+    """
 
     id: int
     rows: int
@@ -56,30 +69,36 @@ class SegmentMeta:
     max_seq: int
     bytes: int
     level: int = 0  # 0: written by a flush (fast encoding); 1: by a compaction
+    data_bytes: int = 0
+    data_crc: int = 0
+    index_crc: int = 0
 
     @property
     def data_name(self) -> str:
-        return f"seg-{self.id:08d}.parquet"
+        return segment_name(self.id, "parquet")
 
     @property
     def index_name(self) -> str:
-        return f"seg-{self.id:08d}.index.arrow"
+        return segment_name(self.id, "index.arrow")
 
 
-def describe(run: SortedRun, segment_id: int, nbytes: int, level: int) -> SegmentMeta:
-    """The manifest entry of ``run`` stored as segment ``segment_id``."""
+def segment_name(segment_id: int, kind: str) -> str:
+    """The file name of segment ``segment_id``'s ``parquet`` or ``index.arrow`` file."""
+    return f"seg-{segment_id:08d}.{kind}"
+
+
+def describe(run: SortedRun, segment_id: int, *, level: int, data: bytes | pa.Buffer = b"",
+             index: bytes | pa.Buffer = b"") -> SegmentMeta:
+    """The manifest entry of ``run`` stored as segment ``segment_id`` in ``data`` and ``index``."""
+    size = len(data) + len(index)
+    crcs = {"data_bytes": len(data), "data_crc": zlib.crc32(memoryview(data)),
+            "index_crc": zlib.crc32(memoryview(index))}
     if run.rows == 0:
-        return SegmentMeta(segment_id, 0, 0, 0, 0, 0, nbytes, level)
+        return SegmentMeta(segment_id, 0, 0, 0, 0, 0, size, level, **crcs)
     seqs = seq_array(run.table)
     return SegmentMeta(id=segment_id, rows=run.rows, min_ts=int(run.ts.min()),
                        max_ts=int(run.ts.max()), min_seq=int(seqs.min()),
-                       max_seq=int(seqs.max()), bytes=nbytes, level=level)
-
-
-def _durable_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+                       max_seq=int(seqs.max()), bytes=size, level=level, **crcs)
 
 
 def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
@@ -111,58 +130,88 @@ def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
     return dictionary, delta
 
 
-def write_segment(run: SortedRun, directory: Path, segment_id: int, ts_field: str,
-                  profile: WriteProfile = FLUSH) -> SegmentMeta:
-    """Write ``run`` as segment ``segment_id`` in ``directory``; return its metadata."""
-    meta_stub = SegmentMeta(segment_id, 0, 0, 0, 0, 0, 0)
-    data_path = directory / meta_stub.data_name
-    index_path = directory / meta_stub.index_name
+def encode(run: SortedRun, ts_field: str, profile: WriteProfile) -> tuple[pa.Buffer, pa.Buffer]:
+    """The Parquet file and the index sidecar of ``run``, in memory."""
     dictionary, delta = _encodings(run.table, ts_field, profile)
+    data = pa.BufferOutputStream()
+    pq.write_table(run.table, data, compression="zstd", compression_level=profile.zstd_level,
+                   use_dictionary=dictionary, column_encoding=delta,
+                   dictionary_pagesize_limit=profile.dictionary_page_bytes,
+                   row_group_size=ROW_GROUP_ROWS, write_statistics=[SEQ],
+                   write_page_checksum=True)
+    return data.getvalue(), encode_index(run)
+
+
+def encode_index(run: SortedRun) -> pa.Buffer:
+    """The entity-index sidecar of ``run``, in memory."""
+    index = pa.BufferOutputStream()
+    feather.write_feather(run.index_table(), index, compression="uncompressed")
+    return index.getvalue()
+
+
+def write_segment(fs: FileSystem, run: SortedRun, directory: Path, segment_id: int,
+                  ts_field: str, profile: WriteProfile = FLUSH) -> SegmentMeta:
+    """Write ``run`` durably as segment ``segment_id`` in ``directory``; return its metadata."""
+    data_path = directory / segment_name(segment_id, "parquet")
     try:
-        tmp = data_path.with_suffix(".tmp")
-        pq.write_table(run.table, tmp, compression="zstd", compression_level=profile.zstd_level,
-                       use_dictionary=dictionary, column_encoding=delta,
-                       dictionary_pagesize_limit=profile.dictionary_page_bytes,
-                       row_group_size=ROW_GROUP_ROWS, write_statistics=[SEQ])
-        _durable_replace(tmp, data_path)
-        tmp = index_path.with_suffix(".tmp")
-        feather.write_feather(run.index_table(), tmp, compression="uncompressed")
-        _durable_replace(tmp, index_path)
+        data, index = encode(run, ts_field, profile)
+        fs.write_files_atomic([(data_path, data),
+                               (directory / segment_name(segment_id, "index.arrow"), index)])
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"could not write segment: {exc}", path=str(data_path)) from exc
-    return describe(run, segment_id, data_path.stat().st_size + index_path.stat().st_size,
-                    profile.level)
+    return describe(run, segment_id, level=profile.level, data=data, index=index)
+
+
+def read_verified(path: Path, size: int, crc: int) -> pa.Buffer:
+    """The bytes of ``path`` after checking its size and checksum."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CorruptionError("segment file is missing", path=str(path)) from exc
+    except OSError as exc:
+        raise StorageError(f"could not read segment file: {exc}", path=str(path)) from exc
+    if len(data) != size:
+        raise CorruptionError(f"segment file has {len(data)} bytes, the manifest says {size}",
+                              path=str(path))
+    if zlib.crc32(data) != crc:
+        raise CorruptionError("segment file checksum mismatch", path=str(path))
+    return pa.py_buffer(data)
+
+
+def read_table(meta: SegmentMeta, directory: Path) -> pa.Table:
+    """The segment's events (sorted by entity, timestamp, ``_seq``), verified."""
+    path = directory / meta.data_name
+    data = read_verified(path, meta.data_bytes, meta.data_crc)
+    try:
+        table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptionError(f"segment file unreadable: {exc}", path=str(path)) from exc
+    if table.num_rows != meta.rows:
+        raise CorruptionError(f"segment holds {table.num_rows} rows, the manifest says "
+                              f"{meta.rows}", path=str(path))
+    return table
+
+
+def read_index(meta: SegmentMeta, directory: Path) -> pa.Table:
+    """The segment's entity index (entity, start row, stop row), verified."""
+    path = directory / meta.index_name
+    data = read_verified(path, meta.bytes - meta.data_bytes, meta.index_crc)
+    try:
+        index = feather.read_table(pa.BufferReader(data))
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptionError(f"segment index unreadable: {exc}", path=str(path)) from exc
+    if not index.schema.equals(INDEX_SCHEMA):
+        raise CorruptionError("segment index has the wrong columns", path=str(path))
+    if any(column.null_count for column in index.columns):
+        raise CorruptionError("segment index holds nulls", path=str(path))
+    starts = np.asarray(index.column("start"), dtype=np.int64)
+    stops = np.asarray(index.column("stop"), dtype=np.int64)
+    if index.num_rows and (starts.min() < 0 or stops.max() > meta.rows
+                           or np.any(starts > stops)):
+        raise CorruptionError("segment index row ranges out of bounds", path=str(path))
+    return index
 
 
 def load_run(meta: SegmentMeta, directory: Path, ts_field: str) -> SortedRun:
     """Read a whole segment into memory as a sorted run."""
-    try:
-        table = pq.read_table(directory / meta.data_name)
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"could not read segment: {exc}",
-                           path=str(directory / meta.data_name)) from exc
-    return SortedRun.load(table, read_index(meta, directory), ts_field)
-
-
-def read_index(meta: SegmentMeta, directory: Path) -> pa.Table:
-    """The segment's entity index: entity, start row, stop row."""
-    try:
-        return feather.read_table(directory / meta.index_name, memory_map=True)
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"could not read segment index: {exc}",
-                           path=str(directory / meta.index_name)) from exc
-
-
-def read_table(meta: SegmentMeta, directory: Path) -> pa.Table:
-    """The segment's events as a table (sorted by entity, timestamp, ``_seq``)."""
-    try:
-        return pq.read_table(directory / meta.data_name)
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"could not read segment: {exc}",
-                           path=str(directory / meta.data_name)) from exc
-
-
-def remove_files(meta: SegmentMeta, directory: Path) -> None:
-    """Delete a segment's files (after no manifest or reader refers to it)."""
-    (directory / meta.data_name).unlink(missing_ok=True)
-    (directory / meta.index_name).unlink(missing_ok=True)
+    return SortedRun.load(read_table(meta, directory), read_index(meta, directory), ts_field)

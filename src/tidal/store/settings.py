@@ -7,7 +7,6 @@ values, and opening it with different ones is an error.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import msgspec
 
 from tidal.config import StoreConfig
 from tidal.errors import ConfigError, CorruptionError
+from tidal.store.fs import FileSystem
 
 NAME = "STORE.json"
 FIXED = ("timestamp_field", "timestamp_unit", "entity_field")
@@ -43,14 +43,7 @@ def merge(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def save(directory: Path, config: StoreConfig) -> None:
+def save(fs: FileSystem, directory: Path, config: StoreConfig) -> None:
     """Record the fixed settings of a new store (atomic, durable)."""
-    path = directory / NAME
-    if path.exists():
-        return
-    tmp = directory / (NAME + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(msgspec.json.encode({k: getattr(config, k) for k in FIXED}))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fs.write_atomic(directory / NAME,
+                    msgspec.json.encode({k: getattr(config, k) for k in FIXED}))

@@ -1,225 +1,339 @@
-"""Write-ahead log: framed Arrow IPC streams with group commit.
+"""Write-ahead log: checksummed frames of Arrow IPC, one write and one fsync per group.
 
-A WAL is a directory of files named ``wal-<first_seq>.log``. Each file is a run
-of frames::
+A WAL is a directory of files named ``wal-<first_seq>.log``; file *i* holds
+the events from its ``first_seq`` up to the next file's. Each file is a run of
+frames::
 
-    magic b"TWAL" | payload_len u64 | first_seq u64 | rows u32 | crc32 u32 | payload
+    magic b"TWL2" | payload_len u64 | first_seq u64 | rows u32 | written_ns u64 | crc32 u32
+    payload: an Arrow IPC stream of ``rows`` events (without ``_seq``)
 
-where the payload is a self-contained Arrow IPC stream (schema, batches, end
-marker) holding ``rows`` events whose ``_seq`` starts at ``first_seq``. One
-append is one frame, written with one ``write`` and made durable with one
-``fsync`` (durability ``"group"``). On open, frames are checked in order; the
-first short, misframed or checksum-failing frame of the *last* file marks a torn
-tail, which is truncated and reported. Damage before the tail, or in an older
-file, is corruption and raises :class:`CorruptionError`.
+The checksum covers the header fields and the payload, and ``_seq`` is given
+by ``first_seq``. A group of appends is written with one ``writev`` (looped
+until every byte is written) and made durable with one ``fsync``. A write or
+fsync that fails is cut off the file again before anything else is written;
+if even that fails, the log refuses appends until a retry of the cut succeeds.
+
+Recovery reads the frames in order. A *torn tail* is a damaged end of the
+last file with no intact frame after it: a power cut during an unacknowledged
+write. It is cut off and reported. Any other damage (in an older file, or
+with an intact frame after it) is corruption: :class:`CorruptionError`, unless
+the caller salvages (``repair``).
 """
 
 from __future__ import annotations
 
-import os
+import re
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from tidal.errors import CorruptionError, StorageError
+from tidal.store.fs import FileSystem, LogFile
 
-MAGIC = b"TWAL"
-_HEADER = struct.Struct("<4sQQII")
+MAGIC = b"TWL2"
+_HEADER = struct.Struct("<4sQQIQI")
 HEADER_SIZE = _HEADER.size
+_CHECKED = slice(4, HEADER_SIZE - 4)  # header bytes the checksum covers
+SEQ = "_seq"
+NAME = re.compile(r"wal-(\d{20})\.log")
+MAX_FRAME_BYTES = 1 << 40
 
 
-@dataclass(frozen=True)
-class TornTail:
-    """What recovery cut off the end of the log."""
-
-    path: str
-    offset: int
-    dropped_bytes: int
-    reason: str
+def file_name(first_seq: int) -> str:
+    """The name of the WAL file whose first event is ``first_seq``."""
+    return f"wal-{first_seq:020d}.log"
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One recovered append."""
+def wal_files(directory: Path) -> list[tuple[int, Path]]:
+    """``(first_seq, path)`` of every WAL file in ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := NAME.fullmatch(p.name))]
+    return sorted(found)
 
-    first_seq: int
-    table: pa.Table
+
+# ------------------------------------------------------------------ frames
 
 
-def encode(table: pa.Table) -> pa.Buffer:
-    """Serialise ``table`` as one self-contained Arrow IPC stream."""
+def encode_payload(table: pa.Table) -> pa.Buffer:
+    """One self-contained Arrow IPC stream of ``table`` (which has no ``_seq``)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue()
 
 
-def _file_name(first_seq: int) -> str:
-    return f"wal-{first_seq:020d}.log"
+def frame_header(payload: pa.Buffer, first_seq: int, rows: int, written_ns: int) -> bytes:
+    """The header that precedes ``payload`` in the log."""
+    head = _HEADER.pack(MAGIC, payload.size, first_seq, rows, written_ns, 0)
+    crc = zlib.crc32(memoryview(payload), zlib.crc32(head[_CHECKED]))
+    return head[:-4] + struct.pack("<I", crc)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+@dataclass(frozen=True)
+class FrameRef:
+    """One intact frame found in a file (payload not yet decoded)."""
+
+    offset: int
+    end: int
+    first_seq: int
+    rows: int
+    written_ns: int
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.rows - 1
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Where a file stops holding intact frames, and whether any follow."""
+
+    path: str
+    offset: int
+    reason: str
+    file_bytes: int
+    next_frame: int | None  # offset of the next intact frame, if any
+
+    @property
+    def dropped_bytes(self) -> int:
+        return (self.next_frame or self.file_bytes) - self.offset
+
+
+def _frame_at(data: memoryview, pos: int) -> FrameRef | str:
+    """The intact frame at ``pos``, or why there is none."""
+    if len(data) - pos < HEADER_SIZE:
+        return "short frame header"
+    magic, length, first_seq, rows, written_ns, crc = _HEADER.unpack_from(data, pos)
+    if magic != MAGIC:
+        return "bad frame magic"
+    end = pos + HEADER_SIZE + length
+    if length > MAX_FRAME_BYTES or end > len(data):
+        return "short frame payload"
+    header = data[pos:pos + HEADER_SIZE]
+    if zlib.crc32(data[pos + HEADER_SIZE:end], zlib.crc32(header[_CHECKED])) != crc:
+        return "frame checksum mismatch"
+    return FrameRef(pos, end, first_seq, rows, written_ns)
+
+
+def scan(data: bytes | memoryview, path: Path | str, start: int = 0
+         ) -> tuple[list[FrameRef], Damage | None]:
+    """The intact frames of a file from ``start`` on, up to the first damage (if any)."""
+    view = memoryview(data).cast("B")
+    frames: list[FrameRef] = []
+    pos = start
+    while pos < len(view):
+        found = _frame_at(view, pos)
+        if isinstance(found, str):
+            after = frames[-1].last_seq if frames else -1
+            return frames, Damage(str(path), pos, found, len(view),
+                                  _next_frame(view, pos + 1, after))
+        frames.append(found)
+        pos = found.end
+    return frames, None
+
+
+def _next_frame(view: memoryview, pos: int, after_seq: int) -> int | None:
+    """Offset of the first intact frame at or after ``pos`` that continues the
+    sequence (events above ``after_seq``: bytes that merely look like a frame
+    inside a torn payload do not count)."""
+    raw = view.obj if isinstance(view.obj, bytes) else bytes(view)
+    while (pos := raw.find(MAGIC, pos)) >= 0:
+        found = _frame_at(view, pos)
+        if isinstance(found, FrameRef) and found.first_seq > after_seq:
+            return pos
+        pos += 1
+    return None
+
+
+def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str) -> pa.Table:
+    """The events of frame ``ref``, with their ``_seq`` column first."""
+    payload = memoryview(data)[ref.offset + HEADER_SIZE:ref.end]
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    except pa.ArrowException as exc:
+        raise CorruptionError(f"WAL frame unreadable: {exc}", path=str(path),
+                              offset=ref.offset) from exc
+    if table.num_rows != ref.rows:
+        raise CorruptionError("WAL frame row count mismatch", path=str(path), offset=ref.offset)
+    seq = pa.array(np.arange(ref.first_seq, ref.first_seq + ref.rows, dtype=np.int64))
+    return table.add_column(0, SEQ, seq)
 
 
-class WriteAheadLog:
-    """Appends frames durably; rotates and truncates after flushes.
+# ------------------------------------------------------------------ writing
+
+
+@dataclass
+class PendingFrame:
+    """A frame to write: its payload is encoded by the appending thread."""
+
+    payload: pa.Buffer
+    rows: int
+    first_seq: int = -1
+
+
+@dataclass
+class _Failure:
+    offset: int
+    reason: str
+    cause: BaseException | None = field(default=None)
+
+
+class WalWriter:
+    """Appends frames durably; rotates to a new file when a memtable is sealed.
 
     Args:
-        directory: where the ``wal-*.log`` files live (created if missing).
-        durability: ``"group"`` (fsync each append), ``"interval"`` (fsync at
-            most every ``fsync_interval_s``, from a background thread too) or
-            ``"none"``.
+        fs: the file system every write goes through.
+        directory: the ``wal/`` directory (exists).
+        durability: ``"group"`` (fsync each write), ``"interval"`` (fsync at most
+            every ``fsync_interval_s``, also from a background thread) or ``"none"``.
+        first_seq: ``_seq`` of the next event; names a new file.
+        current: an existing last file to continue (its torn tail already cut).
+        now_ns: the wall clock that stamps frames.
     """
 
-    def __init__(self, directory: Path, durability: str, fsync_interval_s: float) -> None:
+    durable = True
+
+    def __init__(self, fs: FileSystem, directory: Path, durability: str,
+                 fsync_interval_s: float, first_seq: int, *, current: Path | None = None,
+                 now_ns: Callable[[], int] = time.time_ns) -> None:
+        self.fs = fs
         self.directory = directory
         self.durability = durability
         self.fsync_interval_s = fsync_interval_s
-        self._fd: int | None = None
-        self._path: Path | None = None
+        self._now_ns = now_ns
         self._lock = threading.Lock()
+        self._failure: _Failure | None = None
         self._dirty = False
         self._last_sync = time.monotonic()
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
-        directory.mkdir(parents=True, exist_ok=True)
-
-    # -- recovery -------------------------------------------------------------
-    def files(self) -> list[Path]:
-        """WAL files, oldest first."""
-        return sorted(self.directory.glob("wal-*.log"))
-
-    def recover(self) -> tuple[list[Frame], TornTail | None]:
-        """Read every intact frame; truncate a torn tail of the last file."""
-        frames: list[Frame] = []
-        torn: TornTail | None = None
-        files = self.files()
-        for i, path in enumerate(files):
-            last = i == len(files) - 1
-            data = path.read_bytes()
-            pos = 0
-            while pos < len(data):
-                problem = None
-                if len(data) - pos < HEADER_SIZE:
-                    problem = "short frame header"
-                else:
-                    magic, length, first_seq, rows, crc = _HEADER.unpack_from(data, pos)
-                    end = pos + HEADER_SIZE + length
-                    if magic != MAGIC:
-                        problem = "bad frame magic"
-                    elif end > len(data):
-                        problem = "short frame payload"
-                    else:
-                        payload = memoryview(data)[pos + HEADER_SIZE : end]
-                        if zlib.crc32(payload) != crc:
-                            problem = "frame checksum mismatch"
-                if problem is not None:
-                    if not last:
-                        raise CorruptionError(f"WAL file damaged: {problem}", path=str(path),
-                                              offset=pos)
-                    torn = TornTail(str(path), pos, len(data) - pos, problem)
-                    with open(path, "r+b") as fh:
-                        fh.truncate(pos)
-                        os.fsync(fh.fileno())
-                    break
-                try:
-                    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
-                except pa.ArrowException as exc:
-                    raise CorruptionError(f"WAL frame unreadable: {exc}", path=str(path),
-                                          offset=pos) from exc
-                if table.num_rows != rows:
-                    raise CorruptionError("WAL frame row count mismatch", path=str(path),
-                                          offset=pos)
-                frames.append(Frame(first_seq, table))
-                pos = end
-        return frames, torn
-
-    # -- writing --------------------------------------------------------------
-    def open_file(self, first_seq: int) -> None:
-        """Start a new WAL file for events from ``first_seq`` on."""
-        with self._lock:
-            self._close_fd()
-            path = self.directory / _file_name(first_seq)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            self._fd, self._path = fd, path
-            _fsync_dir(self.directory)
-        if self.durability == "interval" and self._syncer is None:
+        self.sync_error: BaseException | None = None
+        path = current if current is not None else directory / file_name(first_seq)
+        self._log: LogFile = self._open(path)
+        if durability == "interval":
             self._syncer = threading.Thread(target=self._sync_loop, name="tidal-wal-sync",
                                             daemon=True)
             self._syncer.start()
 
-    def append(self, table: pa.Table, first_seq: int) -> int:
-        """Write one frame; returns once it is durable under the policy. Returns bytes written."""
-        payload = encode(table)
-        header = _HEADER.pack(MAGIC, payload.size, first_seq, table.num_rows,
-                              zlib.crc32(memoryview(payload)))
+    def _open(self, path: Path) -> LogFile:
+        try:
+            return self.fs.open_log(path)
+        except OSError as exc:
+            raise StorageError(f"cannot open WAL file: {exc}", path=str(path)) from exc
+
+    @property
+    def path(self) -> Path:
+        """The file being appended to."""
+        return self._log.path
+
+    def write(self, frames: Sequence[PendingFrame]) -> int:
+        """Write ``frames`` (``first_seq`` set) as one write; durable per the policy on return.
+
+        Returns the bytes written. Raises :class:`StorageError` when the bytes
+        could not be made durable; none of them then count as written.
+        """
+        now = self._now_ns()
+        buffers: list[bytes | pa.Buffer] = []
+        for frame in frames:
+            buffers += [frame_header(frame.payload, frame.first_seq, frame.rows, now),
+                        frame.payload]
         with self._lock:
-            if self._fd is None:
-                raise StorageError("WAL is not open", path=str(self.directory))
-            start = os.lseek(self._fd, 0, os.SEEK_END)
+            self._heal()
+            start = self._log.size
             try:
-                os.writev(self._fd, [header, payload])
+                self._log.write(buffers)
                 if self.durability == "group":
-                    os.fsync(self._fd)
+                    self._log.sync()
                 else:
                     self._dirty = True
                     if (self.durability == "interval"
                             and time.monotonic() - self._last_sync >= self.fsync_interval_s):
                         self._sync_locked()
             except OSError as exc:
-                # Leave no partial frame behind: later frames must stay readable.
-                os.ftruncate(self._fd, start)
-                raise StorageError(f"WAL write failed: {exc}", path=str(self._path)) from exc
-        return HEADER_SIZE + payload.size
+                self._cut(start, exc)
+                raise StorageError(f"WAL write failed, nothing of it was stored: {exc}",
+                                   path=str(self._log.path)) from exc
+            return self._log.size - start
+
+    def _cut(self, offset: int, cause: BaseException) -> None:
+        """Remove a failed write's bytes; if that fails too, refuse writes until it works."""
+        try:
+            self._log.truncate(offset)
+            self._failure = None
+        except OSError as exc:
+            self._failure = _Failure(offset, str(exc), cause)
+
+    def _heal(self) -> None:
+        """Retry cutting a failed write before writing anything after it."""
+        failure = self._failure
+        if failure is None:
+            return
+        try:
+            self._log.truncate(failure.offset)
+        except OSError as exc:
+            raise StorageError(f"WAL is unusable until a failed write is removed "
+                               f"(first failure: {failure.reason}; now: {exc})",
+                               path=str(self._log.path)) from exc
+        self._failure = None
 
     def _sync_locked(self) -> None:
-        if self._fd is not None and self._dirty:
-            os.fsync(self._fd)
+        if self._dirty:
+            self._log.sync()
         self._dirty = False
         self._last_sync = time.monotonic()
 
     def _sync_loop(self) -> None:
         while not self._stop.wait(self.fsync_interval_s):
             with self._lock:
+                try:
+                    self._sync_locked()
+                except OSError as exc:  # reported by stats(); acknowledged writes may be lost
+                    self.sync_error = exc
+
+    def rotate(self, first_seq: int) -> None:
+        """Continue in a new file for events from ``first_seq`` on.
+
+        The old file is synced first. If the new file cannot be created, the
+        old one stays current and :class:`StorageError` is raised.
+        """
+        with self._lock:
+            self._heal()
+            try:
                 self._sync_locked()
+            except OSError as exc:
+                raise StorageError(f"WAL fsync failed: {exc}", path=str(self._log.path)) from exc
+            fresh = self._open(self.directory / file_name(first_seq))
+            old, self._log = self._log, fresh
+            old.close()
 
     def drop_before(self, first_seq: int) -> None:
-        """Delete WAL files that hold only events below ``first_seq``.
+        """Delete the files that hold only events below ``first_seq``.
 
-        Call after a manifest that covers them is durable, and after
-        :meth:`open_file` started the file for ``first_seq``.
+        Call only once a manifest covering those events is durable.
         """
-        for path in self.files():
-            if path != self._path and int(path.stem.split("-")[1]) < first_seq:
-                path.unlink(missing_ok=True)
-        _fsync_dir(self.directory)
+        files = wal_files(self.directory)
+        doomed = [path for (_, path), (next_first, _) in zip(files, files[1:], strict=False)
+                  if next_first <= first_seq and path != self._log.path]
+        if doomed:
+            self.fs.remove(doomed)
 
     def size_bytes(self) -> int:
         """Bytes held in WAL files (a file dropped meanwhile counts as empty)."""
         total = 0
-        for path in self.files():
+        for _, path in wal_files(self.directory):
             try:
                 total += path.stat().st_size
             except FileNotFoundError:
                 continue
         return total
-
-    def _close_fd(self) -> None:
-        if self._fd is not None:
-            self._sync_locked()
-            os.close(self._fd)
-            self._fd = None
 
     def close(self) -> None:
         """Sync and close; stops the interval syncer."""
@@ -228,14 +342,8 @@ class WriteAheadLog:
             self._syncer.join()
             self._syncer = None
         with self._lock:
-            self._close_fd()
-
-
-def iter_frames(frames: list[Frame], after_seq: int) -> Iterator[Frame]:
-    """Frames (or their tails) holding events with ``_seq > after_seq``."""
-    for frame in frames:
-        last = frame.first_seq + frame.table.num_rows - 1
-        if last <= after_seq:
-            continue
-        skip = max(0, after_seq + 1 - frame.first_seq)
-        yield Frame(frame.first_seq + skip, frame.table.slice(skip))
+            try:
+                if self._failure is None:
+                    self._sync_locked()
+            finally:
+                self._log.close()

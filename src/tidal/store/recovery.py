@@ -1,0 +1,147 @@
+"""Opening a store directory: the manifest, the sweep, and the WAL replay.
+
+:func:`recover` is what a writer does on open, under the store lock: verify
+the manifest, delete the store's own orphan files, read every WAL frame
+above the manifest's ``flushed_seq``, cut a torn tail, and check that the
+events form one unbroken ``_seq`` range. :class:`LogTail` reads the WAL
+incrementally, for a writer's recovery and for read-only opens that follow a
+live writer (whose frames may be half written at the end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pyarrow as pa
+
+from tidal.errors import CorruptionError
+from tidal.store import layout
+from tidal.store import manifest as manifest_io
+from tidal.store.fs import FileSystem
+from tidal.store.manifest import Manifest
+from tidal.store.wal import Damage, decode_frame, scan, wal_files
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """Events of one WAL frame, ``_seq``-stamped, and when they were written."""
+
+    table: pa.Table
+    written_ns: int
+
+
+@dataclass
+class Recovered:
+    """What a writer's open found on disk."""
+
+    manifest: Manifest
+    frames: list[Replayed]
+    next_seq: int
+    torn_tail: Damage | None
+    current_wal: Path | None  # the last WAL file, to continue appending to
+    removed: list[str] = field(default_factory=list)  # orphan files swept
+
+
+def _in_lost(manifest: Manifest, first: int, last: int) -> bool:
+    return any(a <= first and last <= b for a, b in manifest.lost)
+
+
+class LogTail:
+    """Reads WAL frames holding events above a ``_seq``, picking up where it left off.
+
+    Args:
+        directory: the ``wal/`` directory.
+        on_damage: called with the damage at the end of the last file; the
+            writer's recovery cuts it off there (a torn tail), a reader waits
+            for the writer to finish the frame.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._offsets: dict[Path, int] = {}
+        self.next_seq: int | None = None
+
+    def read(self, manifest: Manifest, *, final: bool,
+             on_torn: Callable[[Damage], None] | None = None) -> list[Replayed]:
+        """New events above what was read before (and above ``manifest.flushed_seq``).
+
+        ``final``: no writer is active, so a damaged end of the last file is a
+        torn tail (reported through ``on_torn``) rather than a frame still
+        being written. Damage anywhere else raises :class:`CorruptionError`.
+        A gap in ``_seq`` not recorded in ``manifest.lost`` raises too.
+        """
+        after = manifest.flushed_seq
+        expected = max(self.next_seq if self.next_seq is not None else after + 1, after + 1)
+        files = wal_files(self.directory)
+        out: list[Replayed] = []
+        for i, (_, path) in enumerate(files):
+            last_file = i == len(files) - 1
+            start = self._offsets.get(path, 0)
+            try:
+                with path.open("rb") as fh:
+                    fh.seek(start)
+                    data = fh.read()
+            except FileNotFoundError:
+                continue  # dropped after a flush covered it
+            frames, damage = scan(data, path)
+            if damage is not None:
+                damage = replace(damage, offset=start + damage.offset,
+                                 file_bytes=start + damage.file_bytes,
+                                 next_frame=None if damage.next_frame is None
+                                 else start + damage.next_frame)
+                if not last_file or damage.next_frame is not None:
+                    where = "with intact frames after it" if last_file else "in an older WAL file"
+                    raise CorruptionError(
+                        f"WAL damaged ({damage.reason}) {where}; acknowledged events may follow "
+                        f"it (open with repair=True or run `tidal repair` to salvage)",
+                        path=str(path), offset=damage.offset)
+                if final and on_torn is not None:
+                    on_torn(damage)
+            for ref in frames:
+                if ref.last_seq < expected:
+                    continue
+                if ref.first_seq > expected and not _in_lost(manifest, expected,
+                                                              ref.first_seq - 1):
+                    raise CorruptionError(
+                        f"WAL gap: expected _seq {expected}, found {ref.first_seq} "
+                        f"(events {expected}..{ref.first_seq - 1} are missing)",
+                        path=str(path), offset=start + ref.offset)
+                table = decode_frame(data, ref, path)
+                skip = max(0, expected - ref.first_seq)
+                out.append(Replayed(table.slice(skip) if skip else table, ref.written_ns))
+                expected = ref.last_seq + 1
+            self._offsets[path] = start + frames[-1].end if frames else start
+        self.next_seq = expected
+        for gone in set(self._offsets) - {path for _, path in files}:
+            del self._offsets[gone]
+        return out
+
+
+def recover(fs: FileSystem, directory: Path, *, sweep: bool = True) -> Recovered:
+    """Open an existing store for writing (the caller holds the store lock)."""
+    manifest = manifest_io.load(directory)
+    fs.make_dirs(directory / layout.SEGMENTS)
+    fs.make_dirs(directory / layout.WAL)
+    removed: list[str] = []
+    if sweep:
+        live = {name for s in manifest.segments for name in (s.data_name, s.index_name)}
+        doomed = layout.orphans(directory, live)
+        fs.remove(doomed)
+        removed = [str(p) for p in doomed]
+    torn: list[Damage] = []
+    tail = LogTail(directory / layout.WAL)
+    frames = tail.read(manifest, final=True, on_torn=torn.append)
+    current = None
+    files = wal_files(directory / layout.WAL)
+    if torn:
+        fs.truncate(Path(torn[0].path), torn[0].offset)
+    next_seq = tail.next_seq if tail.next_seq is not None else manifest.flushed_seq + 1
+    if files:
+        first_seq, path = files[-1]
+        if first_seq <= next_seq:
+            current = path
+        elif path.stat().st_size == 0:  # created by a rotation whose events never came
+            fs.remove([path])
+    return Recovered(manifest, frames, next_seq, torn[0] if torn else None, current, removed)
