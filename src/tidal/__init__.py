@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tidal.errors import (
+    BackpressureError,
     ClosedError,
     ConfigError,
     CorruptionError,
@@ -16,6 +17,7 @@ from tidal.errors import (
     IngestError,
     Problem,
     QueryError,
+    ReadOnlyError,
     SchemaError,
     StorageError,
     TidalError,
@@ -25,15 +27,19 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tidal.api import Receipt, Store, open
+    from tidal.store.feed import Follower
 
 __all__ = [
+    "BackpressureError",
     "ClosedError",
     "ConfigError",
     "CorruptionError",
     "DecodeError",
+    "Follower",
     "IngestError",
     "Problem",
     "QueryError",
+    "ReadOnlyError",
     "Receipt",
     "SchemaError",
     "StorageError",
@@ -51,4 +57,8 @@ def __getattr__(name: str) -> Any:
         from tidal import api
 
         return getattr(api, name)
+    if name == "Follower":
+        from tidal.store.feed import Follower
+
+        return Follower
     raise AttributeError(f"module 'tidal' has no attribute {name!r}")

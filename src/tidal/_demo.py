@@ -92,7 +92,7 @@ def run_demo(root: Path, events: int, console: Console) -> None:
 
     import tidal
     from tidal.bench.workloads import k8s, services
-    from tidal.cli import stats_table
+    from tidal.render import stats_table
 
     n_services = round(events * SERVICES_SHARE)
     n_k8s = events - n_services
@@ -148,7 +148,7 @@ def run_demo(root: Path, events: int, console: Console) -> None:
 
 def _show_oom_timeline(kube: Store, console: Console) -> None:
     """Print the k8s events around the first OOM kill of the pod killed most often."""
-    from tidal.cli import rich_table
+    from tidal.render import rich_table
 
     oom = kube.sql(OOM_POD_SQL)
     if not oom.num_rows:
@@ -170,7 +170,7 @@ def _show_oom_timeline(kube: Store, console: Console) -> None:
 
 
 def _show_sql(store: Store, query: str, title: str, console: Console) -> None:
-    from tidal.cli import rich_table
+    from tidal.render import rich_table
 
     started = time.perf_counter()
     answer = store.sql(query)

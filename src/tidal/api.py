@@ -29,6 +29,7 @@ from tidal.store.clock import SYSTEM_CLOCK, Clock
 from tidal.store.engine import Engine
 from tidal.store.feed import Follower
 from tidal.store.fs import OS_FILES, FileSystem
+from tidal.store.repair import RepairReport
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,15 @@ class Store:
     def stats(self) -> dict[str, Any]:
         """Counts and sizes: events, entities, segments, WAL, memory, background errors."""
         return store_stats(self._engine, self.path)
+
+    @property
+    def repair_report(self) -> RepairReport | None:
+        """What ``repair=True`` salvaged and lost (None without ``repair``)."""
+        return self._engine.repair_report
+
+    @property
+    def read_only(self) -> bool:
+        return self._engine.read_only
 
     @property
     def recovery(self) -> str | None:

@@ -1,6 +1,9 @@
 """The ``tidal`` command line: glue over :func:`tidal.open` and the benchmark harness.
 
-Subcommands: ``ingest``, ``timeline``, ``sql``, ``stats``, ``demo`` and ``bench``.
+Subcommands: ``ingest``, ``timeline``, ``sql``, ``stats``, ``check``, ``repair``,
+``demo`` and ``bench``. The read commands (``timeline``, ``sql``, ``stats``,
+``check``) open the store read-only, so they work next to a running writer
+and on read-only media.
 Heavy modules (pyarrow, duckdb, numpy, rich) are imported inside the command
 functions, so ``tidal --version`` and ``tidal --help`` start fast.
 
@@ -18,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from tidal.errors import IngestError, StorageError, TidalError
 
@@ -27,7 +30,6 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
     from rich.console import Console
-    from rich.table import Table
 
     from tidal.api import OnError, Receipt, Store
 
@@ -37,8 +39,6 @@ WHOLE_FILE_BYTES = 256 << 20
 """NDJSON files below this size are appended whole (one all-or-nothing append)."""
 CHUNK_BYTES = 64 << 20
 """Larger NDJSON files are appended in chunks of about this size, split on newlines."""
-TABLE_ROWS = 1000
-"""At most this many rows are drawn by ``--format table``."""
 PROBLEMS_SHOWN = 5
 
 
@@ -66,11 +66,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _time(text: str) -> int | str:
-    """A time bound: integer nanoseconds since the epoch, or an ISO 8601 string."""
-    return int(text) if text.lstrip("+-").isdigit() else text
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``tidal``; each subcommand sets ``func``."""
     parser = argparse.ArgumentParser(
@@ -96,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("timeline", parents=[store], help="one entity's events in time order")
     p.add_argument("entity", metavar="ENTITY")
-    p.add_argument("--start", type=_time, metavar="T",
-                   help="inclusive start: RFC 3339 time or integer ns")
-    p.add_argument("--end", type=_time, metavar="T", help="exclusive end, like --start")
+    p.add_argument("--start", metavar="T",
+                   help="inclusive start: RFC 3339 time, or a number of ns since the epoch")
+    p.add_argument("--end", metavar="T", help="exclusive end, like --start")
     p.add_argument("--limit", type=_positive_int, metavar="N")
     p.add_argument("--desc", action="store_true", help="newest first")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
@@ -111,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", parents=[store], help="store statistics")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("check", parents=[store],
+                       help="verify every file of a store (checksums, WAL frames, _seq ranges)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("repair", parents=[store],
+                       help="salvage a damaged store and report what could not be saved")
+    p.set_defaults(func=cmd_repair)
 
     p = sub.add_parser("demo", help="generate, ingest and query a sample data set")
     p.add_argument("--store", default="tidal-data", metavar="DIR",
@@ -175,18 +178,19 @@ def _report_ingest_error(exc: IngestError) -> None:
     _error(f"{where}rejected, {len(problems)} {noun}; {'; '.join(notes)}", details)
 
 
-def _open(args: argparse.Namespace, *, must_exist: bool) -> Store:
+def _open(args: argparse.Namespace, *, read_only: bool, repair: bool = False) -> Store:
+    """Open ``--store``: for writing (``ingest``, ``repair``), or read-only (queries)."""
     from pathlib import Path
 
     import tidal
 
     path = Path(args.store)
-    if must_exist and not path.is_dir():
+    if read_only and not path.is_dir():
         raise StorageError(f"no store at {str(path)!r} (create one with "
                            f"`tidal ingest FILE --store {path}`)", path=str(path))
     config = {name: value for name in ("entity_field", "timestamp_field")
               if (value := getattr(args, name, None)) is not None}
-    return tidal.open(path, **config)
+    return tidal.open(path, read_only=read_only, repair=repair, **config)
 
 
 def _console(*, stderr: bool = False) -> Console:
@@ -302,7 +306,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     err = _console(stderr=True)
     totals = IngestTotals()
     started = time.perf_counter()
-    with _open(args, must_exist=False) as store, rp.Progress(
+    with _open(args, read_only=False) as store, rp.Progress(
         rp.TextColumn("{task.description}"), rp.BarColumn(), rp.DownloadColumn(),
         rp.TransferSpeedColumn(), rp.TimeRemainingColumn(), console=err,
         disable=not err.is_terminal, transient=True,
@@ -335,7 +339,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_timeline(args: argparse.Namespace) -> int:
     """``tidal timeline ENTITY --store DIR``."""
-    with _open(args, must_exist=True) as store:
+    with _open(args, read_only=True) as store:
         table = store.timeline(args.entity, args.start, args.end, limit=args.limit,
                                desc=args.desc)
     _write(table, args.fmt, title=f"timeline of {args.entity}")
@@ -344,7 +348,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """``tidal sql QUERY --store DIR``."""
-    with _open(args, must_exist=True) as store:
+    with _open(args, read_only=True) as store:
         table = store.sql(args.query)
     _write(table, args.fmt)
     return 0
@@ -352,123 +356,62 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """``tidal stats --store DIR``."""
-    with _open(args, must_exist=True) as store:
+    with _open(args, read_only=True) as store:
         stats = store.stats()
-    _console().print(stats_table(stats, title=str(args.store)))
+    from tidal import render
+
+    _console().print(render.stats_table(stats, title=str(args.store)))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``tidal check --store DIR``: exit 0 when intact, 1 when something is damaged."""
+    from pathlib import Path
+
+    from tidal.store.check import check_store
+
+    report = check_store(Path(args.store))
+    out = _console()
+    for note in report.notes:
+        out.print(f"note: {note}")
+    for problem in report.problems:
+        out.print(f"[red]problem:[/red] {problem}")
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    out.print(f"{args.store}: {verdict} ({report.segments} segments with "
+              f"{report.segment_events:,} events, {report.wal_events:,} events in the WAL)")
+    return 0 if report.ok else 1
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """``tidal repair --store DIR``: salvage, then report what was saved and lost."""
+    with _open(args, read_only=False, repair=True) as store:
+        report = store.repair_report
+        max_seq = store.max_seq()
+    out = _console()
+    out.print(str(report) if report is not None else "nothing to repair")
+    out.print(f"{args.store}: opens again; highest _seq {max_seq}")
     return 0
 
 
 def _write(table: pa.Table, fmt: str, title: str | None = None) -> None:
+    from tidal import render
+
     if fmt == "table":
         console = _console()
         if table.num_rows == 0:
             console.print(f"{title}: no events" if title else "no rows")
             return
-        console.print(rich_table(table, title=title))
-        if table.num_rows > TABLE_ROWS:
-            console.print(f"... {table.num_rows - TABLE_ROWS:,} more rows "
+        console.print(render.rich_table(table, title=title))
+        if table.num_rows > render.TABLE_ROWS:
+            console.print(f"... {table.num_rows - render.TABLE_ROWS:,} more rows "
                           "(--format json or csv prints all)")
     elif fmt == "json":
-        write_json_lines(table, sys.stdout.buffer)
+        render.write_json_lines(table, sys.stdout.buffer)
     else:
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(_printable(table, nested_as_json=True), sys.stdout.buffer)
+        pacsv.write_csv(render.printable(table, nested_as_json=True), sys.stdout.buffer)
     sys.stdout.flush()
-
-
-def _printable(table: pa.Table, *, nested_as_json: bool = False) -> pa.Table:
-    """``table`` with timestamps as RFC 3339 strings (and nested values as JSON text)."""
-    import msgspec
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for i, field in enumerate(table.schema):
-        column = table.column(i)
-        if pa.types.is_timestamp(field.type):
-            text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%SZ")
-        elif nested_as_json and pa.types.is_nested(field.type):
-            encode = msgspec.json.Encoder(enc_hook=str).encode
-            text = pa.array([None if v is None else encode(v).decode()
-                             for v in column.to_pylist()], pa.string())
-        else:
-            continue
-        table = table.set_column(i, field.name, text)
-    return table
-
-
-def write_json_lines(table: pa.Table, out: BinaryIO) -> None:
-    """Write ``table`` as one JSON object per line, timestamps in RFC 3339."""
-    import msgspec
-
-    encode = msgspec.json.Encoder(enc_hook=str).encode
-    for batch in _printable(table).to_batches(max_chunksize=8192):
-        rows = batch.to_pylist()
-        if rows:
-            out.write(b"\n".join(encode(row) for row in rows) + b"\n")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, dict | list):
-        import msgspec
-
-        return msgspec.json.encode(value, enc_hook=str).decode()
-    return str(value)
-
-
-def rich_table(table: pa.Table, title: str | None = None, max_rows: int = TABLE_ROWS) -> Table:
-    """A rich table of the first ``max_rows`` rows of ``table``."""
-    import pyarrow as pa
-    from rich.table import Table
-
-    shown = _printable(table.slice(0, max_rows))
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for field in shown.schema:
-        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
-        out.add_column(field.name, justify="right" if numeric else "left", overflow="fold")
-    columns = [column.to_pylist() for column in shown.columns]
-    for row in zip(*columns, strict=True):
-        out.add_row(*(_cell(v) for v in row))
-    return out
-
-
-def _flatten(stats: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in stats.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
-def _human_bytes(n: float) -> str:
-    unit = 0
-    while abs(n) >= 1024 and unit < 4:
-        n, unit = n / 1024, unit + 1
-    return f"{n:.1f} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"
-
-
-def stats_table(stats: dict[str, Any], title: str | None = None) -> Table:
-    """A two-column rich table of a (possibly nested) stats dict."""
-    from rich.table import Table
-
-    out = Table(title=title, title_justify="left", header_style="bold")
-    out.add_column("stat")
-    out.add_column("value", justify="right")
-    for key, value in _flatten(stats):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            text = _cell(value)
-        elif isinstance(value, int):
-            text = f"{value:,}"
-            if key.endswith("bytes") and value >= 1024:
-                text += f" ({_human_bytes(value)})"
-        else:
-            text = f"{value:,.3f}"
-        out.add_row(key, text)
-    return out
 
 
 # ---------------------------------------------------------------- demo and bench

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +66,8 @@ class FaultyFiles(FileSystem):
         fail_syncs: how many log fsyncs raise ``EIO``.
         fail_truncates: how many log truncates raise ``EIO``.
         fail_creates: how many new files (logs or atomic writes) raise ``ENOSPC``.
+        hold_segment_writes: cleared, atomic writes (segments, manifest) wait
+            until it is set again: a flush that takes as long as the test wants.
     """
 
     def __init__(self) -> None:
@@ -72,6 +75,8 @@ class FaultyFiles(FileSystem):
         self.fail_syncs = 0
         self.fail_truncates = 0
         self.fail_creates = 0
+        self.hold_segment_writes = threading.Event()
+        self.hold_segment_writes.set()
 
     def _create_fault(self, path: Path) -> None:
         if self.fail_creates and not path.exists():
@@ -85,6 +90,7 @@ class FaultyFiles(FileSystem):
 
     def write_files_atomic(self, files: Sequence[tuple[Path, bytes | memoryview | pa.Buffer]]
                            ) -> None:
+        self.hold_segment_writes.wait()
         for path, _ in files:
             self._create_fault(path)
         super().write_files_atomic(files)

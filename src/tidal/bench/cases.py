@@ -2,7 +2,7 @@
 
 Each case sizes itself from ``ctx.size(default)`` (``--events`` overrides every
 default), measures Tidal and a baseline in the same run, and returns
-:class:`~tidal.bench.harness.Figure` objects. Defaults are sized so that the
+:class:`~tidal.bench.figures.Figure` objects. Defaults are sized so that the
 whole suite takes a few minutes on two cores.
 """
 
@@ -28,7 +28,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from tidal.bench import workloads
-from tidal.bench.harness import Context, Figure, median_of, seconds
+from tidal.bench.figures import Context, Figure, median_of, seconds
 
 if TYPE_CHECKING:
     from tidal.api import Store

@@ -447,15 +447,32 @@ def _datetime_ns(value: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
+def _number(text: str) -> int | None:
+    """``text`` as a number of nanoseconds, or None when it is not a number."""
+    stripped = text.strip()
+    try:
+        if stripped.lstrip("+-").isdigit():
+            return int(stripped)
+        value = float(stripped)
+    except ValueError:
+        return None
+    return round(value) if math.isfinite(value) else None
+
+
 def parse_instant(value: object, *, name: str = "time") -> int | None:
     """Turn an API time argument (``start``, ``end``...) into ns UTC.
 
-    ``None`` gives None. An ``int`` (or float) is already nanoseconds since the
-    epoch. A timezone-aware ``datetime`` is converted exactly; a naive one is
-    refused. A ``date`` is midnight UTC. A string is ISO 8601 (no offset means
-    UTC) or a number following :func:`to_ns`'s ``auto`` rule. numpy
-    ``datetime64`` values (which carry no timezone) are taken as UTC; pandas
-    Timestamps must be timezone-aware like datetimes.
+    One rule for every API time value: **a number is nanoseconds since the
+    Unix epoch**, however it arrives (a Python ``int`` or ``float``, a
+    command-line argument, a query-string parameter: ``"1767225600000000000"``
+    and ``1767225600000000000`` are the same instant). ``None`` gives None. A
+    timezone-aware ``datetime`` is converted exactly; a naive one is refused. A
+    ``date`` is midnight UTC. Any other string is RFC 3339 / ISO 8601 (no
+    offset means UTC). numpy ``datetime64`` values (which carry no timezone)
+    are taken as UTC; pandas Timestamps must be timezone-aware like datetimes.
+
+    (Event *data* is different: numeric timestamps in events follow the
+    store's ``timestamp_unit``, ``auto`` guessing the unit by magnitude.)
 
     Raises:
         QueryError: the value cannot be read as an instant.
@@ -489,6 +506,9 @@ def parse_instant(value: object, *, name: str = "time") -> int | None:
     if isinstance(value, dt.date):
         return _datetime_ns(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC))
     if isinstance(value, str):
+        number = _number(value)
+        if number is not None:
+            return number
         ns, bad = to_ns(pa.array([value], pa.string()))
         result = ns[0].as_py()
         if result is None:

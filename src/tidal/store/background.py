@@ -283,7 +283,7 @@ class Background:
                 with self.manifest_lock:
                     current = self.state.manifest
                     live = set(current.segments)
-                    if not all(m in live for m in merged) or self._stop.is_set():
+                    if not all(m in live for m in merged):
                         self.readers.retire(metas)
                         return 0
                     kept = tuple(s for s in current.segments if s not in merged)

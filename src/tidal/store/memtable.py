@@ -73,7 +73,7 @@ class Memtable:
         if self.small_tail >= MERGE_SMALL_PARTS and len(parts) - self.small_tail >= (
                 self.indexed_parts):
             tail = parts[-self.small_tail:]
-            merged = concat_tables(tail)
+            merged = concat_tables(tail).combine_chunks()
             nbytes += part_bytes(merged) - sum(part_bytes(t) for t in tail)
             parts = parts[:-self.small_tail] + (merged,)
             self.small_tail = 1
