@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 
 from tidal.bench import harness
-from tidal.bench.cases import CASES, entity_table
+from tidal.bench.cases import entity_table
+from tidal.bench.registry import CASES
 from tidal.errors import ConfigError
 
 FIELDS = {"name", "workload", "events", "metric", "value", "unit", "baseline",
@@ -24,7 +25,12 @@ EXPECTED_METRICS = {
     "timeline": {"p50_memtable", "p99_memtable", "p50_segments", "p99_segments"},
     "footprint": {"disk_bytes_per_event", "memtable_bytes_per_event", "max_rss_streaming",
                   "rss_growth_25_to_100pct"},
+    "group-commit": {"throughput", "p99_append_latency", "appends_per_fsync"},
+    "append-latency-under-flush": {"p99_append_latency", "p50_append_latency"},
+    "follow-latency": {"p50_commit_to_follower", "p99_commit_to_follower"},
 }
+
+NO_BASELINE = {"rss_growth_25_to_100pct", "appends_per_fsync", "p50_append_latency"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,7 @@ def test_records_are_complete_and_ratios_oriented(tiny_run):
         assert r["events"] == 3000
         assert isinstance(r["value"], float) and math.isfinite(r["value"])
         assert r["unit"] and r["workload"] and r["at"].endswith("Z")
-        if r["metric"] == "rss_growth_25_to_100pct":
+        if r["metric"] in NO_BASELINE:
             assert r["baseline"] is None and r["ratio"] is None
             continue
         assert r["value"] > 0 and r["baseline_value"] > 0 and r["baseline"]

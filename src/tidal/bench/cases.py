@@ -1,4 +1,4 @@
-"""The benchmarks of ``tidal bench``, each registered in :data:`CASES` by name.
+"""The store benchmarks of ``tidal bench``: ingest, timeline, footprint.
 
 Each case sizes itself from ``ctx.size(default)`` (``--events`` overrides every
 default), measures Tidal and a baseline in the same run, and returns
@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,39 +28,20 @@ import pyarrow.parquet as pq
 
 from tidal.bench import workloads
 from tidal.bench.figures import Context, Figure, median_of, seconds
+from tidal.bench.registry import case
 
 if TYPE_CHECKING:
     from tidal.api import Store
 
-__all__ = ["CASES", "Case", "entity_table"]
+__all__ = ["entity_table", "open_store"]
 
 BATCH_EVENTS = 10_000
 MIB = 1 << 20
 HUGE_MEMTABLE = 1 << 40
 
 
-@dataclass(frozen=True)
-class Case:
-    """A registered benchmark: ``fn(ctx)`` returns its figures."""
-
-    name: str
-    about: str
-    fn: Callable[[Context], list[Figure]]
-
-
-CASES: dict[str, Case] = {}
-
-
-def _case(name: str, about: str) -> Callable[[Callable[[Context], list[Figure]]],
-                                             Callable[[Context], list[Figure]]]:
-    def register(fn: Callable[[Context], list[Figure]]) -> Callable[[Context], list[Figure]]:
-        CASES[name] = Case(name, about, fn)
-        return fn
-    return register
-
-
 @contextmanager
-def _store(path: Path | None, **config: Any) -> Iterator[Store]:
+def open_store(path: Path | None, **config: Any) -> Iterator[Store]:
     import tidal
 
     store = tidal.open(path, **config)
@@ -89,7 +69,7 @@ def _check_count(store: Store, n: int) -> None:
 
 # --- ingest ---------------------------------------------------------------------------------
 
-@_case("ingest-arrow", "durable appends (group commit) of 10k-event Arrow batches of `services`")
+@case("ingest-arrow", "durable appends (group commit) of 10k-event Arrow batches of `services`")
 def ingest_arrow(ctx: Context) -> list[Figure]:
     """Tidal: ``append`` per batch into an on-disk store, fsynced before it returns.
     Baseline: the same batches written as an Arrow IPC stream, fsync after each."""
@@ -98,7 +78,7 @@ def ingest_arrow(ctx: Context) -> list[Figure]:
     batches = [table.slice(i, BATCH_EVENTS) for i in range(0, n, BATCH_EVENTS)]
     tidal_rate, base_rate = [], []
     for r in range(ctx.runs):
-        with _store(ctx.fresh_dir(f"store-{r}"), entity_field="pod", durability="group") as s:
+        with open_store(ctx.fresh_dir(f"store-{r}"), entity_field="pod", durability="group") as s:
             tidal_rate.append(n / seconds(partial(_append_each, s, batches)))
             _check_count(s, n)
         path = ctx.tmp / f"baseline-{r}.arrows"
@@ -118,7 +98,7 @@ def _ipc_fsync(path: Path, batches: list[pa.Table]) -> None:
             os.fsync(f.fileno())
 
 
-@_case("ingest-ndjson", "durable `append(path)` of a `services` NDJSON file")
+@case("ingest-ndjson", "durable `append(path)` of a `services` NDJSON file")
 def ingest_ndjson(ctx: Context) -> list[Figure]:
     """Tidal: ``append(path)`` into an on-disk store (decode, normalise, WAL, fsync).
     Baseline: the faster of ``pyarrow.json.read_json`` and DuckDB ``read_json`` of the
@@ -129,7 +109,7 @@ def ingest_ndjson(ctx: Context) -> list[Figure]:
     mib = path.stat().st_size / MIB
     tidal_rate, arrow_rate, duck_rate = [], [], []
     for r in range(ctx.runs):
-        with _store(ctx.fresh_dir(f"store-{r}"), entity_field="pod", durability="group") as s:
+        with open_store(ctx.fresh_dir(f"store-{r}"), entity_field="pod", durability="group") as s:
             tidal_rate.append(n / seconds(partial(s.append, path)))
             _check_count(s, n)
         arrow_rate.append(n / seconds(lambda: pa_json.read_json(path)))
@@ -196,7 +176,7 @@ def _percentile(parts: list[np.ndarray], q: float) -> float:
     return median_of([float(np.percentile(p, q)) for p in parts])
 
 
-@_case("timeline", "per-entity timeline latency, memtable and segments, vs DuckDB filter+sort")
+@case("timeline", "per-entity timeline latency, memtable and segments, vs DuckDB filter+sort")
 def timeline(ctx: Context) -> list[Figure]:
     """``store.timeline(entity)`` for random entities, one at a time, timed with
     ``perf_counter_ns``: once with everything in the memtable, once after
@@ -218,7 +198,7 @@ def timeline(ctx: Context) -> list[Figure]:
             config.update(memtable_bytes=HUGE_MEMTABLE, memtable_age_s=0)
         else:  # one compacted segment holding everything, kept decoded in the cache
             config.update(segment_rows=n, compact_min_rows=n + 1)
-        with _store(ctx.fresh_dir(variant), **config) as store:
+        with open_store(ctx.fresh_dir(variant), **config) as store:
             _append_all(store, table, 500_000)
             if variant == "segments":
                 store.flush()
@@ -264,7 +244,7 @@ def _duckdb_timeline(table: pa.Table, keys: list[str], ctx: Context) -> list[np.
 
 # --- footprint ------------------------------------------------------------------------------
 
-@_case("footprint", "bytes/event on disk and in the memtable; RSS while streaming")
+@case("footprint", "bytes/event on disk and in the memtable; RSS while streaming")
 def footprint(ctx: Context) -> list[Figure]:
     """Disk: ``services`` into an on-disk store, ``flush()``, ``stats()`` bytes/event vs
     ``pyarrow.parquet.write_table(compression="zstd")`` of the same rows. Memory:
@@ -274,7 +254,7 @@ def footprint(ctx: Context) -> list[Figure]:
     table = workloads.services(n, seed=7)
     config = {"entity_field": "pod", "durability": "none", "memtable_bytes": HUGE_MEMTABLE,
               "memtable_age_s": 0}
-    with _store(ctx.fresh_dir("store"), **config) as store:
+    with open_store(ctx.fresh_dir("store"), **config) as store:
         _append_all(store, table, 100_000)
         memory = store.stats()["bytes_per_event_memory"]
         store.flush()
@@ -305,7 +285,7 @@ def _rss_stream(ctx: Context, n: int) -> list[Figure]:
     before = proc.memory_info().rss
     samples: list[int] = []
     sent = 0
-    with _store(ctx.fresh_dir("stream"), entity_field="pod") as store:
+    with open_store(ctx.fresh_dir("stream"), entity_field="pod") as store:
         while sent < n:
             part = pool[len(samples) % len(pool)].slice(0, n - sent)
             shifted = pc.add(part.column("timestamp").cast(pa.int64()), len(samples) * span)

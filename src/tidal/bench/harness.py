@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tidal.bench.cases import CASES
+from tidal.bench import cases, concurrency  # noqa: F401 - they register their cases
 from tidal.bench.figures import Context, Figure, median_of, seconds
+from tidal.bench.registry import CASES
 from tidal.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -55,7 +55,7 @@ class Follower:
         self._read_history = read_history
         self._unsubscribe = unsubscribe
         self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[pa.RecordBatch] = deque()
+        self._queue: deque[tuple[pa.RecordBatch, int]] = deque()  # (batch, committed at)
         self._behind = False  # the queue overflowed: catch up from the store
         self._catching_up = False
         self._catchup_to: int | None = None  # None: up to the highest visible
@@ -64,6 +64,7 @@ class Follower:
         self._wakers: list[Callable[[], None]] = []
         self.overflows = 0
         self.history_batches = 0
+        self.lag_ns: int | None = None  # commit → delivery of the last live batch
 
     def _start(self, visible_max_seq: int) -> None:
         """Subscribed while ``visible_max_seq`` was the highest visible ``_seq``."""
@@ -71,8 +72,8 @@ class Follower:
             self._catching_up, self._catchup_to = True, visible_max_seq + 1
 
     # -- the writer's side (state lock held) ------------------------------------
-    def offer(self, table: pa.Table) -> None:
-        """Queue a committed table (called by the feed; never blocks)."""
+    def offer(self, table: pa.Table, committed_ns: int) -> None:
+        """Queue a table committed at ``committed_ns`` (``perf_counter_ns``); never blocks."""
         with self._cond:
             if self._closed:
                 return
@@ -82,7 +83,7 @@ class Follower:
                 self._behind = True
                 self.overflows += 1
             else:
-                self._queue.extend(batches)
+                self._queue.extend((batch, committed_ns) for batch in batches)
             self._cond.notify_all()
             wakers, self._wakers = self._wakers, []
         for wake in wakers:
@@ -110,11 +111,12 @@ class Follower:
                     continue
                 if not self._queue:
                     return "wait"
-                first = _first_seq(self._queue[0])
+                first = _first_seq(self._queue[0][0])
                 if first > self.next_seq:  # a gap (after an overflow): read it from the store
                     self._catching_up, self._catchup_to = True, first
                     continue
-                batch = self._queue.popleft()
+                batch, committed_ns = self._queue.popleft()
+            self.lag_ns = time.perf_counter_ns() - committed_ns
             trimmed = self._trim(batch)
             if trimmed is not None:
                 return trimmed
@@ -251,10 +253,10 @@ class CommitFeed:
         with self._lock:
             self._followers = tuple(f for f in self._followers if f is not follower)
 
-    def publish(self, table: pa.Table) -> None:
-        """Offer a committed table to every follower."""
+    def publish(self, table: pa.Table, committed_ns: int) -> None:
+        """Offer a table committed at ``committed_ns`` (``perf_counter_ns``) to every follower."""
         for follower in self._followers:
-            follower.offer(table)
+            follower.offer(table, committed_ns)
 
     def close(self) -> None:
         """Close every follower (the store is closing)."""

@@ -8,9 +8,11 @@ and is written by the next leader, so under load a group fills while the
 previous fsync runs. A leader may also wait up to ``max_wait_s`` for a group
 to fill before writing it.
 
-Every caller returns only after its own item was written (or with the error
-that stopped its group). :meth:`GroupCommit.exclusive` runs other work (WAL
-rotation, sealing a memtable) between groups, as if it were a group.
+Each waiter sleeps on its own lock and is woken exactly once, when its item
+is written or when it is made the next leader: finishing a group wakes the
+members of that group, not every waiting thread. :meth:`GroupCommit.exclusive`
+takes a turn in the same queue to run other work (WAL rotation, sealing a
+memtable) between groups.
 """
 
 from __future__ import annotations
@@ -27,13 +29,18 @@ Result = TypeVar("Result")
 
 
 class _Slot(Generic[Item, Result]):
-    __slots__ = ("done", "error", "item", "result")
+    """A place in the queue: an item to write, or a turn (``item is None``) for
+    :meth:`GroupCommit.exclusive`."""
 
-    def __init__(self, item: Item) -> None:
+    __slots__ = ("done", "error", "item", "result", "wake")
+
+    def __init__(self, item: Item | None) -> None:
         self.item = item
         self.result: Result | None = None
         self.error: BaseException | None = None
         self.done = False
+        self.wake = threading.Lock()
+        self.wake.acquire()  # released once: written, or made leader
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -52,7 +59,8 @@ class GroupCommit(Generic[Item, Result]):
         self._weight = weight
         self.max_events = max_events
         self.max_wait_s = max_wait_s
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._filled = threading.Condition(self._lock)
         self._queue: deque[_Slot[Item, Result]] = deque()
         self._queued_events = 0
         self._leading = False
@@ -62,72 +70,100 @@ class GroupCommit(Generic[Item, Result]):
     def submit(self, item: Item) -> Result:
         """Write ``item`` in some group; return its result once written."""
         slot: _Slot[Item, Result] = _Slot(item)
-        with self._cond:
-            self._queue.append(slot)
-            self._queued_events += self._weight(item)
-            if self._queued_events >= self.max_events:
-                self._cond.notify_all()  # a leader waiting for a full group
-            while not slot.done and self._leading:
-                self._cond.wait()
-            if not slot.done:
-                self._leading = True
+        if self._enqueue(slot):
+            slot.wake.acquire()  # written by a leader, or made the leader
         if not slot.done:
             self._lead(slot)
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
 
+    def _enqueue(self, slot: _Slot[Item, Result]) -> bool:
+        """Queue ``slot``; True when another thread leads (so wait), False when we lead."""
+        with self._lock:
+            self._queue.append(slot)
+            if slot.item is not None:
+                self._queued_events += self._weight(slot.item)
+                if self._queued_events >= self.max_events:
+                    self._filled.notify()
+            if self._leading:
+                return True
+            self._leading = True
+            return False
+
     def _lead(self, own: _Slot[Item, Result]) -> None:
-        try:
-            while not own.done:
-                self._write(self._take_group())
-        finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+        """Write groups until ``own`` is written, then pass the lead on."""
+        while True:
+            with self._lock:
+                if own.done:
+                    self._pass_lead()
+                    return
+                if self._queue[0].item is None:  # an exclusive turn waits ahead of us
+                    self._pass_lead()
+                    group = None
+                else:
+                    group = self._take_group()
+            if group is None:
+                own.wake.acquire()  # written meanwhile, or made the leader again
+                if own.done:
+                    return
+                continue
+            self._write(group, own)
+
+    def _pass_lead(self) -> None:
+        """Make the first queued slot's thread the leader, or stop leading. Lock held."""
+        if not self._queue:
+            self._leading = False
+            return
+        head = self._queue[0]
+        if head.item is None:
+            self._queue.popleft()
+        head.wake.release()
 
     def _take_group(self) -> list[_Slot[Item, Result]]:
-        with self._cond:
-            if self.max_wait_s > 0 and self._queued_events < self.max_events:
-                deadline = time.monotonic() + self.max_wait_s
-                while self._queued_events < self.max_events:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-            group = [self._queue.popleft()]
-            events = self._weight(group[0].item)
-            while self._queue and events + self._weight(self._queue[0].item) <= self.max_events:
-                group.append(self._queue.popleft())
-                events += self._weight(group[-1].item)
-            self._queued_events -= events
-            return group
+        """Queued items from the head, up to ``max_events``, stopping at a turn. Lock held."""
+        if self.max_wait_s > 0 and self._queued_events < self.max_events:
+            deadline = time.monotonic() + self.max_wait_s
+            while self._queued_events < self.max_events:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._filled.wait(left)
+        group = [self._queue.popleft()]
+        events = self._weight(group[0].item)  # type: ignore[arg-type]
+        while self._queue and self._queue[0].item is not None and (
+                events + self._weight(self._queue[0].item) <= self.max_events):
+            group.append(self._queue.popleft())
+            events += self._weight(group[-1].item)  # type: ignore[arg-type]
+        self._queued_events -= events
+        return group
 
-    def _write(self, group: list[_Slot[Item, Result]]) -> None:
+    def _write(self, group: list[_Slot[Item, Result]], own: _Slot[Item, Result]) -> None:
         try:
-            results = self._write_group([slot.item for slot in group])
+            results = self._write_group([slot.item for slot in group])  # type: ignore[misc]
             for slot, result in zip(group, results, strict=True):
                 slot.result = result
         except BaseException as exc:  # every append of the group gets the error
             for slot in group:
                 slot.error = exc
-        with self._cond:
-            for slot in group:
-                slot.done = True
-            self.groups += 1
-            self.items += len(group)
-            self._cond.notify_all()
+        self.groups += 1
+        self.items += len(group)
+        for slot in group:
+            slot.done = True
+            if slot is not own:
+                slot.wake.release()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Hold off every group write while the block runs."""
-        with self._cond:
-            while self._leading:
-                self._cond.wait()
-            self._leading = True
+        """Take a turn between groups: no group is written while the block runs."""
+        turn: _Slot[Item, Result] = _Slot(None)
+        if self._enqueue(turn):
+            turn.wake.acquire()  # the leader before us passed the lead to this turn
+        else:
+            with self._lock:
+                self._queue.remove(turn)
         try:
             yield
         finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+            with self._lock:
+                self._pass_lead()

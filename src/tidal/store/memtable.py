@@ -25,7 +25,7 @@ from tidal.store.run import SortedRun
 PART_OVERHEAD_BYTES = 1024
 """Memory a table costs beyond its buffers (objects, schema, allocator slack)."""
 COLUMN_OVERHEAD_BYTES = 256
-SMALL_PART_ROWS = 4096
+SMALL_PART_ROWS = 64
 MERGE_SMALL_PARTS = 32
 """Merge the unindexed tail once it holds this many small parts."""
 

@@ -62,6 +62,28 @@ class _Append:
     frame: PendingFrame
 
 
+_NO_PAYLOAD = pa.py_buffer(b"")
+SLACK_BYTES = 64 << 10
+
+
+def _own_bytes(table: pa.Table, payload: pa.Buffer | None) -> pa.Table:
+    """``table``, copied if it is a small view of large buffers.
+
+    A slice of a big table keeps the whole of it alive (and counted): the
+    memtable keeps its own copy instead, decoded from the WAL payload when
+    there is one.
+    """
+    held = table.get_total_buffer_size()
+    if held <= SLACK_BYTES:
+        return table
+    needed = payload.size if payload is not None else table.nbytes
+    if held <= 2 * needed + SLACK_BYTES:
+        return table
+    if payload is not None:
+        return pa.ipc.open_stream(payload).read_all()
+    return table.take(pa.array(np.arange(table.num_rows)))
+
+
 class Writer:
     """Appends for one store. See the module docstring."""
 
@@ -99,8 +121,9 @@ class Writer:
         self._admit(timeout_s)
         if any(column.num_chunks > 1 for column in table.columns):
             table = table.combine_chunks()  # IPC-encoding chunked columns is many times slower
-        payload = encode_payload(table) if self.log.durable else pa.py_buffer(b"")
-        return self._group.submit(_Append(table, PendingFrame(payload, n)))
+        payload = encode_payload(table) if self.log.durable else None
+        table = _own_bytes(table, payload)
+        return self._group.submit(_Append(table, PendingFrame(payload or _NO_PAYLOAD, n)))
 
     def _admit(self, timeout_s: float | None) -> None:
         """Wait while the memtables hold ``memory_limit_bytes`` or more."""
@@ -141,6 +164,7 @@ class Writer:
             ranges.append(SeqRange(a.frame.rows, first, first + a.frame.rows - 1))
             first += a.frame.rows
         self.log.write([a.frame for a in appends])
+        committed_ns = time.perf_counter_ns()
         written_ns = self.clock.now_ns()
         stamped = [a.table.add_column(0, SEQ, pa.array(
             np.arange(a.frame.first_seq, a.frame.first_seq + a.frame.rows, dtype=np.int64)))
@@ -148,7 +172,7 @@ class Writer:
         with self.state.lock:
             self.state.add(stamped, first - 1, written_ns)
             for table in stamped:
-                self.feed.publish(table)
+                self.feed.publish(table, committed_ns)
         self._next_seq = first
         self._seal_if_due()
         return ranges
