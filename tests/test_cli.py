@@ -270,3 +270,46 @@ def test_demo(tmp_path: Path) -> None:
     assert str(root / "k8s") in out
     assert count(root / "services") == 28_000
     assert count(root / "k8s") == 12_000
+
+
+def test_damaged_and_foreign_stores_are_one_clean_error(tmp_path: Path) -> None:
+    """The issue: corruption surfaced as raw tracebacks that did not name the file."""
+    path = tmp_path / "s"
+    with tidal.open(path, entity_field="pod") as opened:
+        opened.append([event(i, "a") for i in range(5)])
+        opened.flush()
+    (segment,) = (path / "segments").glob("*.parquet")
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    segment.write_bytes(bytes(data))
+    for command in (["timeline", "a"], ["sql", "SELECT * FROM events"]):
+        err = failed(*command, "--store", path)
+        assert "checksum mismatch" in err and segment.name in err and len(err.splitlines()) == 1
+    check = tidal_cli("check", "--store", path)
+    assert check.returncode == 1 and segment.name in check.stdout
+    (path / "MANIFEST.json").write_text("{}")
+    assert "manifest" in failed("stats", "--store", path)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("x")
+    assert "not a Tidal store" in failed("stats", "--store", foreign)
+    data = tmp_path / "one.ndjson"
+    data.write_bytes(ndjson([event(0, "a")]))
+    assert "not a Tidal store" in failed("ingest", data, "--store", foreign)
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_repair_salvages_and_reports(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    with tidal.open(path, entity_field="pod") as opened:
+        opened.append([event(i, "a") for i in range(5)])
+        opened.flush()
+        opened.append([event(i, "a") for i in range(5, 8)])
+    (segment,) = (path / "segments").glob("*.parquet")
+    segment.unlink()
+    assert "segment file is missing" in failed("timeline", "a", "--store", path)
+    out = ok("repair", "--store", path)
+    assert "lost:" in out and "5 events" in out and "highest _seq 7" in out
+    assert ok("check", "--store", path).strip().endswith(")")
+    assert [json.loads(line)["n"] for line in
+            ok("timeline", "a", "--store", path, "--format", "json").splitlines()] == [5, 6, 7]

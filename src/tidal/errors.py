@@ -103,19 +103,22 @@ class QueryError(TidalError):
 
 
 class StorageError(TidalError):
-    """The write-ahead log, a segment or the manifest could not be used."""
+    """The write-ahead log, a segment or the manifest could not be used.
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
-        super().__init__(message)
+    The message names ``path`` (and ``offset``, for damage inside a file).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None
+                 ) -> None:
+        where = ", ".join(p for p in (path if path and path not in message else None,
+                                      f"offset {offset}" if offset is not None else None) if p)
+        super().__init__(f"{message} ({where})" if where else message)
         self.path = path
+        self.offset = offset
 
 
 class CorruptionError(StorageError):
-    """On-disk data is damaged beyond what recovery repairs."""
-
-    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None) -> None:
-        super().__init__(message, path=path)
-        self.offset = offset
+    """On-disk data is damaged: a checksum, size or structure does not match."""
 
 
 class ReadOnlyError(StorageError):

@@ -66,6 +66,7 @@ class FaultyFiles(FileSystem):
         fail_syncs: how many log fsyncs raise ``EIO``.
         fail_truncates: how many log truncates raise ``EIO``.
         fail_creates: how many new files (logs or atomic writes) raise ``ENOSPC``.
+        fail_atomic_writes: how many atomic writes (segments, manifest) raise ``ENOSPC``.
         hold_segment_writes: cleared, atomic writes (segments, manifest) wait
             until it is set again: a flush that takes as long as the test wants.
     """
@@ -75,6 +76,7 @@ class FaultyFiles(FileSystem):
         self.fail_syncs = 0
         self.fail_truncates = 0
         self.fail_creates = 0
+        self.fail_atomic_writes = 0
         self.hold_segment_writes = threading.Event()
         self.hold_segment_writes.set()
 
@@ -91,6 +93,9 @@ class FaultyFiles(FileSystem):
     def write_files_atomic(self, files: Sequence[tuple[Path, bytes | memoryview | pa.Buffer]]
                            ) -> None:
         self.hold_segment_writes.wait()
+        if self.fail_atomic_writes:
+            self.fail_atomic_writes -= 1
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", str(files[0][0]))
         for path, _ in files:
             self._create_fault(path)
         super().write_files_atomic(files)

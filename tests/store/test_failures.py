@@ -59,3 +59,72 @@ def test_failed_flush_before_reopen_loses_nothing(tmp_path):
     segments.unlink()
     with tidal.open(path) as again:
         assert again.read_from(0).column("id").to_pylist() == list(range(100))
+
+
+def test_background_errors_show_in_stats_the_log_and_the_next_write(tmp_path, caplog):
+    from tidal.api import Store
+    from tidal.config import StoreConfig
+
+    from .faults import FaultyFiles
+
+    files = FaultyFiles()
+    store = Store(tmp_path / "s", StoreConfig.build({}), fs=files)
+    store.append(batch(0, 10))
+    files.fail_atomic_writes = 1000  # segment files cannot be written: flushes fail
+    with caplog.at_level("ERROR", logger="tidal.store"), pytest.raises(tidal.StorageError):
+        store.flush()
+    assert any("background flush failed" in r.getMessage() for r in caplog.records)
+    errors = store.stats()["background_errors"]
+    assert errors and errors[0].startswith("flush: StorageError") and "No space left" in errors[0]
+    files.fail_atomic_writes = 0
+    store.flush()  # retried: works again without a restart
+    assert store.stats()["background_errors"] == []
+    store.close()
+
+
+def test_a_failed_wal_rotation_does_not_wedge_appends(tmp_path):
+    """The issue: a failed WAL rotation (out of inodes) wedged every later append."""
+    from tidal.api import Store
+    from tidal.config import StoreConfig
+
+    from .faults import FaultyFiles
+
+    files = FaultyFiles()
+    store = Store(tmp_path / "s", StoreConfig.build({}), fs=files)
+    store.append(batch(0, 10))
+    files.fail_creates = 1  # the new WAL file of the next seal
+    with pytest.raises(tidal.StorageError, match="cannot flush"):
+        store.flush()
+    assert any(e.startswith("WAL rotation") for e in store.stats()["background_errors"])
+    store.append(batch(10, 10))  # still appending, to the old WAL file
+    store.flush()  # the cause is gone: rotation and flush work
+    store.close()
+    with tidal.open(tmp_path / "s") as again:
+        assert again.read_from(0).column("id").to_pylist() == list(range(20))
+
+
+def test_a_failed_background_compaction_is_reported(tmp_path, caplog):
+    import time
+
+    path = tmp_path / "s"
+    store = tidal.open(path, compact_min_rows=1000)
+    with caplog.at_level("ERROR", logger="tidal.store"):
+        for i in range(7):
+            store.append(batch(i * 10, 10))
+            store.flush()
+        victim = sorted((path / "segments").glob("*.parquet"))[0]
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        victim.write_bytes(bytes(data))
+        store.append(batch(70, 10))
+        store.flush()  # the eighth small segment: an automatic compaction starts, and fails
+        deadline = time.monotonic() + 20
+        while not store.stats()["background_errors"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (error,) = store.stats()["background_errors"]
+    assert error.startswith("compaction: CorruptionError") and "checksum" in error
+    assert any("background compaction failed" in r.getMessage() for r in caplog.records)
+    with pytest.raises(tidal.StorageError, match="background compaction failed"):
+        store.append(batch(80, 1))
+    store.append(batch(80, 1))  # reported once; appends go on
+    store.close()

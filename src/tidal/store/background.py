@@ -95,7 +95,8 @@ class Background:
         self._compactor: threading.Thread | None = None
 
     # -- errors -------------------------------------------------------------------
-    def _failed(self, job: str, exc: BaseException) -> None:
+    def report_failure(self, job: str, exc: BaseException) -> None:
+        """Record that ``job`` failed: for ``errors()``, the log and the next write."""
         with self._error_lock:
             previous = self._errors.get(job)
             count = previous.failures + 1 if previous is not None else 1
@@ -105,7 +106,8 @@ class Background:
             self._unreported.__cause__ = exc
         log.error("background %s failed (%d in a row): %s", job, count, exc)
 
-    def _succeeded(self, job: str) -> None:
+    def report_success(self, job: str) -> None:
+        """Record that ``job`` worked again (it leaves ``errors()``)."""
         with self._error_lock:
             self._errors.pop(job, None)
 
@@ -148,10 +150,9 @@ class Background:
                 continue
             try:
                 self._flush(sealed)
-                self._succeeded("flush")
                 pause = RETRY_FIRST_S
             except BaseException as exc:  # the memtable stays sealed and in the WAL
-                self._failed("flush", exc)
+                self.report_failure("flush", exc)
                 with self.state.changed:
                     self._flush_failures += 1
                     self.state.changed.notify_all()
@@ -175,6 +176,7 @@ class Background:
                                  flushed_seq=sealed.upto_seq), written=metas, unseal=sealed)
             self._drop_wal(sealed.upto_seq + 1)
             self._retain()
+        self.report_success("flush")
         with self.state.changed:
             self._done_seq = sealed.upto_seq
             self.state.changed.notify_all()
@@ -190,7 +192,7 @@ class Background:
         try:
             self.drop_wal_before(below_seq)
         except OSError as exc:  # the events are safe in segments; retried after the next flush
-            self._failed("wal cleanup", exc)
+            self.report_failure("wal cleanup", exc)
 
     def _commit(self, manifest: Manifest, *, written: Sequence[SegmentMeta] = (),
                 removed: Sequence[SegmentMeta] = (), unseal: Sealed | None = None) -> None:
@@ -250,9 +252,9 @@ class Background:
     def _compact_quietly(self) -> None:
         try:
             self.compact()
-            self._succeeded("compaction")
+            self.report_success("compaction")
         except BaseException as exc:  # the segments are intact
-            self._failed("compaction", exc)
+            self.report_failure("compaction", exc)
 
     def compact(self, *, rewrite: bool = False) -> int:
         """Merge small segments; returns how many were rewritten. See ``Store.compact``.
@@ -312,9 +314,9 @@ class Background:
         try:
             with self.manifest_lock:
                 self._retain()
-            self._succeeded("retention")
+            self.report_success("retention")
         except BaseException as exc:
-            self._failed("retention", exc)
+            self.report_failure("retention", exc)
 
     # -- lifecycle ----------------------------------------------------------------
     @property

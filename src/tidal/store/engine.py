@@ -205,7 +205,7 @@ class Engine:
                 try:
                     self.writer.seal_if_due()
                 except BaseException as exc:  # noqa: BLE001 - reported like other background work
-                    self.background._failed("memtable seal", exc)
+                    self.background.report_failure("memtable seal", exc)
             if beats % 10 == 0:
                 self.background.apply_retention()
 

@@ -197,10 +197,12 @@ class Writer:
             return upto
         try:
             self.log.rotate(self._next_seq)
-            self.rotate_error = None
+            if self.rotate_error is not None:
+                self.rotate_error = None
+                self.background.report_success("WAL rotation")
         except StorageError as exc:
             self.rotate_error = exc
-            self.background._failed("WAL rotation", exc)
+            self.background.report_failure("WAL rotation", exc)
             return upto
         with self.state.lock:
             self.state.seal()
@@ -220,6 +222,7 @@ class Writer:
         with self._group.exclusive():
             upto = self._seal()
             if self.rotate_error is not None:
+                self.background.take_error()  # reported here
                 raise StorageError(f"cannot flush: {self.rotate_error}") from self.rotate_error
         self.background.request_flush()
         self.background.wait_flushed(upto)
