@@ -166,7 +166,11 @@ class Store:
         """Run DuckDB SQL over the view ``events`` (segments and memtable).
 
         Nested fields are structs: ``kubernetes.pod.name`` works as written.
-        Errors raise :class:`~tidal.errors.QueryError`.
+        Read-only and confined to the store's own files: one statement per
+        call, reads only; anything else, and bad SQL, raise
+        :class:`~tidal.errors.QueryError`. Keys SQL cannot show as written
+        (``""``, control characters, case twins) appear under their JSON
+        string literal (see the README).
         """
         def run() -> pa.Table:
             with self._engine.snapshot() as snap:
