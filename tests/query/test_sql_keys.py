@@ -1,4 +1,4 @@
-"""Keys the SQL view cannot show as written get one stable name (see tidal.query.sql)."""
+"""Keys the SQL view cannot show as written get one stable name (see tidal.query.names)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tidal
-from tidal.query.sql import renamed_keys, sql_name
+from tidal.query.names import renamed_keys, sql_name
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
 

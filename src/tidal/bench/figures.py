@@ -68,7 +68,7 @@ class Figure:
             "metric": self.metric, "value": float(self.value), "unit": self.unit,
             "baseline": self.baseline,
             "baseline_value": None if self.baseline_value is None else float(self.baseline_value),
-            "ratio": None if ratio is None else round(ratio, 4), "runs": self.runs, "at": at,
+            "ratio": None if ratio is None else float(f"{ratio:.6g}"), "runs": self.runs, "at": at,
         }
 
 
