@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,11 +29,16 @@ import pyarrow as pa
 from tidal.errors import DecodeError, Problem
 from tidal.ingest.files import FORMATS, decode_buffer, decode_path, remap
 from tidal.ingest.ndjson import Decoded, decode_ndjson, empty_decoded, raw_text
+from tidal.ingest.nesting import MAX_DEPTH, TOO_DEEP, check_table, deep_records
 from tidal.model.schema import concat_tables
 
 __all__ = ["Decoded", "decode", "decode_records"]
 
 _encoder = msgspec.json.Encoder()
+_raw_encoder = msgspec.json.Encoder(enc_hook=str)
+_ABRIDGED = reprlib.Repr()  # keyword arguments need Python 3.12
+_ABRIDGED.maxlevel, _ABRIDGED.maxdict, _ABRIDGED.maxlist = MAX_DEPTH + 2, 20, 20
+_ABRIDGED.maxstring = _ABRIDGED.maxother = 200
 _BOM = b"\xef\xbb\xbf"
 _TEXT_START = re.compile(r"[\ufeff\s]*[{\[]")
 
@@ -48,6 +54,12 @@ def decode(data: object, *, format: str | None = None) -> Decoded:
         >>> d.table.to_pylist(), d.lines.tolist(), [str(p) for p in d.problems]
         ([{'a': '1'}, {'a': 'x'}], [1, 3], ['line 2: not a JSON object'])
     """
+    decoded = _decode(data, format)
+    check_table(decoded.table, decoded.source)  # a type nested too deep refuses every row
+    return decoded
+
+
+def _decode(data: object, format: str | None) -> Decoded:
     if format is not None and format not in FORMATS:
         raise DecodeError(f"unknown format {format!r}; expected one of {FORMATS}")
     if isinstance(data, pa.Table):
@@ -112,6 +124,9 @@ def _from_dataframe(data: object) -> Decoded | None:
         return None
     df: Any = data
     source = f"{package} DataFrame"
+    if package == "pandas" and any(  # objects too deep for pyarrow's converter
+            deep_records(df[c].tolist(), depth=2) for c in df.columns if df[c].dtype == object):
+        return decode_records(df.to_dict(orient="records"), source=source)
     try:
         if package == "polars":
             return Decoded(df.to_arrow(), [], None, source)
@@ -127,6 +142,8 @@ def _decode_list(items: Sequence[object]) -> Decoded:
         return empty_decoded("list")
     if all(isinstance(x, pa.RecordBatch | pa.Table) for x in items):
         tables = [x if isinstance(x, pa.Table) else pa.Table.from_batches([x]) for x in items]
+        for t in tables:  # before widening recurses into the types
+            check_table(t, "arrow record batches")
         schemas = {t.schema for t in tables}
         table = pa.concat_tables(tables) if len(schemas) == 1 else concat_tables(tables)
         return Decoded(table, [], None, "arrow record batches")
@@ -139,7 +156,8 @@ def decode_records(items: Sequence[object], *, source: str | None = "list of dic
     Column types come from ``pa.array`` over all records (so every key of every
     record becomes a column). When values of one field disagree in type, each
     record is encoded as JSON and the NDJSON decoder widens the column; values
-    that JSON cannot hold (``NaN`` then becomes null) are rare there.
+    that JSON cannot hold (``NaN`` then becomes null) are rare there. A record
+    nested deeper than :data:`~tidal.ingest.nesting.MAX_DEPTH` levels is a problem.
     """
     numbers = [n for n, x in enumerate(items, start=1) if isinstance(x, dict)]
     problems = [
@@ -148,6 +166,14 @@ def decode_records(items: Sequence[object], *, source: str | None = "list of dic
         if not isinstance(x, dict)
     ]
     good = items if not problems else [items[n - 1] for n in numbers]
+    deep = deep_records(good)  # before pa.array, which is slow or recurses on those
+    if deep:
+        problems = sorted(problems + [Problem(numbers[i], TOO_DEEP, raw=_raw_record(good[i]))
+                                      for i in deep], key=lambda p: p.line)
+        keep = np.ones(len(good), dtype=bool)
+        keep[deep] = False
+        numbers = [n for n, k in zip(numbers, keep.tolist(), strict=True) if k]
+        good = [x for x, k in zip(good, keep.tolist(), strict=True) if k]
     try:
         table = pa.Table.from_struct_array(pa.array(good))
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
@@ -155,6 +181,14 @@ def decode_records(items: Sequence[object], *, source: str | None = "list of dic
     if not problems:
         return Decoded(table, [], None, source)
     return Decoded(table, problems, np.asarray(numbers, dtype=np.int64), source)
+
+
+def _raw_record(record: object) -> str:
+    """A record nested too deep, as JSON text for the report (abridged past ~1,000 levels)."""
+    try:
+        return raw_text(_raw_encoder.encode(record))
+    except (RecursionError, TypeError, ValueError, OverflowError):
+        return raw_text(_ABRIDGED.repr(record).encode("utf-8"))
 
 
 def _records_as_ndjson(

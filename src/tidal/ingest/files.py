@@ -6,7 +6,9 @@ failing that, from its first bytes. ``.json`` (and ``format="json"``) holds a
 JSON array of objects or NDJSON, told apart by the first non-blank byte.
 Decompression uses pyarrow's codecs. Files are read whole into memory (not
 mapped: a mapped file truncated later would crash readers of zero-copy tables).
-Every failure to read is a :class:`~tidal.errors.DecodeError` naming the path.
+Every failure to read is a :class:`~tidal.errors.DecodeError` naming the path, and so
+is a Parquet or Arrow file whose type nests deeper than
+:data:`~tidal.ingest.nesting.MAX_DEPTH` levels.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 
 from tidal.errors import DecodeError, Problem
 from tidal.ingest.ndjson import Decoded, decode_ndjson, empty_decoded, raw_text
+from tidal.ingest.nesting import MAX_DEPTH, TOO_DEEP, array_items, check_table
 
 __all__ = ["FORMATS", "decode_buffer", "decode_json_array", "decode_path", "detect_format"]
 
@@ -75,7 +78,8 @@ def decode_path(path: str | os.PathLike[str], *, format: str | None = None) -> D
     if fmt == "parquet" and not compression:
         if not os.path.isfile(name):
             raise DecodeError(f"cannot read {name}: no such file", source=name)
-        return Decoded(_guard(lambda: pq.read_table(name), "Parquet", name), [], None, name)
+        table = _guard(lambda: pq.read_table(name), "Parquet", name)
+        return Decoded(check_table(table, name), [], None, name)
     if compression is None and fmt is None:
         with _opening(name):
             with open(name, "rb") as f:
@@ -115,9 +119,10 @@ def decode_buffer(
         return _read_csv(buf, source)
     if fmt == "parquet":
         table = _guard(lambda: pq.read_table(pa.BufferReader(buf)), "Parquet", source)
-        return Decoded(table, [], None, source)
+        return Decoded(check_table(table, source), [], None, source)
     if fmt == "arrow":
-        return Decoded(_guard(lambda: _read_ipc(buf), "Arrow IPC", source), [], None, source)
+        table = _guard(lambda: _read_ipc(buf), "Arrow IPC", source)
+        return Decoded(check_table(table, source), [], None, source)
     raise DecodeError(f"unknown format {fmt!r}; expected one of {FORMATS}", source=source)
 
 
@@ -153,7 +158,15 @@ def decode_json_array(
     raw = data.to_pybytes() if isinstance(data, pa.Buffer) else bytes(data)
     raw = raw.removeprefix(_BOM)
     try:
-        items = _array_decoder.decode(raw)
+        items: list[bytes] = list(map(bytes, _array_decoder.decode(raw)))
+        deep: set[int] = set()
+    except RecursionError:  # an item nests too deep for msgspec: split it without recursing
+        split = _split_array(raw)
+        if split is None:
+            problem = Problem(1, f"invalid JSON array: {TOO_DEEP}", raw=raw_text(raw))
+            raise DecodeError(f"cannot decode {source}", problems=[problem],
+                              source=source) from None
+        items, deep = split
     except msgspec.DecodeError as exc:
         if not strict and _first_line_is_json(raw):
             return decode_ndjson(raw, source=source)
@@ -164,14 +177,33 @@ def decode_json_array(
     numbers: list[int] = []
     parts: list[bytes] = []
     problems: list[Problem] = []
-    for n, item in enumerate(items, start=1):
-        text = bytes(item)
-        if text.startswith(b"{"):
-            numbers.append(n)
-            parts.append(msgspec.json.format(text, indent=-1))
+    for n, text in enumerate(items, start=1):
+        if n in deep:
+            problems.append(Problem(n, TOO_DEEP, raw=raw_text(text)))
+        elif text.startswith(b"{"):
+            try:
+                parts.append(msgspec.json.format(text, indent=-1))
+                numbers.append(n)
+            except (msgspec.DecodeError, RecursionError) as exc:
+                why = TOO_DEEP if isinstance(exc, RecursionError) else f"invalid JSON: {exc}"
+                problems.append(Problem(n, why, raw=raw_text(text)))
         else:
             problems.append(Problem(n, "not a JSON object", raw=raw_text(text)))
     return remap(decode_ndjson(b"\n".join(parts), source=source), numbers, problems, len(items))
+
+
+def _split_array(raw: bytes) -> tuple[list[bytes], set[int]] | None:
+    """The items of a JSON array (stripped) and the numbers of those nested too deep.
+
+    None if ``raw`` is not one array. Used when msgspec cannot split it.
+    """
+    found = array_items(np.frombuffer(raw, dtype=np.uint8))
+    if found is None:
+        return None
+    starts, stops, depths = found
+    items = [raw[a:b].strip() for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
+    deep = {int(n) + 1 for n in np.flatnonzero(depths > MAX_DEPTH)}  # item numbers
+    return items, deep
 
 
 def _first_line_is_json(raw: bytes) -> bool:

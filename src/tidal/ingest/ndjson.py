@@ -18,6 +18,10 @@ How it works:
   pyarrow refuses on its own is re-encoded from its decoded value, so a
   duplicate key keeps its *last* value and a list of mixed kinds becomes its
   JSON text; if pyarrow still refuses it, it is a problem.
+* **Nesting.** A line nested deeper than :data:`~tidal.ingest.nesting.MAX_DEPTH`
+  levels is a problem. Lines that could hurt pyarrow (1,024 brackets or more) are
+  found before parsing, per 512-byte block, and scanned; the rest are caught by
+  the decoded schema, and only then are lines scanned (see :mod:`tidal.ingest.nesting`).
 
 Semantics: blank (whitespace-only) lines, ``\\r\\n`` and a UTF-8 BOM are fine and
 not problems. Two objects on one line are a problem. ``NaN``/``Infinity``
@@ -40,6 +44,13 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from tidal.errors import Problem
+from tidal.ingest.nesting import (
+    TOO_DEEP,
+    deep_field,
+    deep_lines,
+    newline_free_blocks,
+    risky_spans,
+)
 from tidal.model.schema import concat_tables
 
 __all__ = [
@@ -67,6 +78,7 @@ _ROW = re.compile(r"in row (\d+)\s*$")
 _LENIENT = re.compile(rb"NaN|Infinity")
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 _decoder = msgspec.json.Decoder()
+_NO_LINES = np.empty(0, np.int64)
 
 
 @dataclass
@@ -116,15 +128,24 @@ def decode_ndjson(
         return empty_decoded(source, lines=True)
     body = buf.slice(start)
     utf8 = _valid_utf8(body)  # pyarrow.json would pass invalid UTF-8 into string columns
-    table, error = _read(body, BLOCK_BYTES) if utf8 else (None, "")
-    bounds = None
-    if table is None and "straddl" in error:
+    counts, free = _survey(arr, start)
+    bounds, deep = None, _NO_LINES
+    risky = risky_spans(arr, start, free)
+    if risky.size:  # lines that may nest deep enough to hurt pyarrow: find the deep ones
         bounds = _line_bounds(arr, start)
+        rows = np.unique(np.concatenate([
+            np.arange(a, b + 1) for a, b in (np.searchsorted(bounds[0], risky, "right") - 1)]))
+        deep = deep_lines(arr, *bounds, rows)
+    table, error = _read(body, BLOCK_BYTES) if utf8 and not deep.size else (None, "")
+    if table is None and "straddl" in error:
+        bounds = bounds or _line_bounds(arr, start)
         longest = int(np.max(bounds[1] - bounds[0]))
         table, error = _read(body, min(max(longest + 2, BLOCK_BYTES), _MAX_BLOCK))
+    if table is not None and deep_field(table.schema) is not None:
+        table = None  # a short line nests too deep: the slow path finds it
     if table is not None:
         rows = table.num_rows
-        if _count_lines(arr, start) == (rows, rows):  # every line one object: the usual case
+        if counts == (rows, rows):  # every line one object: the usual case
             return Decoded(
                 utc_timestamps(table), [], np.arange(1, rows + 1, dtype=np.int64), source
             )
@@ -134,27 +155,38 @@ def decode_ndjson(
             return Decoded(utc_timestamps(table), [], lines, source)
     starts, ends = bounds or _line_bounds(arr, start)
     raw = data if isinstance(data, bytes) else buf.to_pybytes()
-    return _SlowDecoder(raw, arr, starts, ends, check_utf8=not utf8).run(source)
+    return _SlowDecoder(raw, arr, starts, ends, check_utf8=not utf8, deep=deep).run(source)
 
 
-def _count_lines(arr: np.ndarray, start: int, window: int = _SCAN_BYTES) -> tuple[int, int]:
-    """How many lines ``arr[start:]`` has, and how many of them start with ``{``.
+def _survey(arr: np.ndarray, start: int, window: int = _SCAN_BYTES
+            ) -> tuple[tuple[int, int], np.ndarray]:
+    """How many lines ``arr[start:]`` has and how many start with ``{``; and which aligned
+    runs of :data:`LONG_LINE_BYTES` hold no newline (see :func:`~tidal.ingest.nesting.risky_spans`).
 
     Counts newline-brace pairs through two unaligned ``uint16`` views per window, which
-    is cheaper than locating every newline.
+    is cheaper than locating every newline. ``window`` must be a multiple of
+    :data:`LONG_LINE_BYTES` for the runs to be found.
     """
     n = arr.size
     lines = int(arr[n - 1] != _NL) if n > start else 0
     braced = int(n > start and arr[start] == _LBRACE)
+    free: list[np.ndarray] = []
     for i in range(start, n, window):
         stop = min(i + window, n)
-        lines += int(np.count_nonzero(arr[i:stop] == _NL))
+        newline = arr[i:stop] == _NL
+        lines += int(np.count_nonzero(newline))
+        free.append(newline_free_blocks(newline))
         pairs = arr[i : min(stop + 1, n)]  # pairs (p, p + 1) for p in [i, stop)
         k = pairs.size - 1
         even = pairs[: 2 * ((k + 1) // 2)].view("<u2")
         odd = pairs[1 : 1 + 2 * (k // 2)].view("<u2")
         braced += int(np.count_nonzero(even == _NL_BRACE) + np.count_nonzero(odd == _NL_BRACE))
-    return lines, braced
+    return (lines, braced), np.concatenate(free) if free else np.zeros(0, dtype=bool)
+
+
+def _count_lines(arr: np.ndarray, start: int, window: int = _SCAN_BYTES) -> tuple[int, int]:
+    """How many lines ``arr[start:]`` has, and how many of them start with ``{``."""
+    return _survey(arr, start, window)[0]
 
 
 def _valid_utf8(buf: pa.Buffer) -> bool:
@@ -288,10 +320,13 @@ class _SlowDecoder:
         ends: np.ndarray,
         *,
         check_utf8: bool,
+        deep: np.ndarray = _NO_LINES,
     ):
         self.data, self.buf, self.arr = data, pa.py_buffer(data), arr
+        self.bounds = starts, ends
         self.starts: list[int] = starts.tolist()
         self.ends: list[int] = ends.tolist()
+        self.deep = deep  # lines known to nest too deep: pyarrow must not see them
         self.nonblank = _nonblank(arr, starts, ends)
         self.chunk_starts = np.flatnonzero(np.diff(ends // BLOCK_BYTES)) + 1
         self.check_utf8 = check_utf8
@@ -337,6 +372,8 @@ class _SlowDecoder:
     def parse_range(self, bounds: tuple[int, int]) -> pa.Table | None:
         """Parse lines ``a:b`` as one slice; None unless each non-blank line is one row."""
         a, b = bounds
+        if np.searchsorted(self.deep, a) < np.searchsorted(self.deep, b):
+            return None
         body = self.buf.slice(self.starts[a], self.ends[b - 1] - self.starts[a])
         if self.check_utf8 and not _valid_utf8(body):
             return None
@@ -349,7 +386,11 @@ class _SlowDecoder:
         """Those of ``rows`` (non-blank lines) that hold one JSON object; report the others."""
         braced = self.arr[np.asarray(self.starts)[rows]] == _LBRACE if rows.size else rows
         ok = np.zeros(rows.size, dtype=bool)
+        deep = set(deep_lines(self.arr, *self.bounds, rows).tolist())
         for j, i in enumerate(rows.tolist()):
+            if i in deep:
+                self.problem(i, TOO_DEEP)
+                continue
             line = self.line(i)
             try:
                 _raw_decoder.decode(line)
@@ -391,6 +432,8 @@ class _SlowDecoder:
         table = pj.read_json(pa.BufferReader(body), read_options=opts)
         if table.num_rows != nrows:
             raise ValueError(f"expected {nrows} rows, got {table.num_rows}")
+        if deep_field(table.schema) is not None:  # never after classify(); kept as a guard
+            raise ValueError(TOO_DEEP)
         return utc_timestamps(table)
 
     def obj(self, i: int) -> Any:

@@ -56,6 +56,8 @@ def normalize(table: pa.Table, *, config: StoreConfig, now_ns: int,
     n = table.num_rows
     field = config.timestamp_field
     raw = get_path(table, field)
+    if raw is not None and raw.type == TIMESTAMP_TYPE and raw.null_count == 0:
+        return Normalized(table, [], None)  # already normalized (Arrow input): nothing to do
     if raw is None:
         ts = pa.nulls(n, TIMESTAMP_TYPE)
         bad = np.zeros(n, dtype=bool)

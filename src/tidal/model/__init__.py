@@ -1,4 +1,4 @@
-"""The data model: event time, dotted field paths and schema evolution.
+"""The data model: event time, dotted field paths, schema evolution and storable types.
 
 Everything here works on Arrow arrays and tables and imports nothing from the
 rest of Tidal except :mod:`tidal.errors`.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tidal.model.paths import get_path, has_path, set_path, type_at
 from tidal.model.schema import concat_tables, conform, unify, widen
+from tidal.model.storable import restored, storable
 from tidal.model.time import (
     TIMESTAMP_TYPE,
     now_ns,
@@ -24,7 +25,9 @@ __all__ = [
     "has_path",
     "now_ns",
     "parse_instant",
+    "restored",
     "set_path",
+    "storable",
     "to_ns",
     "to_timestamp_array",
     "type_at",

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from tidal.errors import ClosedError, QueryError
 from tidal.model.schema import concat_tables, conform, unify
+from tidal.model.storable import storable
 from tidal.query.names import (
     Names,
     ident,
@@ -112,7 +113,8 @@ class SqlEngine:
             in_memory = [snapshot.segment_table(m) for m in snapshot.segments]
             paths = []
         in_memory.extend(snapshot.memtable_parts)
-        tables = [concat_tables(in_memory)] if in_memory else []  # the memory, then misread files
+        # the memory (typed as segments store it), then misread files
+        tables = [storable(concat_tables(in_memory))] if in_memory else []
         files = [self._file(p) for p in paths]
         if len(self._files) > 2 * len(paths) + 16:  # forget compacted-away segments
             self._files = dict(zip(paths, files, strict=True))

@@ -25,6 +25,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from tidal.errors import CorruptionError, StorageError
+from tidal.model.storable import restored, storable
 from tidal.store.fs import FileSystem
 from tidal.store.run import INDEX_SCHEMA, SEQ, SortedRun, seq_array
 
@@ -122,6 +123,8 @@ def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
         if name in delta:
             continue
         column = sample.column(name)
+        if pa.types.is_null(column.type):
+            continue  # nothing to encode
         if pa.types.is_nested(column.type):
             dictionary.append(name)
         elif len(sample) == 0 or (pc.count_distinct(column).as_py()
@@ -132,9 +135,10 @@ def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
 
 def encode(run: SortedRun, ts_field: str, profile: WriteProfile) -> tuple[pa.Buffer, pa.Buffer]:
     """The Parquet file and the index sidecar of ``run``, in memory."""
-    dictionary, delta = _encodings(run.table, ts_field, profile)
+    table = storable(run.table)  # e.g. ``{}``, which Parquet cannot hold as it is
+    dictionary, delta = _encodings(table, ts_field, profile)
     data = pa.BufferOutputStream()
-    pq.write_table(run.table, data, compression="zstd", compression_level=profile.zstd_level,
+    pq.write_table(table, data, compression="zstd", compression_level=profile.zstd_level,
                    use_dictionary=dictionary, column_encoding=delta,
                    dictionary_pagesize_limit=profile.dictionary_page_bytes,
                    row_group_size=ROW_GROUP_ROWS, write_statistics=[SEQ],
@@ -189,7 +193,7 @@ def read_table(meta: SegmentMeta, directory: Path) -> pa.Table:
     if table.num_rows != meta.rows:
         raise CorruptionError(f"segment holds {table.num_rows} rows, the manifest says "
                               f"{meta.rows}", path=str(path))
-    return table
+    return restored(table)
 
 
 def read_index(meta: SegmentMeta, directory: Path) -> pa.Table:

@@ -166,9 +166,9 @@ class Writer:
         self.log.write([a.frame for a in appends])
         committed_ns = time.perf_counter_ns()
         written_ns = self.clock.now_ns()
-        stamped = [a.table.add_column(0, SEQ, pa.array(
-            np.arange(a.frame.first_seq, a.frame.first_seq + a.frame.rows, dtype=np.int64)))
-            for a in appends]
+        seqs = pa.array(np.arange(self._next_seq, first, dtype=np.int64))
+        stamped = [a.table.add_column(0, SEQ, seqs.slice(a.frame.first_seq - self._next_seq,
+                                                         a.frame.rows)) for a in appends]
         with self.state.lock:
             self.state.add(stamped, first - 1, written_ns)
             for table in stamped:
