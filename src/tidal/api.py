@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from tidal.config import StoreConfig
 from tidal.errors import ConfigError
-from tidal.ingest.pipeline import OnError, prepare
+from tidal.ingest.pipeline import OnError, Prepared, expected_events, prepare
 from tidal.model.time import now_ns, parse_instant
 from tidal.query import replay
 from tidal.query import timeline as timeline_query
@@ -75,6 +75,9 @@ class Store:
         self._engine = Engine(self.path, config, fs=fs, clock=clock, read_only=read_only,
                               repair=repair)
         self._sql = SqlEngine(config.timestamp_field, config.entity_field)
+        self._dead_letter = (Path(config.dead_letter_path) if config.dead_letter_path
+                             else self.path / "dead-letter.ndjson" if self.path is not None
+                             else Path("tidal-dead-letter.ndjson"))
 
     # -- writing --------------------------------------------------------------
     def append(self, data: object, *, format: str | None = None,
@@ -96,18 +99,18 @@ class Store:
         seconds (None: as long as it takes), then raises
         :class:`~tidal.errors.BackpressureError` with ``retry_after_s``.
         """
-        prepared = prepare(data, config=self.config, now_ns=now_ns(), format=format,
-                           on_error=on_error, dead_letter_path=self._dead_letter_path())
-        stored = self._engine.append(prepared.table, timeout_s=timeout)
-        return Receipt(stored.count, stored.first_seq, stored.last_seq, prepared.rejected,
-                       prepared.dead_letter)
+        prepared: list[Prepared] = []
 
-    def _dead_letter_path(self) -> Path:
-        if self.config.dead_letter_path is not None:
-            return Path(self.config.dead_letter_path)
-        if self.path is not None:
-            return self.path / "dead-letter.ndjson"
-        return Path("tidal-dead-letter.ndjson")
+        def decode_and_normalize() -> pa.Table:  # run by the leader of the commit group
+            prepared.append(prepare(data, config=self.config, now_ns=now_ns(), format=format,
+                                    on_error=on_error, dead_letter_path=self._dead_letter))
+            return prepared[0].table
+
+        stored = self._engine.append(decode_and_normalize, weight=expected_events(data),
+                                     timeout_s=timeout)
+        return Receipt(stored.count, stored.first_seq, stored.last_seq, prepared[0].rejected,
+                       prepared[0].dead_letter)
+
 
     def flush(self) -> None:
         """Write the memtable out to segments now."""

@@ -140,3 +140,29 @@ def test_backpressure_is_explicit_past_the_memory_limit(tmp_path):
     store.close()
     with tidal.open(tmp_path / "s") as again:
         assert again.max_seq() == stored + 2000 - 1
+
+
+def test_a_bad_append_in_a_group_fails_alone(tmp_path):
+    store = tidal.open(tmp_path / "s")
+    outcomes: dict[int, object] = {}
+    start = threading.Barrier(12)
+
+    def run(i: int) -> None:
+        start.wait()
+        data = b'{"timestamp": 1, "entity": "x", "oops": ' if i % 4 == 0 else batch(i, 0, 5)
+        try:
+            outcomes[i] = store.append(data)
+        except tidal.IngestError as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = [i for i, o in outcomes.items() if isinstance(o, tidal.IngestError)]
+    assert sorted(bad) == [0, 4, 8]
+    assert all(o.problems[0].line == 1 for o in outcomes.values()  # type: ignore[union-attr]
+               if isinstance(o, tidal.IngestError))
+    assert store.max_seq() == 9 * 5 - 1  # the good appends, densely numbered
+    store.close()

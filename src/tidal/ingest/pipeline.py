@@ -39,6 +39,17 @@ class Prepared:
     source: str | None = None
 
 
+def expected_events(data: object) -> int:
+    """How many events ``data`` holds, where that is known without decoding it (else 1)."""
+    if isinstance(data, pa.Table | pa.RecordBatch):
+        return data.num_rows
+    if isinstance(data, list | tuple):
+        return len(data)
+    if type(data).__name__ == "DataFrame":
+        return len(data)  # type: ignore[arg-type]
+    return 1
+
+
 def prepare(data: object, *, config: StoreConfig, now_ns: int, format: str | None = None,
             on_error: OnError = "reject", dead_letter_path: Path | None = None) -> Prepared:
     """Decode and normalize ``data`` under ``config``.

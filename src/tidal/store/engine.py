@@ -178,9 +178,15 @@ class Engine:
             raise ReadOnlyError("store is opened read-only", path=str(self.directory))
         return self.writer
 
-    def append(self, table: pa.Table, *, timeout_s: float | None = None) -> SeqRange:
-        """Stamp ``_seq`` on a normalized table, log it, and make it visible."""
-        return self._writer().append(table, timeout_s=timeout_s)
+    def append(self, data: pa.Table | Callable[[], pa.Table], *, weight: int | None = None,
+               timeout_s: float | None = None) -> SeqRange:
+        """Log a normalized table (or the one ``data()`` returns, prepared by the group's
+        leader), stamp ``_seq`` and make it visible. ``weight``: events expected."""
+        if isinstance(data, pa.Table):
+            table = data
+            return self._writer().append(lambda: table, weight=table.num_rows,
+                                         timeout_s=timeout_s)
+        return self._writer().append(data, weight=weight or 1, timeout_s=timeout_s)
 
     def flush(self) -> None:
         """Write the memtables out as segments now and wait until they are committed."""

@@ -47,13 +47,15 @@ class GroupCommit(Generic[Item, Result]):
     """Leader/follower batching of ``write_group`` calls.
 
     Args:
-        write_group: writes a group of items; returns one result per item, in order.
+        write_group: writes a group of items; returns one result per item, in order
+            (an exception as a result fails that item alone; one raised fails them all).
         weight: how many events an item counts for ``max_events``.
         max_events: a group closes at this many events (one item always fits).
         max_wait_s: how long a leader waits for a group to fill (0: no wait).
     """
 
-    def __init__(self, write_group: Callable[[Sequence[Item]], Sequence[Result]], *,
+    def __init__(self, write_group: Callable[[Sequence[Item]],
+                                             Sequence[Result | BaseException]], *,
                  weight: Callable[[Item], int], max_events: int, max_wait_s: float) -> None:
         self._write_group = write_group
         self._weight = weight
@@ -142,8 +144,11 @@ class GroupCommit(Generic[Item, Result]):
         try:
             results = self._write_group([slot.item for slot in group])  # type: ignore[misc]
             for slot, result in zip(group, results, strict=True):
-                slot.result = result
-        except BaseException as exc:  # every append of the group gets the error
+                if isinstance(result, BaseException):
+                    slot.error = result  # this item alone failed
+                else:
+                    slot.result = result
+        except BaseException as exc:  # every item of the group gets the error
             for slot in group:
                 slot.error = exc
         self.groups += 1

@@ -4,12 +4,14 @@ A WAL is a directory of files named ``wal-<first_seq>.log``; file *i* holds
 the events from its ``first_seq`` up to the next file's. Each file is a run of
 frames::
 
-    magic b"TWL2" | payload_len u64 | first_seq u64 | rows u32 | written_ns u64 | crc32 u32
+    magic b"TWL3" | payload_len u64 | first_seq u64 | rows u32 | written_ns u64
+          | payload_crc32 u32 | header_crc32 u32
     payload: an Arrow IPC stream of ``rows`` events (without ``_seq``)
 
-The checksum covers the header fields and the payload, and ``_seq`` is given
-by ``first_seq``. A group of appends is written with one ``writev`` (looped
-until every byte is written) and made durable with one ``fsync``. A write or
+``header_crc32`` covers every header field before it (the payload's checksum
+included), so a damaged length, ``_seq`` or payload is always caught; ``_seq``
+is given by ``first_seq``. A group of appends is written with one ``writev``
+(looped until every byte is written) and made durable with one ``fsync``. A write or
 fsync that fails is cut off the file again before anything else is written;
 if even that fails, the log refuses appends until a retry of the cut succeeds.
 
@@ -37,10 +39,10 @@ import pyarrow as pa
 from tidal.errors import CorruptionError, StorageError
 from tidal.store.fs import FileSystem, LogFile
 
-MAGIC = b"TWL2"
-_HEADER = struct.Struct("<4sQQIQI")
+MAGIC = b"TWL3"
+_HEADER = struct.Struct("<4sQQIQII")
 HEADER_SIZE = _HEADER.size
-_CHECKED = slice(4, HEADER_SIZE - 4)  # header bytes the checksum covers
+_CHECKED = slice(4, HEADER_SIZE - 4)  # header bytes the header checksum covers
 SEQ = "_seq"
 NAME = re.compile(r"wal-(\d{20})\.log")
 MAX_FRAME_BYTES = 1 << 40
@@ -70,11 +72,11 @@ def encode_payload(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
-def frame_header(payload: pa.Buffer, first_seq: int, rows: int, written_ns: int) -> bytes:
-    """The header that precedes ``payload`` in the log."""
-    head = _HEADER.pack(MAGIC, payload.size, first_seq, rows, written_ns, 0)
-    crc = zlib.crc32(memoryview(payload), zlib.crc32(head[_CHECKED]))
-    return head[:-4] + struct.pack("<I", crc)
+def frame_header(payload: pa.Buffer, payload_crc: int, first_seq: int, rows: int,
+                 written_ns: int) -> bytes:
+    """The header that precedes ``payload`` (whose crc32 is ``payload_crc``) in the log."""
+    head = _HEADER.pack(MAGIC, payload.size, first_seq, rows, written_ns, payload_crc, 0)
+    return head[:-4] + struct.pack("<I", zlib.crc32(head[_CHECKED]))
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,16 @@ def _frame_at(data: memoryview, pos: int) -> FrameRef | str:
     """The intact frame at ``pos``, or why there is none."""
     if len(data) - pos < HEADER_SIZE:
         return "short frame header"
-    magic, length, first_seq, rows, written_ns, crc = _HEADER.unpack_from(data, pos)
+    magic, length, first_seq, rows, written_ns, payload_crc, header_crc = (
+        _HEADER.unpack_from(data, pos))
     if magic != MAGIC:
         return "bad frame magic"
+    if zlib.crc32(data[pos:pos + HEADER_SIZE][_CHECKED]) != header_crc:
+        return "frame header checksum mismatch"
     end = pos + HEADER_SIZE + length
     if length > MAX_FRAME_BYTES or end > len(data):
         return "short frame payload"
-    header = data[pos:pos + HEADER_SIZE]
-    if zlib.crc32(data[pos + HEADER_SIZE:end], zlib.crc32(header[_CHECKED])) != crc:
+    if zlib.crc32(data[pos + HEADER_SIZE:end]) != payload_crc:
         return "frame checksum mismatch"
     return FrameRef(pos, end, first_seq, rows, written_ns)
 
@@ -172,11 +176,16 @@ def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str) -> p
 
 @dataclass
 class PendingFrame:
-    """A frame to write: its payload is encoded by the appending thread."""
+    """A frame to write: its payload (and its checksum) come from the appending thread."""
 
     payload: pa.Buffer
     rows: int
     first_seq: int = -1
+    payload_crc: int = -1
+
+    def __post_init__(self) -> None:
+        if self.payload_crc < 0:
+            self.payload_crc = zlib.crc32(memoryview(self.payload))
 
 
 @dataclass
@@ -243,8 +252,8 @@ class WalWriter:
         now = self._now_ns()
         buffers: list[bytes | pa.Buffer] = []
         for frame in frames:
-            buffers += [frame_header(frame.payload, frame.first_seq, frame.rows, now),
-                        frame.payload]
+            buffers += [frame_header(frame.payload, frame.payload_crc, frame.first_seq,
+                                     frame.rows, now), frame.payload]
         with self._lock:
             self._heal()
             start = self._log.size

@@ -2,21 +2,29 @@
 
 An append is admitted while the memtables hold less than
 ``memory_limit_bytes`` (otherwise it waits for a flush to free memory, up to
-its ``timeout``, then raises :class:`BackpressureError`). Its payload is
-encoded by the appending thread; then :class:`GroupCommit` writes it in a
-group with the appends that arrived meanwhile: the group gets consecutive
-``_seq`` ranges in arrival order, one WAL write and one fsync, and only then
-becomes visible (memtable) and is published to followers. After a group,
-the leader seals the active memtable when it is full or old: the WAL moves
-to a new file at that ``_seq`` and the sealed memtable queues for the
-background flush, so an append never waits for a flush while memory lasts.
+its ``timeout``, then raises :class:`BackpressureError`). It then queues in
+:class:`GroupCommit`: the *leader* of the next group prepares every queued
+append (runs its ``prepare`` step: decoding and normalizing, for the API;
+then encodes its WAL payload), gives the group consecutive ``_seq`` ranges in
+arrival order, writes it with one WAL write and one fsync, and only then makes
+it visible (memtable) and publishes it to followers. The waiting appenders
+sleep meanwhile: in CPython, threads that prepared their own appends side by
+side would mostly fight over the GIL (one thread's per-append cost doubles
+with a second thread on this kind of machine), so one thread does the CPU work
+of a group while the others wait, and the next group fills during the fsync.
+
+An append whose ``prepare`` raises (bad input) fails alone; a failed WAL write
+fails its whole group. After a group, the leader seals the active memtable
+when it is full or old: the WAL moves to a new file at that ``_seq`` and the
+sealed memtable queues for the background flush, so an append never waits for
+a flush while memory lasts.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,7 +65,18 @@ class SeqRange:
 
 
 @dataclass
+class _Request:
+    """An append waiting for a leader: how to get its table, and how many events it
+    is expected to hold (for ``group_commit_max_events``)."""
+
+    prepare: Callable[[], pa.Table]
+    weight: int
+
+
+@dataclass
 class _Append:
+    """A prepared append: its table and its WAL frame."""
+
     table: pa.Table
     frame: PendingFrame
 
@@ -96,8 +115,8 @@ class Writer:
         self.config = config
         self.clock = clock
         self._next_seq = next_seq
-        self._group: GroupCommit[_Append, SeqRange] = GroupCommit(
-            self._write_group, weight=lambda a: a.frame.rows,
+        self._group: GroupCommit[_Request, SeqRange] = GroupCommit(
+            self._write_group, weight=lambda r: r.weight,
             max_events=config.group_commit_max_events,
             max_wait_s=config.group_commit_max_wait_us / 1e6)
         self.memory_limit_bytes = config.memory_limit_bytes or 4 * config.memtable_bytes
@@ -108,22 +127,17 @@ class Writer:
         self._stats_lock = threading.Lock()
 
     # -- appending ----------------------------------------------------------------
-    def append(self, table: pa.Table, *, timeout_s: float | None = None) -> SeqRange:
-        """Store a normalized table; returns once it is durable under the policy."""
+    def append(self, prepare: Callable[[], pa.Table], *, weight: int = 1,
+               timeout_s: float | None = None) -> SeqRange:
+        """Store the table ``prepare()`` returns (run by the group's leader); returns once
+        it is durable under the policy. ``weight``: the events it is expected to hold."""
         if self.closed:
             raise ClosedError("store is closed")
         error = self.background.take_error()
         if error is not None:
             raise StorageError(f"{error}; nothing of this append was stored") from error
-        n = table.num_rows
-        if n == 0:
-            return SeqRange(0, None, None)
         self._admit(timeout_s)
-        if any(column.num_chunks > 1 for column in table.columns):
-            table = table.combine_chunks()  # IPC-encoding chunked columns is many times slower
-        payload = encode_payload(table) if self.log.durable else None
-        table = _own_bytes(table, payload)
-        return self._group.submit(_Append(table, PendingFrame(payload or _NO_PAYLOAD, n)))
+        return self._group.submit(_Request(prepare, max(1, weight)))
 
     def _admit(self, timeout_s: float | None) -> None:
         """Wait while the memtables hold ``memory_limit_bytes`` or more."""
@@ -155,15 +169,32 @@ class Writer:
         rate = self.background.flushed_bytes_per_s
         return round(max(0.05, queued / rate if rate else 1.0), 3)
 
-    def _write_group(self, appends: Sequence[_Append]) -> list[SeqRange]:
-        """Write one group (leader only): WAL, then memtable and followers, then maybe seal."""
+    def _prepare(self, request: _Request) -> _Append | SeqRange | BaseException:
+        """Run an append's ``prepare`` and encode its frame; an empty one is done already."""
+        try:
+            table = request.prepare()
+        except BaseException as exc:  # bad input: this append fails alone
+            return exc
+        if table.num_rows == 0:
+            return SeqRange(0, None, None)
+        if any(column.num_chunks > 1 for column in table.columns):
+            table = table.combine_chunks()  # IPC-encoding chunked columns is many times slower
+        payload = encode_payload(table) if self.log.durable else None
+        return _Append(_own_bytes(table, payload),
+                       PendingFrame(payload or _NO_PAYLOAD, table.num_rows))
+
+    def _write_group(self, requests: Sequence[_Request]
+                     ) -> list[SeqRange | BaseException]:
+        """Write one group (leader only): prepare, WAL, memtable and followers, maybe seal."""
+        results = [self._prepare(r) for r in requests]
+        appends = [r for r in results if isinstance(r, _Append)]
+        if not appends:
+            return results  # type: ignore[return-value]
         first = self._next_seq
-        ranges = []
         for a in appends:
             a.frame.first_seq = first
-            ranges.append(SeqRange(a.frame.rows, first, first + a.frame.rows - 1))
             first += a.frame.rows
-        self.log.write([a.frame for a in appends])
+        self.log.write([a.frame for a in appends])  # raises: the whole group failed
         committed_ns = time.perf_counter_ns()
         written_ns = self.clock.now_ns()
         seqs = pa.array(np.arange(self._next_seq, first, dtype=np.int64))
@@ -175,7 +206,8 @@ class Writer:
                 self.feed.publish(table, committed_ns)
         self._next_seq = first
         self._seal_if_due()
-        return ranges
+        return [SeqRange(r.frame.rows, r.frame.first_seq, r.frame.first_seq + r.frame.rows - 1)
+                if isinstance(r, _Append) else r for r in results]
 
     # -- sealing ------------------------------------------------------------------
     def _seal_if_due(self) -> None:
