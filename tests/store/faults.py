@@ -67,6 +67,9 @@ class FaultyFiles(FileSystem):
         fail_truncates: how many log truncates raise ``EIO``.
         fail_creates: how many new files (logs or atomic writes) raise ``ENOSPC``.
         fail_atomic_writes: how many atomic writes (segments, manifest) raise ``ENOSPC``.
+        fail_manifest_writes: how many manifest commits raise ``ENOSPC``.
+        fail_dir_syncs: how many directory fsyncs of the store's root raise ``EIO`` (the
+            manifest's rename then happened, but its durability is unknown).
         hold_segment_writes: cleared, atomic writes (segments, manifest) wait
             until it is set again: a flush that takes as long as the test wants.
     """
@@ -77,6 +80,8 @@ class FaultyFiles(FileSystem):
         self.fail_truncates = 0
         self.fail_creates = 0
         self.fail_atomic_writes = 0
+        self.fail_manifest_writes = 0
+        self.fail_dir_syncs = 0
         self.hold_segment_writes = threading.Event()
         self.hold_segment_writes.set()
 
@@ -84,6 +89,12 @@ class FaultyFiles(FileSystem):
         if self.fail_creates and not path.exists():
             self.fail_creates -= 1
             raise OSError(errno.ENOSPC, "No space left on device (injected)", str(path))
+
+    def sync_dir(self, path: Path) -> None:
+        if self.fail_dir_syncs and (path / "MANIFEST.json").exists():
+            self.fail_dir_syncs -= 1
+            raise OSError(errno.EIO, "Input/output error (injected)", str(path))
+        super().sync_dir(path)
 
     def open_log(self, path: Path) -> LogFile:
         self._create_fault(path)
@@ -95,6 +106,9 @@ class FaultyFiles(FileSystem):
         self.hold_segment_writes.wait()
         if self.fail_atomic_writes:
             self.fail_atomic_writes -= 1
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", str(files[0][0]))
+        if self.fail_manifest_writes and files[0][0].name == "MANIFEST.json":
+            self.fail_manifest_writes -= 1
             raise OSError(errno.ENOSPC, "No space left on device (injected)", str(files[0][0]))
         for path, _ in files:
             self._create_fault(path)

@@ -24,12 +24,13 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 
 from tidal.config import StoreConfig
-from tidal.errors import StorageError
+from tidal.errors import ClosedError, StorageError
 from tidal.model.schema import concat_tables
 from tidal.store import policy
 from tidal.store import segment as segment_io
 from tidal.store.backend import SegmentStore
 from tidal.store.clock import Clock
+from tidal.store.fs import OutcomeUnknown
 from tidal.store.manifest import Manifest
 from tidal.store.readers import Readers, Snapshot
 from tidal.store.run import SortedRun, sort_plan
@@ -86,6 +87,7 @@ class Background:
         self._error_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._closing = False
         self._flush_failures = 0
         self._done_seq = state.manifest.flushed_seq  # flushes finished, retention included
         self.flushed_bytes_per_s = 0.0  # recent flush throughput (memtable bytes)
@@ -174,12 +176,14 @@ class Background:
             current = self.state.manifest
             self._commit(replace(current, segments=current.segments + tuple(metas),
                                  flushed_seq=sealed.upto_seq), written=metas, unseal=sealed)
-            self._drop_wal(sealed.upto_seq + 1)
-            self._retain()
-        self.report_success("flush")
-        with self.state.changed:
-            self._done_seq = sealed.upto_seq
-            self.state.changed.notify_all()
+            self.report_success("flush")
+            try:  # each reports its own failure: the flush itself is done
+                self._drop_wal(sealed.upto_seq + 1)
+                self._retain_quietly()
+            finally:
+                with self.state.changed:
+                    self._done_seq = sealed.upto_seq
+                    self.state.changed.notify_all()
         _release_memory()
         elapsed = time.perf_counter() - started
         if elapsed > 0:
@@ -204,8 +208,12 @@ class Background:
                                                          self._next_segment_id))
         try:
             self.segments.commit(manifest)
-        except BaseException:
+        except OutcomeUnknown as exc:  # it may be durable: keep what it may list
+            raise StorageError(f"manifest commit uncertain: {exc}") from exc
+        except BaseException as exc:
             self.readers.retire(written)
+            if isinstance(exc, OSError):
+                raise StorageError(f"manifest commit failed: {exc}") from exc
             raise
         with self.state.lock:
             self.state.commit(manifest, unseal)
@@ -244,7 +252,7 @@ class Background:
         """Start a background compaction once enough small segments piled up."""
         small = [s for s in self.state.manifest.segments if s.rows < self.config.compact_min_rows]
         busy = self._compactor is not None and self._compactor.is_alive()
-        if len(small) >= AUTO_COMPACT_SEGMENTS and not busy and not self._stop.is_set():
+        if len(small) >= AUTO_COMPACT_SEGMENTS and not busy and not self._closing:
             self._compactor = threading.Thread(target=self._compact_quietly,
                                                name="tidal-compact", daemon=True)
             self._compactor.start()
@@ -253,6 +261,8 @@ class Background:
         try:
             self.compact()
             self.report_success("compaction")
+        except ClosedError:
+            return  # the store closed first; nothing was committed
         except BaseException as exc:  # the segments are intact
             self.report_failure("compaction", exc)
 
@@ -260,13 +270,15 @@ class Background:
         """Merge small segments; returns how many were rewritten. See ``Store.compact``.
 
         The merge runs without holding up flushes; it commits only if every
-        merged segment is still live (retention may have dropped one meanwhile).
+        merged segment is still live (retention may have dropped one meanwhile)
+        and the store is not closing (:meth:`close` waits for it).
         """
         with self._compact_lock:
+            if self._closing:
+                raise ClosedError("store is closed")
             pin = self.pin()  # keeps the input files while we read them
             try:
-                groups = policy.compaction_groups(self.state.manifest.segments, self.config,
-                                                  rewrite=rewrite)
+                groups = policy.compaction_groups(pin.segments, self.config, rewrite=rewrite)
                 if not groups:
                     return 0
                 merged = tuple(m for g in groups for m in g)
@@ -274,6 +286,8 @@ class Background:
                 metas: list[SegmentMeta] = []
                 try:
                     for group in groups:  # one group in memory at a time
+                        if self._closing:
+                            raise ClosedError("store is closing")
                         metas += self._write_runs(sort_plan(
                             concat_tables([self.segments.table(m) for m in group]),
                             self.config.entity_field, self.config.timestamp_field, pieces=1),
@@ -285,7 +299,7 @@ class Background:
                 with self.manifest_lock:
                     current = self.state.manifest
                     live = set(current.segments)
-                    if not all(m in live for m in merged):
+                    if not all(m in live for m in merged) or self._closing:
                         self.readers.retire(metas)
                         return 0
                     kept = tuple(s for s in current.segments if s not in merged)
@@ -307,16 +321,20 @@ class Background:
                                  dropped_events=current.dropped_events + sum(s.rows for s in drop)),
                          removed=tuple(drop))
 
-    def apply_retention(self) -> None:
-        """Run retention now (the ager's beat, for stores that stopped flushing)."""
+    def _retain_quietly(self) -> None:
+        """Retention, its failure reported as its own (manifest lock held)."""
         if not (self.config.retention_age_s or self.config.retention_bytes):
             return
         try:
-            with self.manifest_lock:
-                self._retain()
+            self._retain()
             self.report_success("retention")
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the events stay; retried later
             self.report_failure("retention", exc)
+
+    def apply_retention(self) -> None:
+        """Run retention now (the ager's beat, for stores that stopped flushing)."""
+        with self.manifest_lock:
+            self._retain_quietly()
 
     # -- lifecycle ----------------------------------------------------------------
     @property
@@ -325,15 +343,22 @@ class Background:
         return bool(self.state.sealed)
 
     def close(self, *, drain: bool) -> None:
-        """Stop; with ``drain``, first flush what is sealed (unless flushes fail)."""
+        """Stop; with ``drain``, first flush what is sealed (unless flushes fail).
+
+        Waits for a compaction in progress (automatic or called by a user), which
+        then commits nothing: after this returns, no thread writes the store.
+        """
         if drain:
             with self.state.changed:
                 while self.state.sealed and "flush" not in self._errors:
                     self._wake.set()
                     self.state.changed.wait(0.5)
+        self._closing = True
         self._stop.set()
         self._wake.set()
         self._flusher.join()
+        with self._compact_lock:  # a compaction in any thread has finished
+            pass
         if self._compactor is not None:
             self._compactor.join()
 

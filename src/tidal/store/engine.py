@@ -37,7 +37,6 @@ import pyarrow as pa
 from tidal.config import StoreConfig
 from tidal.errors import ClosedError, CorruptionError, ReadOnlyError, StorageError
 from tidal.store import layout
-from tidal.store import manifest as manifest_io
 from tidal.store.backend import DiskSegments, MemorySegments, NullLog, SegmentStore
 from tidal.store.background import Background, JobError
 from tidal.store.cache import RunCache
@@ -47,12 +46,13 @@ from tidal.store.fs import OS_FILES, FileSystem
 from tidal.store.manifest import Manifest
 from tidal.store.memtable import Memtable
 from tidal.store.readers import Readers, Snapshot
-from tidal.store.recovery import LogTail, Recovered, Replayed, recover
+from tidal.store.recovery import Recovered, Replayed, recover
 from tidal.store.repair import RepairReport, repair_store
-from tidal.store.run import SEQ, SortedRun
+from tidal.store.run import SortedRun
 from tidal.store.seq_read import read_seq_range
 from tidal.store.state import StoreState
 from tidal.store.wal import Damage, WalWriter, wal_files
+from tidal.store.watch import WriterWatch
 from tidal.store.writer import Log, SeqRange, Writer
 
 __all__ = ["Engine", "SeqRange", "Snapshot"]
@@ -80,9 +80,7 @@ class Engine:
         self._closed = False
         self._lock_fd: int | None = None
         self._timeline_view: tuple[int, tuple[SortedRun, ...]] | None = None
-        self._refresh_lock = threading.Lock()
-        self._tail: LogTail | None = None
-        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._watch: WriterWatch | None = None
         self.segments: SegmentStore
         self.writer: Writer | None = None
         self.background: Background | None = None
@@ -143,10 +141,10 @@ class Engine:
                                   path=str(directory))
         if found.kind is not layout.Kind.STORE:
             raise layout.not_a_store(directory, found)
-        self._tail = LogTail(directory / layout.WAL)
         self.state = StoreState(Manifest(), self.config.entity_field,
                                 self.config.timestamp_field)
         self.readers = Readers(self.segments, live=self._live_ids)
+        self._watch = WriterWatch(directory, self.state, self.feed)
         self.refresh()
 
     def _start(self, recovered: Recovered, log: Log) -> None:
@@ -159,6 +157,9 @@ class Engine:
         self.readers = Readers(self.segments, live=self._live_ids)
         self.background = Background(self.state, self.segments, log.drop_before, self.readers,
                                      self.snapshot, self.config, self.clock)
+        self.readers.on_error = self.background.report_failure
+        if isinstance(log, WalWriter):
+            log.on_error = self.background.report_failure
         self.writer = Writer(self.state, log, self.feed, self.background, self.config,
                              self.clock, recovered.next_seq)
         self._stop = threading.Event()
@@ -206,8 +207,9 @@ class Engine:
         while not self._stop.wait(beat_s):
             beats += 1
             active = self.state.active
-            if (self.config.memtable_age_s and active.view.rows
-                    and active.age_s(self.clock.now_ns()) >= self.config.memtable_age_s):
+            old = (self.config.memtable_age_s and active.view.rows
+                   and active.age_s(self.clock.now_ns()) >= self.config.memtable_age_s)
+            if old or active.view.nbytes >= self.config.memtable_bytes:  # full: a seal failed
                 try:
                     self.writer.seal_if_due()
                 except BaseException as exc:  # noqa: BLE001 - reported like other background work
@@ -218,43 +220,8 @@ class Engine:
     # -- reading --------------------------------------------------------------------
     def refresh(self) -> None:
         """Pick up what a writer in another process committed (read-only stores)."""
-        if self._tail is None or self.directory is None:
-            return
-        with self._refresh_lock:
-            for attempt in range(READ_RETRIES + 1):
-                stamp = _stamp(self.directory / manifest_io.NAME)
-                manifest = self.state.manifest
-                if stamp != self._manifest_stamp:
-                    manifest = manifest_io.load(self.directory)
-                try:
-                    frames = self._tail.read(manifest, final=False)
-                except CorruptionError:
-                    if attempt == READ_RETRIES or _stamp(self.directory /
-                                                         manifest_io.NAME) == stamp:
-                        raise
-                    continue  # the writer flushed and dropped WAL files meanwhile
-                self._adopt(manifest, stamp, frames)
-                return
-
-    def _adopt(self, manifest: Manifest, stamp: tuple[int, int, int] | None,
-               frames: list[Replayed]) -> None:
-        """Install a newer manifest and WAL frames into a read-only store's state."""
-        with self.state.lock:
-            if stamp != self._manifest_stamp:
-                kept = Memtable(self.config.entity_field, self.config.timestamp_field)
-                for part in self.state.active.view.parts:
-                    first = part.column(SEQ)[0].as_py()
-                    skip = manifest.flushed_seq + 1 - first
-                    if skip < part.num_rows:
-                        kept.add(part.slice(max(0, skip)), self.state.active.oldest_ns or 0)
-                self.state.active = kept
-                self.state.commit(manifest)
-                self._manifest_stamp = stamp
-            if frames:
-                _load_frames(self.state.active, frames)
-                self.state.version += 1
-            self.state.max_seq = max(self.state.max_seq, manifest.flushed_seq,
-                                     (self._tail.next_seq or 0) - 1 if self._tail else -1)
+        if self._watch is not None:
+            self._watch.refresh()
 
     def retrying(self, read: Callable[[], T]) -> T:
         """Run ``read``; in a read-only store, refresh and retry when a writer's
@@ -263,7 +230,7 @@ class Engine:
             try:
                 return read()
             except CorruptionError as exc:
-                if self._tail is None or attempt == READ_RETRIES or "missing" not in str(exc):
+                if self._watch is None or attempt == READ_RETRIES or "missing" not in str(exc):
                     raise
                 self.refresh()
         raise AssertionError("unreachable")
@@ -278,11 +245,10 @@ class Engine:
         self.refresh()
         if indexed:
             self._index_memtables()
-        with self.state.lock:
+        with self.state.lock:  # pinned before a commit can retire a segment
             tables = tuple(s.memtable for s in self.state.sealed) + (self.state.active,)
             views = tuple(m.indexed() if indexed else m.view for m in tables)
-            segments, max_seq = self.state.manifest.segments, self.state.max_seq
-        return self.readers.open(segments, views, max_seq)
+            return self.readers.open(self.state.manifest.segments, views, self.state.max_seq)
 
     def timeline_runs(self) -> tuple[SortedRun, ...]:
         """Every sorted run a timeline must probe: segments, then memtables.
@@ -335,7 +301,8 @@ class Engine:
     def follow(self, from_seq: int | None = None) -> Follower:
         """Every committed batch from ``from_seq`` on (None: from the next one appended)."""
         self._check_open()
-        follower = Follower(self.read_seq, 0, FOLLOW_QUEUE_BATCHES, self.feed.unsubscribe)
+        follower = Follower(self.read_seq, 0, FOLLOW_QUEUE_BATCHES, self.feed.unsubscribe,
+                            on_idle=self.refresh if self._watch is not None else None)
         with self.state.lock:
             visible = self.state.max_seq
             follower.next_seq = visible + 1 if from_seq is None else max(0, from_seq)
@@ -357,8 +324,13 @@ class Engine:
             return self.log.size_bytes()
         if self.directory is None:
             return 0
-        return sum(p.stat().st_size for _, p in wal_files(self.directory / layout.WAL)
-                   if p.exists())
+        total = 0
+        for _, path in wal_files(self.directory / layout.WAL):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                continue  # dropped by the writer meanwhile
+        return total
 
     @property
     def cache_bytes(self) -> int:
@@ -395,8 +367,10 @@ class Engine:
                 self.background.close(drain=True)
                 self.log.close()
         finally:
-            self.feed.close()
-            self._unlock()
+            try:
+                self.feed.close()
+            finally:
+                self._unlock()
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -411,14 +385,6 @@ class Engine:
 def _load_frames(memtable: Memtable, frames: list[Replayed]) -> None:
     for frame in frames:
         memtable.add(frame.table, frame.written_ns)
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _open_error(directory: Path, exc: OSError) -> StorageError:

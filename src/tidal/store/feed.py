@@ -26,10 +26,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
+import numpy as np
 import pyarrow as pa
+
+from tidal.errors import ClosedError
 
 SEQ = "_seq"
 HISTORY_CHUNK_ROWS = 65_536
+IDLE_REFRESH_S = 0.1  # how often a waiting follower of a read-only store looks for commits
 ReadHistory = Callable[[int, int | None, int], list[pa.RecordBatch]]
 """``read(from_seq, to_seq, max_rows)``: stored events with ``from_seq <= _seq < to_seq``
 (``to_seq=None``: up to the highest visible), at most about ``max_rows`` of them,
@@ -49,8 +53,10 @@ class Follower:
     """
 
     def __init__(self, read_history: ReadHistory, from_seq: int, max_batches: int,
-                 unsubscribe: Callable[[Follower], None]) -> None:
+                 unsubscribe: Callable[[Follower], None], *,
+                 on_idle: Callable[[], None] | None = None) -> None:
         self.next_seq = from_seq
+        self._on_idle = on_idle  # a read-only store refreshes while its followers wait
         self.max_batches = max_batches
         self._read_history = read_history
         self._unsubscribe = unsubscribe
@@ -72,12 +78,12 @@ class Follower:
             self._catching_up, self._catchup_to = True, visible_max_seq + 1
 
     # -- the writer's side (state lock held) ------------------------------------
-    def offer(self, table: pa.Table, committed_ns: int) -> None:
-        """Queue a table committed at ``committed_ns`` (``perf_counter_ns``); never blocks."""
+    def offer(self, batches: list[pa.RecordBatch], committed_ns: int) -> None:
+        """Queue batches committed at ``committed_ns`` (``perf_counter_ns``); never blocks
+        and never raises."""
         with self._cond:
             if self._closed:
                 return
-            batches = table.to_batches()
             if len(self._queue) + len(batches) > self.max_batches:
                 self._queue.clear()
                 self._behind = True
@@ -86,8 +92,7 @@ class Follower:
                 self._queue.extend((batch, committed_ns) for batch in batches)
             self._cond.notify_all()
             wakers, self._wakers = self._wakers, []
-        for wake in wakers:
-            wake()
+        _call_all(wakers)
 
     # -- the reader's side --------------------------------------------------------
     def _step(self) -> pa.RecordBatch | str:
@@ -127,7 +132,11 @@ class Follower:
         if to is not None and self.next_seq >= to:
             self._catching_up = False
             return
-        batches = self._read_history(self.next_seq, to, HISTORY_CHUNK_ROWS)
+        try:
+            batches = self._read_history(self.next_seq, to, HISTORY_CHUNK_ROWS)
+        except ClosedError:
+            self.close()  # the store closed under us: iteration ends
+            return
         if not batches:
             self._catching_up = False
             if to is not None:  # dropped by retention meanwhile: skip to what is there
@@ -136,15 +145,19 @@ class Follower:
         self._buffer.extend(batches)
 
     def _trim(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-        """Cut events already delivered; advance ``next_seq``."""
+        """Cut events already delivered; advance ``next_seq``.
+
+        Batches are in ``_seq`` order but may skip values (events dropped by
+        retention, ranges a repair gave up), so the cut is found by search.
+        """
         if batch.num_rows == 0:
             return None
-        first = _first_seq(batch)
-        last = first + batch.num_rows - 1
+        seqs = batch.column(SEQ)
+        last = int(seqs[-1].as_py())
         if last < self.next_seq:
             return None
-        if first < self.next_seq:
-            batch = batch.slice(self.next_seq - first)
+        if int(seqs[0].as_py()) < self.next_seq:
+            batch = batch.slice(int(np.searchsorted(np.asarray(seqs), self.next_seq)))
         self.next_seq = last + 1
         return batch
 
@@ -170,7 +183,11 @@ class Follower:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
+                if self._on_idle is not None:
+                    left = IDLE_REFRESH_S if left is None else min(left, IDLE_REFRESH_S)
                 self._cond.wait(left)
+            if self._on_idle is not None:
+                self._on_idle()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         return self
@@ -204,7 +221,16 @@ class Follower:
                 if not self._idle():
                     continue
                 self._wakers.append(wake)
-            await woken
+            try:
+                if self._on_idle is None:
+                    await woken
+                else:
+                    await asyncio.wait([woken], timeout=IDLE_REFRESH_S)
+                    await asyncio.to_thread(self._on_idle)
+            finally:  # cancelled, or timed out: this waker must not outlive the wait
+                with self._cond:
+                    if wake in self._wakers:
+                        self._wakers.remove(wake)
 
     def close(self) -> None:
         """Stop following; iteration ends. Idempotent."""
@@ -215,8 +241,7 @@ class Follower:
             self._queue.clear()
             self._cond.notify_all()
             wakers, self._wakers = self._wakers, []
-        for wake in wakers:
-            wake()
+        _call_all(wakers)
         self._unsubscribe(self)
 
     @property
@@ -234,6 +259,15 @@ class Follower:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _call_all(wakers: list[Callable[[], None]]) -> None:
+    """Wake async waiters; one whose event loop is gone is simply skipped."""
+    for wake in wakers:
+        try:
+            wake()
+        except RuntimeError:  # "Event loop is closed": nobody is waiting there any more
+            continue
 
 
 class CommitFeed:
@@ -255,8 +289,10 @@ class CommitFeed:
 
     def publish(self, table: pa.Table, committed_ns: int) -> None:
         """Offer a table committed at ``committed_ns`` (``perf_counter_ns``) to every follower."""
-        for follower in self._followers:
-            follower.offer(table, committed_ns)
+        if self._followers:
+            batches = table.to_batches()
+            for follower in self._followers:
+                follower.offer(batches, committed_ns)
 
     def close(self) -> None:
         """Close every follower (the store is closing)."""

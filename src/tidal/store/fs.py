@@ -31,6 +31,12 @@ _MAX_WRITE = 1 << 30  # one write(2) moves at most ~2 GiB; stay well below
 _MAX_BUFFERS = 512  # below IOV_MAX (1024 on Linux)
 
 
+class OutcomeUnknown(OSError):  # noqa: N818 - it is the outcome that is unknown
+    """Files were renamed into place but their directory could not be fsynced: after a
+    power cut they may be there or not. Whatever depends on them must not be undone
+    (nor deleted) on the assumption that they are gone."""
+
+
 class LogFile:
     """An append-only file: :meth:`write` then :meth:`sync` makes bytes durable.
 
@@ -132,8 +138,12 @@ class FileSystem:
             for tmp, _ in written:
                 tmp.unlink(missing_ok=True)
             raise
-        for directory in dict.fromkeys(path.parent for _, path in written):
-            self.sync_dir(directory)
+        try:
+            for directory in dict.fromkeys(path.parent for _, path in written):
+                self.sync_dir(directory)
+        except OSError as exc:
+            raise OutcomeUnknown(exc.errno, f"renamed, but the directory could not be "
+                                            f"synced: {exc.strerror}", exc.filename) from exc
 
     def _write_synced(self, path: Path, data: bytes | memoryview | pa.Buffer) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -73,7 +73,7 @@ class GroupCommit(Generic[Item, Result]):
         """Write ``item`` in some group; return its result once written."""
         slot: _Slot[Item, Result] = _Slot(item)
         if self._enqueue(slot):
-            slot.wake.acquire()  # written by a leader, or made the leader
+            self._sleep(slot)  # written by a leader, or made the leader
         if not slot.done:
             self._lead(slot)
         if slot.error is not None:
@@ -93,20 +93,50 @@ class GroupCommit(Generic[Item, Result]):
             self._leading = True
             return False
 
+    def _sleep(self, slot: _Slot[Item, Result]) -> None:
+        """Wait until ``slot`` is written or made leader.
+
+        If the wait is interrupted (Ctrl-C), the queue is left sound: the slot
+        leaves it, and passes the lead on if it had just been given it.
+        """
+        try:
+            slot.wake.acquire()
+        except BaseException:
+            with self._lock:
+                promoted = slot.wake.acquire(blocking=False)
+                if slot in self._queue:
+                    self._drop(slot)
+                if promoted and not slot.done:
+                    self._pass_lead()
+            raise
+
+    def _drop(self, slot: _Slot[Item, Result]) -> None:
+        """Take ``slot`` out of the queue. Lock held."""
+        self._queue.remove(slot)
+        if slot.item is not None:
+            self._queued_events -= self._weight(slot.item)
+
     def _lead(self, own: _Slot[Item, Result]) -> None:
         """Write groups until ``own`` is written, then pass the lead on."""
         while True:
-            with self._lock:
-                if own.done:
+            try:
+                with self._lock:
+                    if own.done:
+                        self._pass_lead()
+                        return
+                    if self._queue[0].item is None:  # an exclusive turn waits ahead of us
+                        self._pass_lead()
+                        group = None
+                    else:
+                        group = self._take_group()
+            except BaseException:  # interrupted while waiting for a group to fill
+                with self._lock:
+                    if own in self._queue:
+                        self._drop(own)
                     self._pass_lead()
-                    return
-                if self._queue[0].item is None:  # an exclusive turn waits ahead of us
-                    self._pass_lead()
-                    group = None
-                else:
-                    group = self._take_group()
+                raise
             if group is None:
-                own.wake.acquire()  # written meanwhile, or made the leader again
+                self._sleep(own)  # written meanwhile, or made the leader again
                 if own.done:
                     return
                 continue
@@ -163,7 +193,7 @@ class GroupCommit(Generic[Item, Result]):
         """Take a turn between groups: no group is written while the block runs."""
         turn: _Slot[Item, Result] = _Slot(None)
         if self._enqueue(turn):
-            turn.wake.acquire()  # the leader before us passed the lead to this turn
+            self._sleep(turn)  # the leader before us passed the lead to this turn
         else:
             with self._lock:
                 self._queue.remove(turn)

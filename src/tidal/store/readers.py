@@ -95,6 +95,7 @@ class Readers:
         self._lock = threading.Lock()
         self._pins: Counter[int] = Counter()
         self._retired: dict[int, SegmentMeta] = {}
+        self.on_error: Callable[[str, BaseException], None] | None = None
 
     def open(self, segments: tuple[SegmentMeta, ...], memtables: tuple[MemView, ...],
              max_seq: int) -> Snapshot:
@@ -116,14 +117,27 @@ class Readers:
         self.collect()
 
     def collect(self) -> None:
-        """Delete retired segments that no snapshot pins and no manifest lists."""
+        """Delete retired segments that no snapshot pins and no manifest lists.
+
+        A deletion that fails (a read-only or broken disk) is kept for the next
+        try and reported through :attr:`on_error`; the segments are harmless.
+        """
+        if not self._retired:
+            return
         live = self._live()
         with self._lock:
             doomed = [m for i, m in self._retired.items() if not self._pins[i] and i not in live]
             for meta in doomed:
                 del self._retired[meta.id]
-        if doomed:
+        if not doomed:
+            return
+        try:
             self._store.remove(doomed)
+        except OSError as exc:
+            with self._lock:
+                self._retired.update((meta.id, meta) for meta in doomed)
+            if self.on_error is not None:
+                self.on_error("segment cleanup", exc)
 
     @property
     def open_snapshots(self) -> int:

@@ -10,6 +10,7 @@ live writer (whose frames may be half written at the end).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from tidal.store import layout
 from tidal.store import manifest as manifest_io
 from tidal.store.fs import FileSystem
 from tidal.store.manifest import Manifest
-from tidal.store.wal import Damage, decode_frame, scan, wal_files
+from tidal.store.wal import SEQ, Damage, decode_frame, scan, wal_files
 
 
 @dataclass(frozen=True)
@@ -48,19 +49,26 @@ def _in_lost(manifest: Manifest, first: int, last: int) -> bool:
     return any(a <= first and last <= b for a, b in manifest.lost)
 
 
+class LogReset(Exception):  # noqa: N818 - a signal, not an error for users
+    """A WAL file shrank or was replaced under a reader: read everything again."""
+
+
 class LogTail:
     """Reads WAL frames holding events above a ``_seq``, picking up where it left off.
 
+    Files whose events are all at or below the manifest's ``flushed_seq`` are
+    not read at all (a flush may have left them behind). A reader following a
+    live writer remembers each file's identity and size: if a file shrinks (the
+    writer cut off a write that failed) or is replaced, :meth:`read` raises
+    :class:`LogReset`, and the reader starts over with a fresh ``LogTail``.
+
     Args:
         directory: the ``wal/`` directory.
-        on_damage: called with the damage at the end of the last file; the
-            writer's recovery cuts it off there (a torn tail), a reader waits
-            for the writer to finish the frame.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._offsets: dict[Path, int] = {}
+        self._read_upto: dict[Path, tuple[int, int]] = {}  # path -> (inode, offset)
         self.next_seq: int | None = None
 
     def read(self, manifest: Manifest, *, final: bool,
@@ -69,54 +77,78 @@ class LogTail:
 
         ``final``: no writer is active, so a damaged end of the last file is a
         torn tail (reported through ``on_torn``) rather than a frame still
-        being written. Damage anywhere else raises :class:`CorruptionError`.
-        A gap in ``_seq`` not recorded in ``manifest.lost`` raises too.
+        being written. Damage anywhere else raises :class:`CorruptionError`, as
+        does a gap in ``_seq`` not recorded in ``manifest.lost`` or a frame
+        that repeats ``_seq`` values.
         """
         after = manifest.flushed_seq
         expected = max(self.next_seq if self.next_seq is not None else after + 1, after + 1)
         files = wal_files(self.directory)
         out: list[Replayed] = []
         for i, (_, path) in enumerate(files):
-            last_file = i == len(files) - 1
-            start = self._offsets.get(path, 0)
-            try:
-                with path.open("rb") as fh:
-                    fh.seek(start)
-                    data = fh.read()
-            except FileNotFoundError:
-                continue  # dropped after a flush covered it
-            frames, damage = scan(data, path)
-            if damage is not None:
-                damage = replace(damage, offset=start + damage.offset,
-                                 file_bytes=start + damage.file_bytes,
-                                 next_frame=None if damage.next_frame is None
-                                 else start + damage.next_frame)
-                if not last_file or damage.next_frame is not None:
-                    where = "with intact frames after it" if last_file else "in an older WAL file"
-                    raise CorruptionError(
-                        f"WAL damaged ({damage.reason}) {where}; acknowledged events may follow "
-                        f"it (open with repair=True or run `tidal repair` to salvage)",
-                        path=str(path), offset=damage.offset)
-                if final and on_torn is not None:
-                    on_torn(damage)
-            for ref in frames:
-                if ref.last_seq < expected:
-                    continue
-                if ref.first_seq > expected and not _in_lost(manifest, expected,
-                                                              ref.first_seq - 1):
-                    raise CorruptionError(
-                        f"WAL gap: expected _seq {expected}, found {ref.first_seq} "
-                        f"(events {expected}..{ref.first_seq - 1} are missing)",
-                        path=str(path), offset=start + ref.offset)
-                table = decode_frame(data, ref, path)
-                skip = max(0, expected - ref.first_seq)
-                out.append(Replayed(table.slice(skip) if skip else table, ref.written_ns))
-                expected = ref.last_seq + 1
-            self._offsets[path] = start + frames[-1].end if frames else start
+            if i + 1 < len(files) and files[i + 1][0] <= after + 1:
+                continue  # every event here is in segments already
+            read = self._read_file(path, manifest, expected, last=i == len(files) - 1,
+                                   final=final, on_torn=on_torn)
+            if read is None:
+                continue
+            replayed, expected = read
+            out += replayed
         self.next_seq = expected
-        for gone in set(self._offsets) - {path for _, path in files}:
-            del self._offsets[gone]
+        for gone in set(self._read_upto) - {path for _, path in files}:
+            del self._read_upto[gone]
         return out
+
+    def _read_file(self, path: Path, manifest: Manifest, expected: int, *, last: bool,
+                   final: bool, on_torn: Callable[[Damage], None] | None
+                   ) -> tuple[list[Replayed], int] | None:
+        try:
+            with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                inode, start = self._read_upto.get(path, (st.st_ino, 0))
+                if inode != st.st_ino or st.st_size < start:
+                    raise LogReset(str(path))
+                fh.seek(start)
+                data = fh.read()
+        except FileNotFoundError:
+            return None  # dropped after a flush covered it
+        frames, damage = scan(data, path)
+        if damage is not None:
+            damage = replace(damage, offset=start + damage.offset,
+                             file_bytes=start + damage.file_bytes,
+                             next_frame=None if damage.next_frame is None
+                             else start + damage.next_frame)
+            if not last or damage.next_frame is not None:
+                where = "with intact frames after it" if last else "in an older WAL file"
+                raise CorruptionError(
+                    f"WAL damaged ({damage.reason}) {where}; acknowledged events may follow "
+                    f"it (open with repair=True or run `tidal repair` to salvage)",
+                    path=str(path), offset=damage.offset)
+            if final and on_torn is not None:
+                on_torn(damage)
+        out: list[Replayed] = []
+        for ref in frames:
+            if ref.last_seq < expected:
+                continue
+            if ref.first_seq > expected and not _in_lost(manifest, expected,
+                                                          ref.first_seq - 1):
+                raise CorruptionError(
+                    f"WAL gap: expected _seq {expected}, found {ref.first_seq} "
+                    f"(events {expected}..{ref.first_seq - 1} are missing)",
+                    path=str(path), offset=start + ref.offset)
+            if manifest.flushed_seq < ref.first_seq < expected:
+                raise CorruptionError(
+                    f"WAL frames repeat _seq {ref.first_seq}..{expected - 1}",
+                    path=str(path), offset=start + ref.offset)
+            for table in decode_frame(data, ref, path, base=start):
+                first = int(table.column(SEQ)[0].as_py())
+                if first + table.num_rows <= expected:
+                    continue
+                skip = max(0, expected - first)
+                out.append(Replayed(table.slice(skip) if skip else table, ref.written_ns))
+            expected = ref.last_seq + 1
+        self._read_upto[path] = (st.st_ino, start + frames[-1].end if frames else start)
+        return out, expected
 
 
 def recover(fs: FileSystem, directory: Path, *, sweep: bool = True) -> Recovered:

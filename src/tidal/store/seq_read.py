@@ -55,15 +55,14 @@ def read_seq_range(snapshot: Snapshot, from_seq: int, to_seq: int | None,
         return table.to_batches()
     batches: list[pa.RecordBatch] = []
     rows = 0
-    for part in snapshot.memtable_parts:
-        first = part.column(SEQ)[0].as_py()
-        last = first + part.num_rows - 1
-        if last < from_seq:
+    for part in snapshot.memtable_parts:  # each in _seq order (gaps possible after a repair)
+        seqs = part.column(SEQ)
+        if seqs[-1].as_py() < from_seq:
             continue
-        if first >= hi or rows >= max_rows:
+        if seqs[0].as_py() >= hi or rows >= max_rows:
             break
-        lo = max(0, from_seq - first)
-        piece = part.slice(lo, min(part.num_rows, hi - first) - lo)
+        lo, top = np.searchsorted(np.asarray(seqs), [from_seq, hi])
+        piece = part.slice(int(lo), int(top - lo))
         batches += piece.to_batches()
         rows += piece.num_rows
     return batches

@@ -1,19 +1,23 @@
-"""Write-ahead log: checksummed frames of Arrow IPC, one write and one fsync per group.
+"""Write-ahead log: checksummed frames of Arrow IPC, one frame, one write and one fsync
+per commit group.
 
 A WAL is a directory of files named ``wal-<first_seq>.log``; file *i* holds
 the events from its ``first_seq`` up to the next file's. Each file is a run of
-frames::
+frames, one per commit group::
 
-    magic b"TWL3" | payload_len u64 | first_seq u64 | rows u32 | written_ns u64
+    magic b"TWL4" | payload_len u64 | first_seq u64 | rows u32 | written_ns u64
           | payload_crc32 u32 | header_crc32 u32
-    payload: an Arrow IPC stream of ``rows`` events (without ``_seq``)
+    payload: for each append of the group, its length u64 and an Arrow IPC
+             stream of its events (without ``_seq``)
 
 ``header_crc32`` covers every header field before it (the payload's checksum
-included), so a damaged length, ``_seq`` or payload is always caught; ``_seq``
-is given by ``first_seq``. A group of appends is written with one ``writev``
-(looped until every byte is written) and made durable with one ``fsync``. A write or
-fsync that fails is cut off the file again before anything else is written;
-if even that fails, the log refuses appends until a retry of the cut succeeds.
+included), so a damaged length, ``_seq`` or payload is always caught; the
+appends' ``_seq`` values follow from ``first_seq`` and their row counts. A
+group is written with one ``writev`` (looped until every byte is written) and
+made durable with one ``fsync``; since it is one frame, a group cut short by a
+power cut is one damaged frame at the end. A write or fsync that fails is cut
+off the file again before anything else is written; if even that fails, the
+log refuses appends until a retry of the cut succeeds.
 
 Recovery reads the frames in order. A *torn tail* is a damaged end of the
 last file with no intact frame after it: a power cut during an unacknowledged
@@ -39,7 +43,8 @@ import pyarrow as pa
 from tidal.errors import CorruptionError, StorageError
 from tidal.store.fs import FileSystem, LogFile
 
-MAGIC = b"TWL3"
+MAGIC = b"TWL4"
+_PART = struct.Struct("<Q")  # length of one append's IPC stream
 _HEADER = struct.Struct("<4sQQIQII")
 HEADER_SIZE = _HEADER.size
 _CHECKED = slice(4, HEADER_SIZE - 4)  # header bytes the header checksum covers
@@ -72,11 +77,19 @@ def encode_payload(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
-def frame_header(payload: pa.Buffer, payload_crc: int, first_seq: int, rows: int,
-                 written_ns: int) -> bytes:
-    """The header that precedes ``payload`` (whose crc32 is ``payload_crc``) in the log."""
-    head = _HEADER.pack(MAGIC, payload.size, first_seq, rows, written_ns, payload_crc, 0)
-    return head[:-4] + struct.pack("<I", zlib.crc32(head[_CHECKED]))
+def frame_buffers(parts: Sequence[PendingFrame], written_ns: int) -> list[bytes | pa.Buffer]:
+    """The bytes of one frame holding ``parts`` (a commit group), ready for ``writev``."""
+    lengths = [_PART.pack(part.payload.size) for part in parts]
+    crc = 0
+    for length, part in zip(lengths, parts, strict=True):
+        crc = zlib.crc32(memoryview(part.payload), zlib.crc32(length, crc))
+    size = sum(_PART.size + part.payload.size for part in parts)
+    rows = sum(part.rows for part in parts)
+    head = _HEADER.pack(MAGIC, size, parts[0].first_seq, rows, written_ns, crc, 0)
+    out: list[bytes | pa.Buffer] = [head[:-4] + struct.pack("<I", zlib.crc32(head[_CHECKED]))]
+    for length, part in zip(lengths, parts, strict=True):
+        out += [length, part.payload]
+    return out
 
 
 @dataclass(frozen=True)
@@ -157,18 +170,30 @@ def _next_frame(view: memoryview, pos: int, after_seq: int) -> int | None:
     return None
 
 
-def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str) -> pa.Table:
-    """The events of frame ``ref``, with their ``_seq`` column first."""
-    payload = memoryview(data)[ref.offset + HEADER_SIZE:ref.end]
+def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str,
+                 base: int = 0) -> list[pa.Table]:
+    """The appends of frame ``ref``, each with its ``_seq`` column first.
+
+    ``base`` is the file offset of ``data[0]`` (for error messages).
+    """
+    view = memoryview(data)
+    pos, seq, out = ref.offset + HEADER_SIZE, ref.first_seq, []
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
-    except pa.ArrowException as exc:
+        while pos < ref.end:
+            (size,) = _PART.unpack_from(view, pos)
+            pos += _PART.size
+            table = pa.ipc.open_stream(pa.py_buffer(view[pos:pos + size])).read_all()
+            pos += size
+            stamp = pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64))
+            out.append(table.add_column(0, SEQ, stamp))
+            seq += table.num_rows
+    except (pa.ArrowException, struct.error) as exc:
         raise CorruptionError(f"WAL frame unreadable: {exc}", path=str(path),
-                              offset=ref.offset) from exc
-    if table.num_rows != ref.rows:
-        raise CorruptionError("WAL frame row count mismatch", path=str(path), offset=ref.offset)
-    seq = pa.array(np.arange(ref.first_seq, ref.first_seq + ref.rows, dtype=np.int64))
-    return table.add_column(0, SEQ, seq)
+                              offset=base + ref.offset) from exc
+    if pos != ref.end or seq != ref.first_seq + ref.rows:
+        raise CorruptionError("WAL frame row count mismatch", path=str(path),
+                              offset=base + ref.offset)
+    return out
 
 
 # ------------------------------------------------------------------ writing
@@ -176,16 +201,11 @@ def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str) -> p
 
 @dataclass
 class PendingFrame:
-    """A frame to write: its payload (and its checksum) come from the appending thread."""
+    """One append's part of a frame: its IPC payload, rows and first ``_seq``."""
 
     payload: pa.Buffer
     rows: int
     first_seq: int = -1
-    payload_crc: int = -1
-
-    def __post_init__(self) -> None:
-        if self.payload_crc < 0:
-            self.payload_crc = zlib.crc32(memoryview(self.payload))
 
 
 @dataclass
@@ -225,6 +245,7 @@ class WalWriter:
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
         self.sync_error: BaseException | None = None
+        self.on_error: Callable[[str, BaseException], None] | None = None
         path = current if current is not None else directory / file_name(first_seq)
         self._log: LogFile = self._open(path)
         if durability == "interval":
@@ -244,16 +265,13 @@ class WalWriter:
         return self._log.path
 
     def write(self, frames: Sequence[PendingFrame]) -> int:
-        """Write ``frames`` (``first_seq`` set) as one write; durable per the policy on return.
+        """Write ``frames`` (``first_seq`` set, consecutive) as one frame with one write;
+        durable per the policy on return.
 
         Returns the bytes written. Raises :class:`StorageError` when the bytes
         could not be made durable; none of them then count as written.
         """
-        now = self._now_ns()
-        buffers: list[bytes | pa.Buffer] = []
-        for frame in frames:
-            buffers += [frame_header(frame.payload, frame.payload_crc, frame.first_seq,
-                                     frame.rows, now), frame.payload]
+        buffers = frame_buffers(frames, self._now_ns())
         with self._lock:
             self._heal()
             start = self._log.size
@@ -304,8 +322,10 @@ class WalWriter:
             with self._lock:
                 try:
                     self._sync_locked()
-                except OSError as exc:  # reported by stats(); acknowledged writes may be lost
+                except OSError as exc:  # acknowledged (interval) writes may be lost: say so
                     self.sync_error = exc
+                    if self.on_error is not None:
+                        self.on_error("WAL fsync", exc)
 
     def rotate(self, first_seq: int) -> None:
         """Continue in a new file for events from ``first_seq`` on.
@@ -352,7 +372,10 @@ class WalWriter:
             self._syncer = None
         with self._lock:
             try:
-                if self._failure is None:
-                    self._sync_locked()
+                self._heal()  # a failed write must not be left for the next open to replay
+                self._sync_locked()
+            except OSError as exc:
+                raise StorageError(f"WAL could not be synced at close: {exc}",
+                                   path=str(self._log.path)) from exc
             finally:
                 self._log.close()

@@ -173,15 +173,15 @@ class Writer:
         """Run an append's ``prepare`` and encode its frame; an empty one is done already."""
         try:
             table = request.prepare()
+            if table.num_rows == 0:
+                return SeqRange(0, None, None)
+            if any(column.num_chunks > 1 for column in table.columns):
+                table = table.combine_chunks()  # IPC-encoding chunked columns is much slower
+            payload = encode_payload(table) if self.log.durable else None
+            return _Append(_own_bytes(table, payload),
+                           PendingFrame(payload or _NO_PAYLOAD, table.num_rows))
         except BaseException as exc:  # bad input: this append fails alone
             return exc
-        if table.num_rows == 0:
-            return SeqRange(0, None, None)
-        if any(column.num_chunks > 1 for column in table.columns):
-            table = table.combine_chunks()  # IPC-encoding chunked columns is many times slower
-        payload = encode_payload(table) if self.log.durable else None
-        return _Append(_own_bytes(table, payload),
-                       PendingFrame(payload or _NO_PAYLOAD, table.num_rows))
 
     def _write_group(self, requests: Sequence[_Request]
                      ) -> list[SeqRange | BaseException]:
@@ -195,17 +195,21 @@ class Writer:
             a.frame.first_seq = first
             first += a.frame.rows
         self.log.write([a.frame for a in appends])  # raises: the whole group failed
+        # Durable from here on: nothing below may fail the group or reuse its _seq.
         committed_ns = time.perf_counter_ns()
         written_ns = self.clock.now_ns()
         seqs = pa.array(np.arange(self._next_seq, first, dtype=np.int64))
         stamped = [a.table.add_column(0, SEQ, seqs.slice(a.frame.first_seq - self._next_seq,
                                                          a.frame.rows)) for a in appends]
+        self._next_seq = first
         with self.state.lock:
             self.state.add(stamped, first - 1, written_ns)
             for table in stamped:
                 self.feed.publish(table, committed_ns)
-        self._next_seq = first
-        self._seal_if_due()
+        try:
+            self._seal_if_due()
+        except BaseException as exc:  # noqa: BLE001 - the group is stored; report, go on
+            self.background.report_failure("memtable seal", exc)
         return [SeqRange(r.frame.rows, r.frame.first_seq, r.frame.first_seq + r.frame.rows - 1)
                 if isinstance(r, _Append) else r for r in results]
 
@@ -232,7 +236,7 @@ class Writer:
             if self.rotate_error is not None:
                 self.rotate_error = None
                 self.background.report_success("WAL rotation")
-        except StorageError as exc:
+        except (StorageError, OSError) as exc:
             self.rotate_error = exc
             self.background.report_failure("WAL rotation", exc)
             return upto
@@ -242,7 +246,8 @@ class Writer:
         return upto
 
     def seal_if_due(self) -> None:
-        """Seal an old or full memtable now (the ager calls this)."""
+        """Seal an old or full memtable now (the ager calls this: also after a failed
+        rotation, when no append may come to retry it because memory is at its limit)."""
         with self._group.exclusive():
             if not self.closed:
                 self._seal_if_due()
