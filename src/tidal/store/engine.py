@@ -35,7 +35,13 @@ from typing import TypeVar
 import pyarrow as pa
 
 from tidal.config import StoreConfig
-from tidal.errors import ClosedError, CorruptionError, ReadOnlyError, StorageError
+from tidal.errors import (
+    ClosedError,
+    CorruptionError,
+    QueryError,
+    ReadOnlyError,
+    StorageError,
+)
 from tidal.store import layout
 from tidal.store.backend import DiskSegments, MemorySegments, NullLog, SegmentStore
 from tidal.store.background import Background, JobError
@@ -225,12 +231,13 @@ class Engine:
 
     def retrying(self, read: Callable[[], T]) -> T:
         """Run ``read``; in a read-only store, refresh and retry when a writer's
-        compaction deleted a segment under it."""
+        compaction deleted a segment under it (found missing by us, or by DuckDB)."""
         for attempt in range(READ_RETRIES + 1):
             try:
                 return read()
-            except CorruptionError as exc:
-                if self._watch is None or attempt == READ_RETRIES or "missing" not in str(exc):
+            except (CorruptionError, QueryError) as exc:
+                gone = "missing" in str(exc) or "No such file" in str(exc)
+                if self._watch is None or attempt == READ_RETRIES or not gone:
                     raise
                 self.refresh()
         raise AssertionError("unreachable")
