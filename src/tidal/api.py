@@ -195,12 +195,16 @@ class Store:
 
     @property
     def recovery(self) -> str | None:
-        """What opening the store repaired (a torn WAL tail), or None."""
-        torn = self._engine.torn_tail
-        if torn is None:
-            return None
-        return (f"truncated {torn.dropped_bytes} bytes of torn WAL tail at offset "
-                f"{torn.offset} of {torn.path} ({torn.reason})")
+        """What opening the store tidied up (a torn WAL tail, orphan files), or None."""
+        torn, swept = self._engine.torn_tail, self._engine.swept
+        done = []
+        if torn is not None:
+            done.append(f"truncated {torn.dropped_bytes} bytes of torn WAL tail at offset "
+                        f"{torn.offset} of {torn.path} ({torn.reason})")
+        if swept:
+            done.append(f"deleted {len(swept)} orphan file(s) left by an interrupted "
+                        f"flush or compaction: {', '.join(Path(p).name for p in swept[:5])}")
+        return "; ".join(done) or None
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:

@@ -115,6 +115,8 @@ class Background:
 
     def take_error(self) -> BaseException | None:
         """The newest background failure not yet reported to a writer (then forgotten)."""
+        if self._unreported is None:
+            return None  # the common case, without the lock
         with self._error_lock:
             error, self._unreported = self._unreported, None
         return error

@@ -105,10 +105,10 @@ class Engine:
                 wal = WalWriter(fs, self.directory / layout.WAL, config.durability,
                                 config.fsync_interval_s, recovered.next_seq,
                                 current=recovered.current_wal, now_ns=clock.now_ns)
+                self._start(recovered, wal)
             except BaseException:
-                self._unlock()
+                self._unlock()  # so that a repaired store can be opened again
                 raise
-            self._start(recovered, wal)
 
     # -- opening --------------------------------------------------------------------
     def _open_writer(self, directory: Path, *, repair: bool) -> Recovered:

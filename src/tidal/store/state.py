@@ -70,5 +70,6 @@ class StoreState:
         self.changed.notify_all()
 
     def memory_bytes(self) -> int:
-        """Bytes held by the active and sealed memtables. Lock held."""
+        """Bytes held by the active and sealed memtables (exact under the lock; a fair
+        estimate without it)."""
         return self.active.view.nbytes + sum(s.memtable.view.nbytes for s in self.sealed)

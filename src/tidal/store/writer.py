@@ -141,6 +141,8 @@ class Writer:
 
     def _admit(self, timeout_s: float | None) -> None:
         """Wait while the memtables hold ``memory_limit_bytes`` or more."""
+        if self.state.memory_bytes() < self.memory_limit_bytes:
+            return  # the common case, read without the lock (appends must not queue on it)
         with self.state.changed:
             if self.state.memory_bytes() < self.memory_limit_bytes:
                 return
