@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import errno
 
-import pyarrow as pa
 import pytest
 
 import tidal
 from tidal.cli import main
 
+from .events import batch
 from .mounts import read_only_view, small_tmpfs
-
-T0 = 1_767_225_600_000_000_000
-
-
-def batch(first: int, n: int) -> pa.Table:
-    return pa.table({
-        "timestamp": pa.array([T0 + i for i in range(first, first + n)], pa.timestamp("ns", "UTC")),
-        "entity": [f"e{i % 5}" for i in range(first, first + n)],
-        "id": list(range(first, first + n)),
-        "pad": ["x" * 200] * n,
-    })
 
 
 def test_a_full_disk_refuses_appends_loses_nothing_and_recovers_without_restart(tmp_path):
@@ -34,7 +23,7 @@ def test_a_full_disk_refuses_appends_loses_nothing_and_recovers_without_restart(
         failures = 0
         for i in range(400):
             try:
-                r = store.append(batch(i * 50, 50))
+                r = store.append(batch(i * 50, 50, pad=200))
                 acked += range(i * 50, i * 50 + 50)
                 assert r.count == 50
             except tidal.StorageError as exc:
@@ -42,7 +31,7 @@ def test_a_full_disk_refuses_appends_loses_nothing_and_recovers_without_restart(
                 assert "No space left" in str(exc) or "space" in str(exc)
         assert failures > 0 and acked
         filler.unlink()  # space freed: the same store takes appends again
-        store.append(batch(1_000_000, 10))
+        store.append(batch(1_000_000, 10, pad=200))
         acked += range(1_000_000, 1_000_010)
         store.close()
         with tidal.open(disk / "s") as again:

@@ -5,20 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import pyarrow as pa
 import pytest
 
 import tidal
 
-T0 = 1_767_225_600_000_000_000
-
-
-def batch(first: int, n: int) -> pa.Table:
-    return pa.table({
-        "timestamp": pa.array([T0 + i for i in range(first, first + n)], pa.timestamp("ns", "UTC")),
-        "entity": [f"e{i % 3}" for i in range(first, first + n)],
-        "id": list(range(first, first + n)),
-    })
+from .events import batch
 
 
 def take(follower: tidal.Follower, events: int, timeout_s: float = 20.0) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import struct
 
-import pyarrow as pa
 import pytest
 
 import tidal
@@ -13,15 +12,7 @@ from tidal.cli import main
 from tidal.store.check import check_store
 from tidal.store.wal import HEADER_SIZE, wal_files
 
-T0 = 1_767_225_600_000_000_000
-
-
-def batch(first: int, n: int) -> pa.Table:
-    return pa.table({
-        "timestamp": pa.array([T0 + i for i in range(first, first + n)], pa.timestamp("ns", "UTC")),
-        "entity": [f"e{i % 5}" for i in range(first, first + n)],
-        "id": list(range(first, first + n)),
-    })
+from .events import batch
 
 
 def ids(path) -> list[int]:

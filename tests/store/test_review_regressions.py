@@ -15,17 +15,8 @@ from tidal.api import Store
 from tidal.config import StoreConfig
 from tidal.store.group_commit import GroupCommit
 
+from .events import batch
 from .faults import FaultyFiles
-
-T0 = 1_767_225_600_000_000_000
-
-
-def batch(first: int, n: int, *, entity: str = "e") -> pa.Table:
-    return pa.table({
-        "timestamp": pa.array([T0 + i for i in range(first, first + n)], pa.timestamp("ns", "UTC")),
-        "entity": [entity] * n,
-        "id": list(range(first, first + n)),
-    })
 
 
 def ids(store: tidal.Store) -> list[int]:
