@@ -42,6 +42,9 @@ class Receipt:
         last_seq: ``_seq`` of the last stored event.
         rejected: bad lines skipped (``on_error="skip"`` only).
         dead_letter: file the skipped lines were written to, if any.
+        source: the source the append was made for, if any.
+        position: that source's committed position after this append.
+        duplicate: the position was at or below the committed one: nothing was stored.
     """
 
     count: int
@@ -49,6 +52,9 @@ class Receipt:
     last_seq: int | None
     rejected: int = 0
     dead_letter: str | None = None
+    source: str | None = None
+    position: int | None = None
+    duplicate: bool = False
 
 
 class Store:
@@ -81,7 +87,8 @@ class Store:
 
     # -- writing --------------------------------------------------------------
     def append(self, data: object, *, format: str | None = None,
-               on_error: OnError = "reject", timeout: float | None = None) -> Receipt:
+               on_error: OnError = "reject", source: str | None = None,
+               position: int | None = None, timeout: float | None = None) -> Receipt:
         """Store events; returns once they are durable under the store's policy.
 
         ``data`` may be a list of dicts, a pyarrow Table or RecordBatch, a pandas
@@ -98,7 +105,18 @@ class Store:
         ``memory_limit_bytes``, an append waits for a flush, up to ``timeout``
         seconds (None: as long as it takes), then raises
         :class:`~tidal.errors.BackpressureError` with ``retry_after_s``.
+
+        Exactly once from sources that retry: with ``source`` (a name) and
+        ``position`` (an integer, 0 to 2**63-1: a stream sequence, an offset),
+        the events and the source's new position commit together, in one WAL
+        frame. Positions of a source must increase (gaps are fine); an append at
+        or below the committed position stores nothing and returns a receipt
+        with ``duplicate=True`` and the committed ``position``. Appends of one
+        source from several threads are taken in arrival order, except that
+        those written in the same commit group are taken in order of position;
+        so give each producer thread its own source, or serialise its appends.
         """
+        _check_position(source, position)
         prepared: list[Prepared] = []
 
         def decode_and_normalize() -> pa.Table:  # run by the leader of the commit group
@@ -107,9 +125,20 @@ class Store:
             return prepared[0].table
 
         stored = self._engine.append(decode_and_normalize, weight=expected_events(data),
-                                     timeout_s=timeout)
-        return Receipt(stored.count, stored.first_seq, stored.last_seq, prepared[0].rejected,
-                       prepared[0].dead_letter)
+                                     source=source, position=position, timeout_s=timeout)
+        done = prepared[0] if prepared else None  # a duplicate was never decoded
+        return Receipt(stored.count, stored.first_seq, stored.last_seq,
+                       done.rejected if done else 0, done.dead_letter if done else None,
+                       source, stored.position, stored.duplicate)
+
+    def positions(self) -> dict[str, int]:
+        """The committed position of every source (see :meth:`append`).
+
+        Restored on open from the manifest and the WAL tail, without reading
+        segment data; kept through flush, compaction and retention, also when
+        every event of a source has expired.
+        """
+        return self._engine.positions()
 
 
     def flush(self) -> None:
@@ -226,6 +255,36 @@ class Store:
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "memory"
         return f"<tidal.Store {where} max_seq={self.max_seq()}>"
+
+
+MAX_SOURCE_BYTES = 1024
+MAX_POSITION = (1 << 63) - 1
+
+
+def _check_position(source: object, position: object) -> None:
+    """Refuse a source or position that cannot be stored, naming the problem."""
+    if source is None and position is None:
+        return
+    if source is None or position is None:
+        raise ConfigError("source and position go together: give both or neither",
+                          field="position" if source is not None else "source")
+    if not isinstance(source, str):
+        raise ConfigError(f"source must be a string, not {type(source).__name__}",
+                          field="source")
+    try:
+        size = len(source.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"source is not valid UTF-8 text: {exc.reason} at {exc.start}",
+                          field="source") from exc
+    if not 0 < size <= MAX_SOURCE_BYTES:
+        raise ConfigError(f"source must be 1 to {MAX_SOURCE_BYTES} bytes of UTF-8, "
+                          f"not {size}", field="source")
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise ConfigError(f"position must be an integer, not {type(position).__name__}",
+                          field="position")
+    if not 0 <= position <= MAX_POSITION:
+        raise ConfigError(f"position must be between 0 and 2**63-1, not {position}",
+                          field="position")
 
 
 def open(path: str | os.PathLike[str] | None = None, *,  # noqa: A001

@@ -40,6 +40,7 @@ WHOLE_FILE_BYTES = 256 << 20
 CHUNK_BYTES = 64 << 20
 """Larger NDJSON files are appended in chunks of about this size, split on newlines."""
 PROBLEMS_SHOWN = 5
+POSITIONS_SHOWN = 20
 
 
 # ---------------------------------------------------------------- parser
@@ -360,6 +361,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats = store.stats()
     from tidal import render
 
+    positions = stats.pop("positions")
+    shown = dict(sorted(positions.items())[:POSITIONS_SHOWN])
+    if len(positions) > POSITIONS_SHOWN:
+        shown["..."] = f"{len(positions) - POSITIONS_SHOWN:,} more sources"
+    stats["positions"] = shown
     _console().print(render.stats_table(stats, title=str(args.store)))
     return 0
 

@@ -326,6 +326,7 @@ class Scenario:
     acks: list[Ack] = field(default_factory=list)
     appended: list[list[int]] = field(default_factory=list)
     expired: list[tuple[int, frozenset[int]]] = field(default_factory=list)
+    positioned: dict[int, tuple[str, int]] = field(default_factory=dict)  # first id -> pos
 
     def __post_init__(self) -> None:
         self.root.mkdir()
@@ -340,12 +341,16 @@ class Scenario:
                            fs=self.recorder)
         return self.store
 
-    def append(self, n: int) -> None:
+    def append(self, n: int, source: str | None = None) -> None:
         assert self.store is not None
         first = sum(map(len, self.appended))
         ids = list(range(first, first + n))
         self.appended.append(ids)
-        receipt = self.store.append(events(ids))
+        position = None
+        if source is not None:
+            position = len(self.appended)
+            self.positioned[first] = (source, position)
+        receipt = self.store.append(events(ids), source=source, position=position)
         assert receipt.first_seq is not None and receipt.last_seq is not None
         self.acks.append(Ack(len(self.recorder), receipt.first_seq, receipt.last_seq, ids))
 
@@ -393,6 +398,13 @@ def inspect(sc: Scenario, store: Store, k: int, atomic: bool) -> list[str]:
         for batch in sc.appended:
             if 0 < sum(i in seq_of for i in batch) < len(batch):
                 problems.append(f"append of ids {batch[0]}..{batch[-1]} stored in part")
+    if sc.positioned:  # each source's position is that of its last stored append
+        want: dict[str, int] = {}
+        for first, (source, position) in sorted(sc.positioned.items(), key=lambda p: p[1][1]):
+            if first in seq_of:
+                want[source] = position
+        if store.positions() != want:
+            problems.append(f"positions {store.positions()} are not those stored, {want}")
     top = max([*seqs, *(a.last_seq for a in acked)], default=-1)
     receipt = store.append(events([PROBE]))
     if receipt.first_seq is None or receipt.first_seq <= top:
@@ -607,5 +619,17 @@ def test_powercut_concurrent_appends_in_commit_groups(tmp_path):
         t.join()
     store.flush()
     assert store.stats()["commit_groups"] < 24, "no appends shared a group"
+    sc.close()
+    assert_survives(sc)
+
+
+def test_powercut_positioned_appends(tmp_path):
+    """A batch and its source position are durable together, or neither is."""
+    sc = Scenario(tmp_path / "root", {"memtable_bytes": 3 << 10})
+    store = sc.open()
+    for i in range(18):
+        sc.append(i % 4 + 1, source=f"partition-{i % 3}")
+        if i % 6 == 5:
+            store.flush()
     sc.close()
     assert_survives(sc)

@@ -48,6 +48,8 @@ def store_stats(engine: Engine, path: Path | None) -> dict[str, Any]:
         "backpressure_waits": writer.backpressure_waits if writer is not None else 0,
         "backpressure_wait_s": round(writer.backpressure_wait_s, 6) if writer else 0.0,
         "followers": engine.feed.count,
+        "sources": len(positions := engine.positions()),
+        "positions": positions,
         "background_errors": [f"{e.job}: {e.message} ({e.failures} in a row)"
                               for e in engine.background_errors()],
     }

@@ -176,8 +176,10 @@ class Background:
         del table, plans
         with self.manifest_lock:
             current = self.state.manifest
+            positions = {**current.positions, **sealed.memtable.positions}
             self._commit(replace(current, segments=current.segments + tuple(metas),
-                                 flushed_seq=sealed.upto_seq), written=metas, unseal=sealed)
+                                 flushed_seq=sealed.upto_seq, positions=positions),
+                         written=metas, unseal=sealed)
             self.report_success("flush")
             try:  # each reports its own failure: the flush itself is done
                 self._drop_wal(sealed.upto_seq + 1)

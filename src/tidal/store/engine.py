@@ -50,9 +50,8 @@ from tidal.store.clock import SYSTEM_CLOCK, Clock
 from tidal.store.feed import CommitFeed, Follower
 from tidal.store.fs import OS_FILES, FileSystem
 from tidal.store.manifest import Manifest
-from tidal.store.memtable import Memtable
 from tidal.store.readers import Readers, Snapshot
-from tidal.store.recovery import Recovered, Replayed, recover
+from tidal.store.recovery import Recovered, recover
 from tidal.store.repair import RepairReport, repair_store
 from tidal.store.run import SortedRun
 from tidal.store.seq_read import read_seq_range
@@ -158,7 +157,7 @@ class Engine:
         self.log = log
         self.state = StoreState(recovered.manifest, self.config.entity_field,
                                 self.config.timestamp_field)
-        _load_frames(self.state.active, recovered.frames)
+        self.state.replay(recovered.frames)
         self.state.max_seq = recovered.next_seq - 1
         self.readers = Readers(self.segments, live=self._live_ids)
         self.background = Background(self.state, self.segments, log.drop_before, self.readers,
@@ -186,14 +185,23 @@ class Engine:
         return self.writer
 
     def append(self, data: pa.Table | Callable[[], pa.Table], *, weight: int | None = None,
+               source: str | None = None, position: int | None = None,
                timeout_s: float | None = None) -> SeqRange:
         """Log a normalized table (or the one ``data()`` returns, prepared by the group's
-        leader), stamp ``_seq`` and make it visible. ``weight``: events expected."""
+        leader), stamp ``_seq`` and make it visible. ``weight``: events expected.
+        ``source``/``position``: committed with it (see :meth:`Writer.append`)."""
         if isinstance(data, pa.Table):
             table = data
-            return self._writer().append(lambda: table, weight=table.num_rows,
-                                         timeout_s=timeout_s)
-        return self._writer().append(data, weight=weight or 1, timeout_s=timeout_s)
+            return self._writer().append(lambda: table, weight=table.num_rows, source=source,
+                                         position=position, timeout_s=timeout_s)
+        return self._writer().append(data, weight=weight or 1, source=source,
+                                     position=position, timeout_s=timeout_s)
+
+    def positions(self) -> dict[str, int]:
+        """The committed position of every source."""
+        self.refresh()
+        with self.state.lock:
+            return dict(self.state.positions)
 
     def flush(self) -> None:
         """Write the memtables out as segments now and wait until they are committed."""
@@ -387,11 +395,6 @@ class Engine:
     @property
     def closed(self) -> bool:
         return self._closed
-
-
-def _load_frames(memtable: Memtable, frames: list[Replayed]) -> None:
-    for frame in frames:
-        memtable.add(frame.table, frame.written_ns)
 
 
 def _open_error(directory: Path, exc: OSError) -> StorageError:

@@ -32,6 +32,8 @@ import pyarrow as pa
 from tidal.errors import ClosedError
 
 SEQ = "_seq"
+SOURCE_KEY = "tidal.source"
+POSITION_KEY = "tidal.position"
 HISTORY_CHUNK_ROWS = 65_536
 IDLE_REFRESH_S = 0.1  # how often a waiting follower of a read-only store looks for commits
 ReadHistory = Callable[[int, int | None, int], list[pa.RecordBatch]]
@@ -287,9 +289,15 @@ class CommitFeed:
         with self._lock:
             self._followers = tuple(f for f in self._followers if f is not follower)
 
-    def publish(self, table: pa.Table, committed_ns: int) -> None:
-        """Offer a table committed at ``committed_ns`` (``perf_counter_ns``) to every follower."""
+    def publish(self, table: pa.Table, committed_ns: int, source: str | None = None,
+                position: int | None = None) -> None:
+        """Offer a table committed at ``committed_ns`` (``perf_counter_ns``) to every
+        follower; an append's source and position go into the batches' schema metadata
+        (``tidal.source``, ``tidal.position``)."""
         if self._followers:
+            if source is not None:
+                table = table.replace_schema_metadata({SOURCE_KEY: source,
+                                                       POSITION_KEY: str(position)})
             batches = table.to_batches()
             for follower in self._followers:
                 follower.offer(batches, committed_ns)

@@ -8,14 +8,17 @@ it lists are durable. Its content is checksummed::
 
 so an edit or a flipped bit is a :class:`CorruptionError`, never a silently
 different store. ``flushed_seq`` is the highest ``_seq`` stored in segments;
-the WAL replays everything above it. ``lost`` lists ``_seq`` ranges that a
-repair could not salvage, so recovery accepts exactly those gaps.
+the WAL replays everything above it. ``positions`` holds the committed position
+of every source as of ``flushed_seq`` (the WAL tail holds any later ones), kept
+whatever happens to the segments. ``lost`` lists ``_seq`` ranges that a repair
+could not salvage, so recovery accepts exactly those gaps.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -38,6 +41,7 @@ class Manifest:
     dropped_segments: int = 0
     dropped_events: int = 0
     lost: tuple[tuple[int, int], ...] = ()  # inclusive _seq ranges given up by a repair
+    positions: Mapping[str, int] = field(default_factory=dict)  # source -> position in segments
 
 
 class _File(msgspec.Struct):
@@ -68,7 +72,8 @@ def decode(data: bytes, path: Path) -> Manifest:
         raw = msgspec.json.decode(body)
         segments = tuple(SegmentMeta(**s) for s in raw.pop("segments"))
         lost = tuple((int(a), int(b)) for a, b in raw.pop("lost", ()))
-        return Manifest(segments=segments, lost=lost, **raw)
+        positions = {str(k): int(v) for k, v in raw.pop("positions", {}).items()}
+        return Manifest(segments=segments, lost=lost, positions=positions, **raw)
     except (msgspec.DecodeError, TypeError, KeyError, ValueError) as exc:
         raise CorruptionError(f"manifest unreadable: {exc}", path=str(path)) from exc
 

@@ -64,6 +64,7 @@ class Memtable:
     indexed_parts: int = 0
     oldest_ns: int | None = None
     small_tail: int = 0  # small unindexed parts at the end of view.parts
+    positions: dict[str, int] = field(default_factory=dict)  # committed by appends here
 
     def add(self, table: pa.Table, written_ns: int) -> None:
         """Add one normalized, ``_seq``-stamped table written at ``written_ns``."""
@@ -80,6 +81,11 @@ class Memtable:
         self.view = MemView(parts, v.runs, v.rows + table.num_rows, nbytes)
         if self.oldest_ns is None or written_ns < self.oldest_ns:
             self.oldest_ns = written_ns
+
+    def note_position(self, source: str, position: int) -> None:
+        """Record that an append here committed ``position`` for ``source``."""
+        if position > self.positions.get(source, -1):
+            self.positions[source] = position
 
     def pending(self) -> tuple[MemView, int] | None:
         """The view and how many of its parts are indexed, if some are not."""

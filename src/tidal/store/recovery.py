@@ -22,15 +22,18 @@ from tidal.store import layout
 from tidal.store import manifest as manifest_io
 from tidal.store.fs import FileSystem
 from tidal.store.manifest import Manifest
-from tidal.store.wal import SEQ, Damage, decode_frame, scan, wal_files
+from tidal.store.wal import Damage, decode_frame, scan, wal_files
 
 
 @dataclass(frozen=True)
 class Replayed:
-    """Events of one WAL frame, ``_seq``-stamped, and when they were written."""
+    """One append read back from the WAL: its events (``_seq``-stamped, maybe none),
+    when it was written, and the source position it committed, if any."""
 
     table: pa.Table
     written_ns: int
+    source: str | None = None
+    position: int | None = None
 
 
 @dataclass
@@ -128,8 +131,8 @@ class LogTail:
                 on_torn(damage)
         out: list[Replayed] = []
         for ref in frames:
-            if ref.last_seq < expected:
-                continue
+            if ref.last_seq < expected and (ref.rows or ref.first_seq < expected):
+                continue  # (a frame of positions only, at ``expected``, is still new)
             if ref.first_seq > expected and not _in_lost(manifest, expected,
                                                           ref.first_seq - 1):
                 raise CorruptionError(
@@ -140,13 +143,16 @@ class LogTail:
                 raise CorruptionError(
                     f"WAL frames repeat _seq {ref.first_seq}..{expected - 1}",
                     path=str(path), offset=start + ref.offset)
-            for table in decode_frame(data, ref, path, base=start):
-                first = int(table.column(SEQ)[0].as_py())
-                if first + table.num_rows <= expected:
-                    continue
+            seq = ref.first_seq
+            for part in decode_frame(data, ref, path, base=start):
+                table, first = part.table, seq
+                seq += table.num_rows
+                if table.num_rows and seq <= expected:
+                    continue  # in segments already (its position is in the manifest)
                 skip = max(0, expected - first)
-                out.append(Replayed(table.slice(skip) if skip else table, ref.written_ns))
-            expected = ref.last_seq + 1
+                out.append(Replayed(table.slice(skip) if skip else table, ref.written_ns,
+                                    part.source, part.position))
+            expected = max(expected, ref.last_seq + 1)
         self._read_upto[path] = (st.st_ino, start + frames[-1].end if frames else start)
         return out, expected
 

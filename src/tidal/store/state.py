@@ -11,12 +11,27 @@ manifest changes, which is what waiting writers (backpressure) and
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa
 
 from tidal.store.manifest import Manifest
 from tidal.store.memtable import Memtable
+
+
+class Committed(Protocol):
+    """An append read back from the WAL (see :class:`~tidal.store.recovery.Replayed`)."""
+
+    @property
+    def table(self) -> pa.Table: ...
+    @property
+    def written_ns(self) -> int: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def position(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -40,16 +55,35 @@ class StoreState:
         self.sealed: tuple[Sealed, ...] = ()
         self.max_seq = manifest.flushed_seq
         self.version = 0  # bumped by every change readers can see
+        self.positions: dict[str, int] = dict(manifest.positions)  # every committed position
 
     def new_memtable(self) -> Memtable:
         return Memtable(self.entity_field, self.ts_field)
 
-    def add(self, tables: list[pa.Table], last_seq: int, written_ns: int) -> None:
-        """Make committed tables visible. Lock held."""
+    def add(self, tables: list[pa.Table], last_seq: int, written_ns: int,
+            positions: Mapping[str, int] | None = None) -> None:
+        """Make committed tables (and source positions) visible. Lock held."""
         for table in tables:
-            self.active.add(table, written_ns)
+            if table.num_rows:
+                self.active.add(table, written_ns)
+        for source, position in (positions or {}).items():
+            self._commit_position(source, position)
         self.max_seq = last_seq
         self.version += 1
+
+    def replay(self, appends: Iterable[Committed]) -> None:
+        """Add appends read back from the WAL, in order. Lock held (or not yet shared)."""
+        for append in appends:
+            if append.table.num_rows:
+                self.active.add(append.table, append.written_ns)
+            if append.source is not None and append.position is not None:
+                self._commit_position(append.source, append.position)
+        self.version += 1
+
+    def _commit_position(self, source: str, position: int) -> None:
+        self.active.note_position(source, position)
+        if position > self.positions.get(source, -1):
+            self.positions[source] = position
 
     def seal(self) -> Sealed | None:
         """Queue the active memtable for flushing; None when it is empty. Lock held."""

@@ -5,10 +5,15 @@ A WAL is a directory of files named ``wal-<first_seq>.log``; file *i* holds
 the events from its ``first_seq`` up to the next file's. Each file is a run of
 frames, one per commit group::
 
-    magic b"TWL4" | payload_len u64 | first_seq u64 | rows u32 | written_ns u64
+    magic b"TWL5" | payload_len u64 | first_seq u64 | rows u32 | written_ns u64
           | payload_crc32 u32 | header_crc32 u32
-    payload: for each append of the group, its length u64 and an Arrow IPC
-             stream of its events (without ``_seq``)
+    payload: for each append of the group:
+             ipc_len u64 | source_len u32 | position i64 | source (UTF-8)
+             | an Arrow IPC stream of its events (without ``_seq``)
+
+An append made with a ``source`` and ``position`` carries them in its part
+(``source_len`` 0: none), so an append and its position are durable together
+or not at all; a positioned append may hold no events.
 
 ``header_crc32`` covers every header field before it (the payload's checksum
 included), so a damaged length, ``_seq`` or payload is always caught; the
@@ -43,8 +48,8 @@ import pyarrow as pa
 from tidal.errors import CorruptionError, StorageError
 from tidal.store.fs import FileSystem, LogFile
 
-MAGIC = b"TWL4"
-_PART = struct.Struct("<Q")  # length of one append's IPC stream
+MAGIC = b"TWL5"
+_PART = struct.Struct("<QIq")  # IPC length, source length, position of one append
 _HEADER = struct.Struct("<4sQQIQII")
 HEADER_SIZE = _HEADER.size
 _CHECKED = slice(4, HEADER_SIZE - 4)  # header bytes the header checksum covers
@@ -79,16 +84,21 @@ def encode_payload(table: pa.Table) -> pa.Buffer:
 
 def frame_buffers(parts: Sequence[PendingFrame], written_ns: int) -> list[bytes | pa.Buffer]:
     """The bytes of one frame holding ``parts`` (a commit group), ready for ``writev``."""
-    lengths = [_PART.pack(part.payload.size) for part in parts]
+    heads = []
+    for part in parts:
+        source = part.source.encode("utf-8") if part.source is not None else b""
+        position = part.position if part.position is not None else 0
+        heads.append(_PART.pack(part.payload.size, len(source), position) + source)
     crc = 0
-    for length, part in zip(lengths, parts, strict=True):
-        crc = zlib.crc32(memoryview(part.payload), zlib.crc32(length, crc))
-    size = sum(_PART.size + part.payload.size for part in parts)
+    for head, part in zip(heads, parts, strict=True):
+        crc = zlib.crc32(memoryview(part.payload), zlib.crc32(head, crc))
+    size = sum(len(head) + part.payload.size for head, part in zip(heads, parts, strict=True))
     rows = sum(part.rows for part in parts)
-    head = _HEADER.pack(MAGIC, size, parts[0].first_seq, rows, written_ns, crc, 0)
-    out: list[bytes | pa.Buffer] = [head[:-4] + struct.pack("<I", zlib.crc32(head[_CHECKED]))]
-    for length, part in zip(lengths, parts, strict=True):
-        out += [length, part.payload]
+    header = _HEADER.pack(MAGIC, size, parts[0].first_seq, rows, written_ns, crc, 0)
+    out: list[bytes | pa.Buffer] = [
+        header[:-4] + struct.pack("<I", zlib.crc32(header[_CHECKED]))]
+    for head, part in zip(heads, parts, strict=True):
+        out += [head, part.payload]
     return out
 
 
@@ -170,8 +180,17 @@ def _next_frame(view: memoryview, pos: int, after_seq: int) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Part:
+    """One append recovered from a frame: its events (``_seq`` first) and position."""
+
+    table: pa.Table
+    source: str | None
+    position: int | None
+
+
 def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str,
-                 base: int = 0) -> list[pa.Table]:
+                 base: int = 0) -> list[Part]:
     """The appends of frame ``ref``, each with its ``_seq`` column first.
 
     ``base`` is the file offset of ``data[0]`` (for error messages).
@@ -180,14 +199,17 @@ def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str,
     pos, seq, out = ref.offset + HEADER_SIZE, ref.first_seq, []
     try:
         while pos < ref.end:
-            (size,) = _PART.unpack_from(view, pos)
+            size, source_len, position = _PART.unpack_from(view, pos)
             pos += _PART.size
+            source = bytes(view[pos:pos + source_len]).decode("utf-8") if source_len else None
+            pos += source_len
             table = pa.ipc.open_stream(pa.py_buffer(view[pos:pos + size])).read_all()
             pos += size
             stamp = pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64))
-            out.append(table.add_column(0, SEQ, stamp))
+            out.append(Part(table.add_column(0, SEQ, stamp), source,
+                            position if source is not None else None))
             seq += table.num_rows
-    except (pa.ArrowException, struct.error) as exc:
+    except (pa.ArrowException, struct.error, UnicodeDecodeError) as exc:
         raise CorruptionError(f"WAL frame unreadable: {exc}", path=str(path),
                               offset=base + ref.offset) from exc
     if pos != ref.end or seq != ref.first_seq + ref.rows:
@@ -201,11 +223,14 @@ def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str,
 
 @dataclass
 class PendingFrame:
-    """One append's part of a frame: its IPC payload, rows and first ``_seq``."""
+    """One append's part of a frame: its IPC payload, rows, first ``_seq``, and the
+    source and position it commits, if any."""
 
     payload: pa.Buffer
     rows: int
     first_seq: int = -1
+    source: str | None = None
+    position: int | None = None
 
 
 @dataclass

@@ -85,12 +85,17 @@ class WriterWatch:
                 state.active = kept
                 state.commit(manifest)
                 self._stamp = stamp
+            if fresh:
+                state.positions = dict(manifest.positions)
+            elif changed:
+                for source, position in manifest.positions.items():
+                    if position > state.positions.get(source, -1):
+                        state.positions[source] = position
+            state.replay(frames)
             committed_ns = time.perf_counter_ns()
             for frame in frames:
-                state.active.add(frame.table, frame.written_ns)
-                self.feed.publish(frame.table, committed_ns)
-            if frames:
-                state.version += 1
+                if frame.table.num_rows:
+                    self.feed.publish(frame.table, committed_ns, frame.source, frame.position)
             tail_max = (self._tail.next_seq or 0) - 1
             state.max_seq = max(manifest.flushed_seq, tail_max,
                                 state.max_seq if not fresh else -1)

@@ -57,11 +57,14 @@ class Log(Protocol):
 
 @dataclass(frozen=True)
 class SeqRange:
-    """The ``_seq`` range given to one append."""
+    """The ``_seq`` range given to one append; for a positioned one, the source's
+    committed position after it, and whether it was a duplicate (stored nothing)."""
 
     count: int
     first_seq: int | None
     last_seq: int | None
+    position: int | None = None
+    duplicate: bool = False
 
 
 @dataclass
@@ -71,6 +74,8 @@ class _Request:
 
     prepare: Callable[[], pa.Table]
     weight: int
+    source: str | None = None
+    position: int | None = None
 
 
 @dataclass
@@ -103,6 +108,29 @@ def _own_bytes(table: pa.Table, payload: pa.Buffer | None) -> pa.Table:
     return table.take(pa.array(np.arange(table.num_rows)))
 
 
+def _in_position_order(requests: Sequence[_Request]) -> list[int]:
+    """Request indices in arrival order, but each source's requests by position."""
+    order = list(range(len(requests)))
+    slots: dict[str, list[int]] = {}
+    for i, request in enumerate(requests):
+        if request.source is not None:
+            slots.setdefault(request.source, []).append(i)
+    for taken in slots.values():
+        if len(taken) > 1:
+            ranked = sorted(taken, key=lambda i: requests[i].position or 0)
+            for slot, i in zip(taken, ranked, strict=True):
+                order[slot] = i
+    return order
+
+
+def _range_of(append: _Append) -> SeqRange:
+    frame = append.frame
+    if not frame.rows:
+        return SeqRange(0, None, None, frame.position)
+    return SeqRange(frame.rows, frame.first_seq, frame.first_seq + frame.rows - 1,
+                    frame.position)
+
+
 class Writer:
     """Appends for one store. See the module docstring."""
 
@@ -128,16 +156,25 @@ class Writer:
 
     # -- appending ----------------------------------------------------------------
     def append(self, prepare: Callable[[], pa.Table], *, weight: int = 1,
+               source: str | None = None, position: int | None = None,
                timeout_s: float | None = None) -> SeqRange:
         """Store the table ``prepare()`` returns (run by the group's leader); returns once
-        it is durable under the policy. ``weight``: the events it is expected to hold."""
+        it is durable under the policy. ``weight``: the events it is expected to hold.
+
+        With ``source`` and ``position`` (validated by the caller), the append commits
+        that position with its events in one WAL frame, unless ``position`` is at or
+        below the source's committed one: then nothing is stored (``duplicate``).
+        """
         if self.closed:
             raise ClosedError("store is closed")
         error = self.background.take_error()
         if error is not None:
             raise StorageError(f"{error}; nothing of this append was stored") from error
+        committed = self.state.positions.get(source) if source is not None else None
+        if committed is not None and position is not None and position <= committed:
+            return SeqRange(0, None, None, committed, duplicate=True)  # a cheap early answer
         self._admit(timeout_s)
-        return self._group.submit(_Request(prepare, max(1, weight)))
+        return self._group.submit(_Request(prepare, max(1, weight), source, position))
 
     def _admit(self, timeout_s: float | None) -> None:
         """Wait while the memtables hold ``memory_limit_bytes`` or more."""
@@ -175,8 +212,8 @@ class Writer:
         """Run an append's ``prepare`` and encode its frame; an empty one is done already."""
         try:
             table = request.prepare()
-            if table.num_rows == 0:
-                return SeqRange(0, None, None)
+            if table.num_rows == 0 and request.source is None:
+                return SeqRange(0, None, None)  # (a positioned one still commits its position)
             if any(column.num_chunks > 1 for column in table.columns):
                 table = table.combine_chunks()  # IPC-encoding chunked columns is much slower
             payload = encode_payload(table) if self.log.durable else None
@@ -187,9 +224,31 @@ class Writer:
 
     def _write_group(self, requests: Sequence[_Request]
                      ) -> list[SeqRange | BaseException]:
-        """Write one group (leader only): prepare, WAL, memtable and followers, maybe seal."""
-        results = [self._prepare(r) for r in requests]
-        appends = [r for r in results if isinstance(r, _Append)]
+        """Write one group (leader only): prepare, WAL, memtable and followers, maybe seal.
+
+        Appends are taken in arrival order, except that the appends of one source
+        in the same group are taken in order of position; a positioned append at
+        or below its source's committed position (counting those before it) is a
+        duplicate and stores nothing.
+        """
+        results: list[_Append | SeqRange | BaseException | None] = [None] * len(requests)
+        accepted: dict[str, int] = {}
+        appends: list[_Append] = []
+        for i in _in_position_order(requests):
+            request = requests[i]
+            if request.source is not None and request.position is not None:
+                committed = accepted.get(request.source,
+                                         self.state.positions.get(request.source))
+                if committed is not None and request.position <= committed:
+                    results[i] = SeqRange(0, None, None, committed, duplicate=True)
+                    continue
+            result = self._prepare(request)
+            if isinstance(result, _Append):
+                if request.source is not None and request.position is not None:
+                    result.frame.source, result.frame.position = request.source, request.position
+                    accepted[request.source] = request.position
+                appends.append(result)
+            results[i] = result
         if not appends:
             return results  # type: ignore[return-value]
         first = self._next_seq
@@ -205,15 +264,16 @@ class Writer:
                                                          a.frame.rows)) for a in appends]
         self._next_seq = first
         with self.state.lock:
-            self.state.add(stamped, first - 1, written_ns)
-            for table in stamped:
-                self.feed.publish(table, committed_ns)
+            self.state.add(stamped, first - 1, written_ns, accepted)
+            for a, table in zip(appends, stamped, strict=True):
+                if table.num_rows:
+                    self.feed.publish(table, committed_ns, a.frame.source, a.frame.position)
         try:
             self._seal_if_due()
         except BaseException as exc:  # noqa: BLE001 - the group is stored; report, go on
             self.background.report_failure("memtable seal", exc)
-        return [SeqRange(r.frame.rows, r.frame.first_seq, r.frame.first_seq + r.frame.rows - 1)
-                if isinstance(r, _Append) else r for r in results]
+        return [_range_of(r) if isinstance(r, _Append) else r  # type: ignore[misc]
+                for r in results]
 
     # -- sealing ------------------------------------------------------------------
     def _seal_if_due(self) -> None:
