@@ -28,6 +28,8 @@ EXPECTED_METRICS = {
     "group-commit": {"throughput", "p99_append_latency", "appends_per_fsync"},
     "append-latency-under-flush": {"p99_append_latency", "p50_append_latency"},
     "follow-latency": {"p50_commit_to_follower", "p99_commit_to_follower"},
+    "append-positioned": {"throughput"},
+    "positions-open": {"open_and_positions"},
 }
 
 NO_BASELINE = {"rss_growth_25_to_100pct", "appends_per_fsync", "p50_append_latency"}
