@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 import tidal
-from tidal.cli import IngestTotals, ingest_file, main, ndjson_chunks
-from tidal.errors import IngestError
+from tidal.cli import main
 
 BIN = Path(sys.executable).parent / "tidal"
 TIDAL = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "tidal.cli"]
@@ -207,38 +206,6 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     done = tidal_cli("timeline", "a", "--store", tmp_path, "--limit", "0")
     assert done.returncode == 2 and "must be positive" in done.stderr
     assert tidal_cli().returncode == 2
-
-
-def test_ndjson_chunks_split_on_newlines() -> None:
-    data = b"".join(b"%d%s\n" % (i, b"x" * (i % 7)) for i in range(1000))
-    chunks = list(ndjson_chunks(io.BytesIO(data), chunk_bytes=100))
-    assert b"".join(chunks) == data
-    assert all(c.endswith(b"\n") for c in chunks)
-    assert all(len(c) <= 100 + 20 for c in chunks) and len(chunks) > 50
-    assert list(ndjson_chunks(io.BytesIO(b"a\nbb"), chunk_bytes=1)) == [b"a\n", b"bb"]
-
-
-def test_chunked_ingest_counts_lines_from_the_start_of_the_file(tmp_path: Path) -> None:
-    lines = [event(i, "a") for i in range(200)]
-    path = tmp_path / "big.ndjson"
-    path.write_bytes(ndjson(lines[:150]) + b"{broken\n" + ndjson(lines[150:]))
-    seen: list[int] = []
-    with tidal.open(tmp_path / "s", entity_field="pod") as opened:
-        with pytest.raises(IngestError) as caught:
-            ingest_file(opened, path, advance=seen.append, whole_below=0, chunk_bytes=1000)
-        assert [p.line for p in caught.value.problems] == [151]
-        stored = opened.sql("SELECT count(*) AS n FROM events").column("n")[0].as_py()
-        assert 0 < stored < 150
-        assert caught.value.__notes__ == [
-            f"lines {stored + 1} on were not stored, but the {stored:,} events before them were"]
-        assert sum(seen) < path.stat().st_size
-
-        good = tmp_path / "good.ndjson"
-        good.write_bytes(ndjson(lines))
-        seen.clear()
-        totals = ingest_file(opened, good, advance=seen.append, whole_below=0, chunk_bytes=1000)
-        assert totals == IngestTotals(count=200, rejected=0, dead_letter=None)
-        assert len(seen) > 5 and sum(seen) == good.stat().st_size
 
 
 def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:

@@ -19,9 +19,8 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tidal.errors import IngestError, StorageError, TidalError
 
@@ -31,14 +30,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from rich.console import Console
 
-    from tidal.api import OnError, Receipt, Store
+    from tidal.api import Store
 
-__all__ = ["build_parser", "ingest_file", "main", "ndjson_chunks"]
-
-WHOLE_FILE_BYTES = 256 << 20
-"""NDJSON files below this size are appended whole (one all-or-nothing append)."""
-CHUNK_BYTES = 64 << 20
-"""Larger NDJSON files are appended in chunks of about this size, split on newlines."""
+__all__ = ["build_parser", "main"]
 PROBLEMS_SHOWN = 5
 POSITIONS_SHOWN = 20
 
@@ -88,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-error", choices=("reject", "skip"), default="reject",
                    help="reject a file with bad lines whole (default), or skip the bad lines "
                         "into the store's dead-letter file")
+    p.add_argument("--follow", action="store_true",
+                   help="keep following the files as `tail -F` does (rotation, truncation, "
+                        "files that appear later) until Ctrl-C or SIGTERM")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("timeline", parents=[store], help="one entity's events in time order")
@@ -205,107 +202,20 @@ def _console(*, stderr: bool = False) -> Console:
 # ---------------------------------------------------------------- ingest
 
 
-@dataclass
-class IngestTotals:
-    """What one or more appends stored."""
-
-    count: int = 0
-    rejected: int = 0
-    dead_letter: str | None = None
-
-    def add(self, receipt: Receipt | IngestTotals) -> None:
-        """Add one append's receipt (or another total)."""
-        self.count += receipt.count
-        self.rejected += receipt.rejected
-        self.dead_letter = self.dead_letter or receipt.dead_letter
-
-
-def ndjson_chunks(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """Split an NDJSON byte stream into chunks of about ``chunk_bytes`` on line boundaries.
-
-    Every chunk but the last ends with a newline; a line longer than
-    ``chunk_bytes`` stays whole in one chunk.
-    """
-    carry = b""
-    while block := stream.read(chunk_bytes):
-        data = carry + block
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            yield data[:cut]
-        carry = data[cut:]
-    if carry:
-        yield carry
-
-
-def _plain_ndjson(path: Path, fmt: str | None) -> bool:
-    suffixes = [s.lower() for s in path.suffixes[-2:]]
-    if suffixes and suffixes[-1] in (".gz", ".zst", ".zstd"):
-        return False
-    if fmt is not None:
-        return fmt.lower() in ("ndjson", "jsonl")
-    return bool(suffixes) and suffixes[-1] in (".ndjson", ".jsonl")
-
-
-def ingest_file(
-    store: Store,
-    path: Path,
-    *,
-    fmt: str | None = None,
-    on_error: OnError = "reject",
-    advance: Callable[[int], None] = lambda n: None,
-    whole_below: int = WHOLE_FILE_BYTES,
-    chunk_bytes: int = CHUNK_BYTES,
-) -> IngestTotals:
-    """Append one file to ``store``, calling ``advance(nbytes)`` as bytes are consumed.
-
-    A file is one all-or-nothing append, except uncompressed NDJSON of
-    ``whole_below`` bytes or more: that goes in chunks of about ``chunk_bytes``,
-    one append each, so with ``on_error="reject"`` a bad line refuses its own
-    chunk while earlier chunks stay stored (the error says how many events).
-    Line numbers in errors count from the start of the file.
-    """
-    totals = IngestTotals()
-    size = path.stat().st_size
-    if size < whole_below or not _plain_ndjson(path, fmt):
-        try:
-            totals.add(store.append(path, format=fmt, on_error=on_error))
-        except IngestError as exc:
-            exc.source = exc.source or str(path)
-            raise
-        advance(size)
-        return totals
-    lines_before = 0
-    with path.open("rb") as stream:
-        for chunk in ndjson_chunks(stream, chunk_bytes):
-            try:
-                totals.add(store.append(chunk, format="ndjson", on_error=on_error))
-            except IngestError as exc:
-                raise _shifted(exc, path, lines_before, totals.count) from exc
-            lines_before += chunk.count(b"\n")
-            advance(len(chunk))
-    return totals
-
-
-def _shifted(exc: IngestError, path: Path, lines_before: int, stored: int) -> IngestError:
-    """``exc`` with line numbers counted from the file's start, and what was stored."""
-    problems = [replace(p, line=p.line + lines_before) for p in exc.problems]
-    error = type(exc)(f"{path}: rejected", problems=problems, source=str(path))
-    if stored:
-        error.add_note(f"lines {lines_before + 1} on were not stored, "
-                       f"but the {stored:,} events before them were")
-    return error
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """``tidal ingest PATH... --store DIR``."""
+    """``tidal ingest PATH... --store DIR [--follow]``."""
     from pathlib import Path
 
+    paths = [Path(p) for p in args.paths]
+    if args.follow:
+        return _follow(args, paths)
     import rich.progress as rp
 
-    paths = [Path(p) for p in args.paths]
+    from tidal.sources.files import FileResult, ingest_file
+
     total_bytes = sum(p.stat().st_size for p in paths)  # missing files fail before the store opens
     err = _console(stderr=True)
-    totals = IngestTotals()
+    totals = FileResult()
     started = time.perf_counter()
     with _open(args, read_only=False) as store, rp.Progress(
         rp.TextColumn("{task.description}"), rp.BarColumn(), rp.DownloadColumn(),
@@ -327,11 +237,48 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     rate = totals.count / elapsed if elapsed > 0 else 0.0
     files = "file" if len(paths) == 1 else "files"
     out = _console()
+    for note in totals.notes:
+        out.print(note)
     out.print(f"ingested {totals.count:,} events from {len(paths)} {files} "
               f"in {elapsed:.2f} s ({rate:,.0f} events/s)")
+    if totals.skipped_bytes:
+        out.print(f"skipped {totals.skipped_bytes:,} bytes ingested by an earlier run")
+    if totals.waiting_bytes:
+        out.print(f"left {totals.waiting_bytes:,} bytes of an unfinished last line "
+                  "(no newline yet) for the next run")
     if totals.rejected:
         where = f" to {totals.dead_letter}" if totals.dead_letter else ""
         out.print(f"skipped {totals.rejected:,} bad lines{where}")
+    return 0
+
+
+def _follow(args: argparse.Namespace, paths: list[Path]) -> int:
+    """``tidal ingest --follow``: tail the files until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    from rich.live import Live
+
+    from tidal.sources.files import FileResult, follow_files
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    err, out = _console(stderr=True), _console()
+    started = time.perf_counter()
+    with _open(args, read_only=False) as store, Live(
+            "", console=err, transient=True, refresh_per_second=4,
+            auto_refresh=err.is_terminal) as live:
+
+        def progress(total: FileResult) -> None:
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            live.update(f"following {len(paths)} file(s): {total.count:,} events "
+                        f"({total.count / elapsed:,.0f}/s); Ctrl-C stops")
+
+        totals = follow_files(store, paths, stop=stop, on_error=args.on_error,
+                              report=lambda note: out.print(note), progress=progress)
+    out.print(f"stopped: ingested {totals.count:,} events from {len(paths)} followed "
+              f"file(s) in {time.perf_counter() - started:.1f} s")
     return 0
 
 
