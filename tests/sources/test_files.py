@@ -29,7 +29,8 @@ def lines(first: int, n: int) -> bytes:
 
 def ns(store_dir: Path) -> list[int]:
     with tidal.open(store_dir, read_only=True) as store:
-        return sorted(store.read_from(0).column("n").to_pylist())
+        table = store.read_from(0)
+        return sorted(table.column("n").to_pylist()) if table.num_rows else []
 
 
 def ingest(*args: object) -> str:
