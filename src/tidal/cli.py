@@ -1,7 +1,7 @@
 """The ``tidal`` command line: glue over :func:`tidal.open` and the benchmark harness.
 
-Subcommands: ``ingest``, ``timeline``, ``sql``, ``stats``, ``check``, ``repair``,
-``demo`` and ``bench``. The read commands (``timeline``, ``sql``, ``stats``,
+Subcommands: ``ingest``, ``consume``, ``timeline``, ``sql``, ``stats``, ``check``,
+``repair``, ``demo`` and ``bench``. The read commands (``timeline``, ``sql``, ``stats``,
 ``check``) open the store read-only, so they work next to a running writer
 and on read-only media.
 Heavy modules (pyarrow, duckdb, numpy, rich) are imported inside the command
@@ -112,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("repair", parents=[store],
                        help="salvage a damaged store and report what could not be saved")
     p.set_defaults(func=cmd_repair)
+
+    p = sub.add_parser("consume", help="read a NATS JetStream stream into a store, exactly once")
+    p.add_argument("url", metavar="URL", help="nats://HOST:PORT (a cluster: several, "
+                                              "separated by commas)")
+    p.add_argument("--stream", required=True, metavar="NAME", help="the JetStream stream")
+    p.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    p.add_argument("--subjects", metavar="PATTERN", help="only subjects matching this pattern")
+    p.add_argument("--until-idle", type=float, metavar="SECONDS",
+                   help="exit once the stream is drained and quiet this long "
+                        "(default: run until Ctrl-C or SIGTERM)")
+    p.add_argument("--batch", type=_positive_int, default=1000, metavar="N",
+                   help="messages fetched and stored at a time (default 1000)")
+    p.add_argument("--entity-field", metavar="F", help="dotted path of the entity field")
+    p.add_argument("--timestamp-field", metavar="F", help="dotted path of the event time")
+    p.set_defaults(func=cmd_consume)
 
     p = sub.add_parser("demo", help="generate, ingest and query a sample data set")
     p.add_argument("--store", default="tidal-data", metavar="DIR",
@@ -279,6 +294,31 @@ def _follow(args: argparse.Namespace, paths: list[Path]) -> int:
                               report=lambda note: out.print(note), progress=progress)
     out.print(f"stopped: ingested {totals.count:,} events from {len(paths)} followed "
               f"file(s) in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    """``tidal consume URL --stream NAME --store DIR``."""
+    import signal
+    import threading
+
+    from tidal.sources.nats import consume
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    err, out = _console(stderr=True), _console()
+    started = time.perf_counter()
+    with _open(args, read_only=False) as store:
+        result = consume(store, args.url, args.stream, subjects=args.subjects,
+                         batch=args.batch, until_idle_s=args.until_idle, stop=stop,
+                         report=lambda note: err.print(note))
+    elapsed = time.perf_counter() - started
+    out.print(f"consumed {result.messages:,} messages ({result.events:,} events, "
+              f"{result.duplicates:,} already stored) from {args.stream} "
+              f"in {elapsed:.2f} s")
+    if result.rejected:
+        out.print(f"skipped {result.rejected:,} bad lines to the dead-letter file")
     return 0
 
 

@@ -1,0 +1,265 @@
+"""A NATS JetStream stream into a store, exactly once.
+
+Each subject of the stream is a source, ``nats:<STREAM>:<SUBJECT>``, whose
+position is the stream sequence of its last stored message. On start the
+consumer reads those positions from the store and (re)creates an ephemeral
+pull consumer at the lowest position + 1 (at the stream's start when a subject
+is new); messages at or below their subject's position are acknowledged and
+skipped. Each fetched batch is appended one subject at a time, several
+messages per append, and every message is acknowledged only after the append
+holding it is durable. A crash between the append and the acknowledgement
+makes JetStream deliver the message again, and the store answers it as a
+duplicate: so every message is stored once, in stream order per subject.
+
+A message body is NDJSON, a JSON array, or an Arrow IPC stream, by its
+``Content-Type`` header (NDJSON when absent). Bad lines go to the store's
+dead-letter file (``on_error="skip"``): one poison message must not stop a
+partition. The server's temporary-unavailable answers (no responders, a
+cluster electing a leader, a lost consumer) are retried with growing pauses,
+re-creating the consumer from the store's positions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from tidal.errors import ConfigError, DecodeError
+from tidal.ingest.decode import decode
+from tidal.model.schema import concat_tables
+
+if TYPE_CHECKING:
+    from tidal.api import Store
+
+ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file")
+JSON_TYPES = ("application/json",)
+FETCH_TIMEOUT_S = 1.0
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
+
+
+def source_of(stream: str, subject: str) -> str:
+    """The store source of one subject of ``stream``."""
+    return f"nats:{stream}:{subject}"
+
+
+@dataclass
+class ConsumeResult:
+    """What a run of :func:`consume` did."""
+
+    messages: int = 0  # newly stored
+    events: int = 0
+    appends: int = 0
+    duplicates: int = 0  # messages already stored (re-deliveries after a crash)
+    rejected: int = 0  # bad lines sent to the dead-letter file
+    retries: int = 0  # temporary errors from the server, retried
+    notes: list[str] = field(default_factory=list)
+
+
+def _kind(message: Any) -> str:
+    headers = message.headers or {}
+    content_type = str(headers.get("Content-Type", "")).split(";")[0].strip().lower()
+    if content_type in ARROW_TYPES:
+        return "arrow"
+    if content_type in JSON_TYPES:
+        return "json"
+    return "ndjson"
+
+
+def _bodies(messages: Sequence[Any]) -> list[tuple[object, str | None, int]]:
+    """Appends for a run of one subject's messages: ``(data, format, last sequence)``.
+
+    Consecutive NDJSON messages become one append; JSON arrays and Arrow streams
+    are decoded and put together. A body that cannot be decoded at all still
+    advances the position, with nothing stored (it is reported as rejected).
+    """
+    out: list[tuple[object, str | None, int]] = []
+    run: list[Any] = []
+
+    def close_run() -> None:
+        if not run:
+            return
+        kind, last = _kind(run[0]), run[-1].metadata.sequence.stream
+        if kind == "ndjson":
+            out.append((b"".join(m.data if m.data.endswith(b"\n") else m.data + b"\n"
+                                 for m in run), "ndjson", last))
+        else:
+            tables = []
+            for m in run:
+                try:
+                    tables.append(decode(m.data, format="arrow" if kind == "arrow" else
+                                         "json").table)
+                except DecodeError:
+                    continue
+            out.append((concat_tables(tables) if tables else pa.table({}), None, last))
+        run.clear()
+
+    for message in messages:
+        if run and _kind(message) != _kind(run[0]):
+            close_run()
+        run.append(message)
+    close_run()
+    return out
+
+
+class _Consumer:
+    """One run of :func:`consume` (on its own event loop)."""
+
+    def __init__(self, store: Store, servers: list[str], stream: str, subjects: str | None,
+                 batch: int, until_idle_s: float | None, stop: threading.Event,
+                 report: Callable[[str], None]) -> None:
+        self.store = store
+        self.servers = servers
+        self.stream = stream
+        self.subjects = subjects
+        self.batch = batch
+        self.until_idle_s = until_idle_s
+        self.stop = stop
+        self.report = report
+        self.result = ConsumeResult()
+        self._prefix = source_of(stream, "")
+
+    def positions(self) -> dict[str, int]:
+        """Stored position of every subject of the stream."""
+        return {source[len(self._prefix):]: position
+                for source, position in self.store.positions().items()
+                if source.startswith(self._prefix)}
+
+    async def run(self) -> ConsumeResult:
+        import nats
+
+        nc = await nats.connect(servers=self.servers, max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.5, connect_timeout=5)
+        try:
+            js = nc.jetstream()
+            pause = RETRY_FIRST_S
+            while not self.stop.is_set():
+                try:
+                    if await self._drain(js):
+                        break  # drained and idle
+                    pause = RETRY_FIRST_S
+                except Exception as exc:  # noqa: BLE001 - the server's temporary answers
+                    if not _temporary(exc):
+                        raise
+                    self.result.retries += 1
+                    self.report(f"NATS: {type(exc).__name__}: {exc}; retrying in {pause:.1f} s")
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, RETRY_MAX_S)
+        finally:
+            await nc.close()
+        return self.result
+
+    async def _subscribe(self, js: Any) -> Any:
+        """An ephemeral pull consumer at the lowest stored position + 1."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        pattern = self.subjects or ">"
+        info = await js.stream_info(self.stream, subjects_filter=pattern)
+        known = self.positions()
+        present = info.state.subjects or {}
+        if present and all(s in known for s in present):
+            start = min(known[s] for s in present) + 1
+        else:  # a subject never stored (or an empty stream): from the stream's start
+            start = info.state.first_seq
+        start = max(start, info.state.first_seq, 1)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                opt_start_seq=start, ack_policy=AckPolicy.EXPLICIT,
+                                filter_subject=self.subjects, inactive_threshold=60.0,
+                                max_ack_pending=max(10 * self.batch, 1000))
+        return await js.pull_subscribe(pattern, stream=self.stream, config=config)
+
+    async def _drain(self, js: Any) -> bool:
+        """Fetch and store until stopped (False) or drained and idle (True)."""
+        import nats.errors
+
+        subscription = await self._subscribe(js)
+        quiet_since = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                messages = await subscription.fetch(self.batch, timeout=FETCH_TIMEOUT_S)
+            except nats.errors.TimeoutError:
+                messages = []
+            if messages:
+                await self._store(messages)
+                quiet_since = time.monotonic()
+                continue
+            if self.until_idle_s is not None and (
+                    time.monotonic() - quiet_since >= self.until_idle_s):
+                info = await subscription.consumer_info()
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return True
+        return False
+
+    async def _store(self, messages: list[Any]) -> None:
+        """Append one batch, subject by subject, then acknowledge it."""
+        known = self.positions()
+        by_subject: dict[str, list[Any]] = {}
+        for message in messages:
+            sequence = message.metadata.sequence.stream
+            if sequence <= known.get(message.subject, 0):
+                self.result.duplicates += 1  # stored before: acknowledge it again
+                continue
+            by_subject.setdefault(message.subject, []).append(message)
+        for subject, mine in by_subject.items():
+            for data, fmt, last in _bodies(mine):
+                receipt = await asyncio.to_thread(
+                    self.store.append, data, format=fmt, on_error="skip",
+                    source=source_of(self.stream, subject), position=last)
+                self.result.appends += 1
+                self.result.events += receipt.count
+                self.result.rejected += receipt.rejected
+            self.result.messages += len(mine)
+        for message in messages:  # only now: every one of them is stored (or was before)
+            await message.ack()
+
+
+def _temporary(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the server's temporary answers, worth a retry."""
+    import nats.errors
+    import nats.js.errors
+
+    if isinstance(exc, nats.js.errors.APIError):
+        return exc.code in (None, 408, 503) or isinstance(
+            exc, nats.js.errors.ServiceUnavailableError | nats.js.errors.NotFoundError)
+    return isinstance(exc, nats.errors.TimeoutError | nats.errors.NoRespondersError
+                      | nats.errors.ConnectionClosedError | nats.errors.ConnectionReconnectingError
+                      | nats.errors.StaleConnectionError | nats.errors.OutboundBufferLimitError
+                      | asyncio.TimeoutError | ConnectionError)
+
+
+def consume(store: Store, url: str, stream: str, *, subjects: str | None = None,
+            batch: int = 1000, until_idle_s: float | None = None,
+            stop: threading.Event | None = None,
+            report: Callable[[str], None] = lambda note: None) -> ConsumeResult:
+    """Read JetStream ``stream`` at ``url`` into ``store`` exactly once.
+
+    Args:
+        store: an open (writable) store.
+        url: ``nats://HOST:PORT``; several servers of a cluster separated by commas.
+        stream: the stream's name.
+        subjects: only subjects matching this pattern (``orders.>``); default all.
+        batch: messages fetched (and stored) at a time.
+        until_idle_s: return once the stream is drained and quiet this long; None:
+            run until ``stop`` is set.
+        stop: set it (e.g. from a signal handler) to stop after the current batch.
+        report: called with a line about retried server errors.
+
+    Example (not run here: it needs a NATS server)::
+
+        from tidal.sources.nats import consume
+        consume(store, "nats://localhost:4222", "EVENTS", until_idle_s=5)
+    """
+    if batch < 1:
+        raise ConfigError("batch must be positive", field="batch")
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    if not servers or not all(u.startswith(("nats://", "tls://")) for u in servers):
+        raise ConfigError(f"not a NATS server address: {url!r} (nats://HOST:PORT)", field="url")
+    consumer = _Consumer(store, servers, stream, subjects, batch, until_idle_s,
+                         stop or threading.Event(), report)
+    return asyncio.run(consumer.run())
