@@ -107,7 +107,8 @@ def check(store: tidal.Store, sent: list[Message]) -> None:
         if a != b:
             extra = sorted(set(x for x in a if a.count(x) > b.count(x)))
             missing = sorted(set(x for x in b if b.count(x) > a.count(x)))
-            first = next(i for i, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)
+            first = next(i for i, (x, y) in enumerate(zip(a + [None], b + [None], strict=False))
+                         if x != y)
             raise AssertionError(f"{subject}: {len(a)} events stored, {len(b)} sent; "
                                  f"extra {extra[:6]}, missing {missing[:6]}, "
                                  f"first difference at {first}: {a[first:first + 3]} vs "
