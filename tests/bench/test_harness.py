@@ -30,6 +30,7 @@ EXPECTED_METRICS = {
     "follow-latency": {"p50_commit_to_follower", "p99_commit_to_follower"},
     "append-positioned": {"throughput"},
     "positions-open": {"open_and_positions"},
+    "consume-jetstream": {"throughput"},
 }
 
 NO_BASELINE = {"rss_growth_25_to_100pct", "appends_per_fsync", "p50_append_latency"}

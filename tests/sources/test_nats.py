@@ -21,9 +21,8 @@ import pyarrow as pa
 import pytest
 
 import tidal
+from tidal.bench.natsserver import NatsServer, cluster
 from tidal.sources.nats import consume
-
-from .natsserver import NatsServer, cluster
 
 BIN = Path(sys.executable).parent / "tidal"
 TIDAL = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "tidal.cli"]

@@ -22,6 +22,7 @@ re-creating the consumer from the store's positions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.file")
 JSON_TYPES = ("application/json",)
 FETCH_TIMEOUT_S = 1.0
+FIRST_BATCH = 16  # then grown (or shrunk) to about FETCH_BYTES a fetch
+FETCH_BYTES = 16 << 20  # a fetch brings about this much; the append of it must beat ACK_WAIT_S
+ACK_WAIT_S = 300.0
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 
@@ -59,6 +63,7 @@ class ConsumeResult:
     duplicates: int = 0  # messages already stored (re-deliveries after a crash)
     rejected: int = 0  # bad lines sent to the dead-letter file
     retries: int = 0  # temporary errors from the server, retried
+    busy_s: float = 0.0  # from the start to the last message stored
     notes: list[str] = field(default_factory=list)
 
 
@@ -124,6 +129,7 @@ class _Consumer:
         self.report = report
         self.result = ConsumeResult()
         self._prefix = source_of(stream, "")
+        self._started = time.perf_counter()
 
     def positions(self) -> dict[str, int]:
         """Stored position of every subject of the stream."""
@@ -143,7 +149,7 @@ class _Consumer:
                 try:
                     if await self._drain(js):
                         break  # drained and idle
-                    pause = RETRY_FIRST_S
+                    pause = RETRY_FIRST_S  # stopped, or re-reading: a new consumer
                 except Exception as exc:  # noqa: BLE001 - the server's temporary answers
                     if not _temporary(exc):
                         raise
@@ -170,34 +176,73 @@ class _Consumer:
         start = max(start, info.state.first_seq, 1)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                 opt_start_seq=start, ack_policy=AckPolicy.EXPLICIT,
-                                filter_subject=self.subjects, inactive_threshold=60.0,
-                                max_ack_pending=max(10 * self.batch, 1000))
+                                ack_wait=ACK_WAIT_S, filter_subject=self.subjects,
+                                inactive_threshold=60.0, max_ack_pending=max(10 * self.batch,
+                                                                             1000))
         return await js.pull_subscribe(pattern, stream=self.stream, config=config)
 
     async def _drain(self, js: Any) -> bool:
-        """Fetch and store until stopped (False) or drained and idle (True)."""
+        """Fetch and store until stopped (False) or drained and idle (True).
+
+        A subject's position may only pass a message once every earlier message
+        of the subject is stored. JetStream delivers a consumer's messages in
+        stream order, but a message delivered and lost on the way (a broken
+        connection) comes back only later, after newer ones. So every delivery
+        must be the consumer's next (its delivery sequence one more than the
+        last, delivered for the first time); at the first that is not, the
+        consumer is dropped and made again from the stored positions.
+        """
         import nats.errors
 
         subscription = await self._subscribe(js)
         quiet_since = time.monotonic()
-        while not self.stop.is_set():
-            try:
-                messages = await subscription.fetch(self.batch, timeout=FETCH_TIMEOUT_S)
-            except nats.errors.TimeoutError:
-                messages = []
-            if messages:
-                await self._store(messages)
-                quiet_since = time.monotonic()
-                continue
-            if self.until_idle_s is not None and (
-                    time.monotonic() - quiet_since >= self.until_idle_s):
-                info = await subscription.consumer_info()
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    return True
-        return False
+        expected, batch = 1, min(self.batch, FIRST_BATCH)
+        storing: asyncio.Task[None] | None = None  # the previous batch, stored meanwhile
+        try:
+            while not self.stop.is_set():
+                try:
+                    messages = await subscription.fetch(batch, timeout=FETCH_TIMEOUT_S)
+                except (nats.errors.TimeoutError, TimeoutError):  # nothing new for a while
+                    messages = []
+                in_order = []
+                for message in messages:
+                    metadata = message.metadata
+                    if metadata.sequence.consumer != expected or metadata.num_delivered != 1:
+                        break
+                    in_order.append(message)
+                    expected += 1
+                if storing is not None:  # batches are stored in order, one at a time
+                    await storing
+                    storing = None
+                if in_order:
+                    storing = asyncio.create_task(self._store(in_order))
+                    quiet_since = time.monotonic()
+                if len(in_order) < len(messages):
+                    self.result.retries += 1
+                    self.report("NATS: a message came back out of order; re-reading from "
+                                "the stored positions")
+                    return False
+                batch = _next_batch(batch, messages, self.batch)
+                if messages:
+                    continue
+                if self.until_idle_s is not None and (
+                        time.monotonic() - quiet_since >= self.until_idle_s):
+                    info = await subscription.consumer_info()
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        return True
+            return False
+        finally:
+            if storing is not None:
+                await storing
+            with contextlib.suppress(Exception):  # it expires on the server by itself
+                await subscription.unsubscribe()
 
     async def _store(self, messages: list[Any]) -> None:
-        """Append one batch, subject by subject, then acknowledge it."""
+        """Append one batch, then acknowledge it.
+
+        Subjects are appended side by side (their appends share fsyncs in the
+        store's group commit); the runs of one subject go in order.
+        """
         known = self.positions()
         by_subject: dict[str, list[Any]] = {}
         for message in messages:
@@ -206,17 +251,31 @@ class _Consumer:
                 self.result.duplicates += 1  # stored before: acknowledge it again
                 continue
             by_subject.setdefault(message.subject, []).append(message)
-        for subject, mine in by_subject.items():
-            for data, fmt, last in _bodies(mine):
-                receipt = await asyncio.to_thread(
-                    self.store.append, data, format=fmt, on_error="skip",
-                    source=source_of(self.stream, subject), position=last)
-                self.result.appends += 1
-                self.result.events += receipt.count
-                self.result.rejected += receipt.rejected
-            self.result.messages += len(mine)
+        await asyncio.gather(*(self._store_subject(subject, mine)
+                               for subject, mine in by_subject.items()))
+        self.result.busy_s = time.perf_counter() - self._started
         for message in messages:  # only now: every one of them is stored (or was before)
             await message.ack()
+
+    async def _store_subject(self, subject: str, messages: list[Any]) -> None:
+        for data, fmt, last in _bodies(messages):
+            receipt = await asyncio.to_thread(
+                self.store.append, data, format=fmt, on_error="skip",
+                source=source_of(self.stream, subject), position=last)
+            self.result.appends += 1
+            self.result.events += receipt.count
+            self.result.rejected += receipt.rejected
+        self.result.messages += len(messages)
+
+
+def _next_batch(batch: int, messages: Sequence[Any], most: int) -> int:
+    """How many messages to fetch next: about ``FETCH_BYTES`` worth, at most ``most``."""
+    size = sum(len(m.data) for m in messages)
+    if size > FETCH_BYTES:
+        return max(1, batch * FETCH_BYTES // size)
+    if len(messages) == batch and size < FETCH_BYTES // 2:
+        return min(most, batch * 2)
+    return batch
 
 
 def _temporary(exc: BaseException) -> bool:
