@@ -10,7 +10,7 @@ import tidal
 EXPORTED = {
     "BackpressureError", "ClosedError", "ConfigError", "CorruptionError", "DecodeError",
     "Follower", "IngestError", "Problem", "QueryError", "ReadOnlyError", "Receipt",
-    "SchemaError", "StorageError", "Store", "TidalError", "__version__", "open",
+    "SchemaError", "SourceError", "StorageError", "Store", "TidalError", "__version__", "open",
 }
 
 

@@ -19,6 +19,7 @@ from tidal.errors import (
     QueryError,
     ReadOnlyError,
     SchemaError,
+    SourceError,
     StorageError,
     TidalError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ReadOnlyError",
     "Receipt",
     "SchemaError",
+    "SourceError",
     "StorageError",
     "Store",
     "TidalError",

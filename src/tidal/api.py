@@ -214,6 +214,11 @@ class Store:
         return store_stats(self._engine, self.path)
 
     @property
+    def dead_letter_path(self) -> Path:
+        """Where ``on_error="skip"`` writes bad lines (with their reasons)."""
+        return self._dead_letter
+
+    @property
     def repair_report(self) -> RepairReport | None:
         """What ``repair=True`` salvaged and lost (None without ``repair``)."""
         return self._engine.repair_report

@@ -13,6 +13,7 @@ just a message::
     │   ├── CorruptionError  damaged on-disk data (``path``, ``offset``)
     │   └── ReadOnlyError    a write to a store opened read-only
     ├── BackpressureError    memory limit reached; try again later (``retry_after_s``)
+    ├── SourceError          a feed (a stream, a file) is not what the store remembers
     └── ClosedError          use of a closed store
 
 Driver errors (pyarrow, DuckDB, OS) are translated at one choke point per
@@ -136,6 +137,10 @@ class BackpressureError(TidalError):
         self.retry_after_s = retry_after_s
 
 
+class SourceError(TidalError):
+    """A feed is not what the store remembers of it (a stream missing or made anew)."""
+
+
 class ClosedError(TidalError):
     """The store was used after ``close()``."""
 
@@ -151,6 +156,7 @@ __all__ = [
     "QueryError",
     "ReadOnlyError",
     "SchemaError",
+    "SourceError",
     "StorageError",
     "TidalError",
 ]

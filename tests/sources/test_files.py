@@ -180,3 +180,102 @@ def test_follow_tails_rotation_truncation_and_late_files(tmp_path, stop_with):
     with tidal.open(store) as reopened:  # every line once, and nothing is in flight
         assert sorted(reopened.read_from(0).column("n").to_pylist()) == (
             list(range(16)) + list(range(100, 104)) + [200, 201, 300, 301, 302])
+
+
+def test_one_file_under_two_spellings_is_one_source(tmp_path, monkeypatch):
+    log, store = tmp_path / "logs" / "app.ndjson", tmp_path / "s"
+    log.parent.mkdir()
+    log.write_bytes(lines(0, 10))
+    ingest(log, "--store", store, "--entity-field", "pod")
+    with log.open("ab") as fh:
+        fh.write(lines(10, 10))
+    monkeypatch.chdir(log.parent)
+    with tidal.open(store) as opened:
+        assert ingest_file(opened, Path("app.ndjson")).count == 10
+    with log.open("ab") as fh:
+        fh.write(lines(20, 10))
+    ingest(log, "--store", store)
+    assert ns(store) == list(range(30))
+    with tidal.open(store, read_only=True) as opened:
+        assert len(opened.positions()) == 1
+
+
+def test_logrotate_then_cron_stores_each_line_once(tmp_path):
+    """logrotate renames the file while the program still writes to it; cron ingests both."""
+    log, store = tmp_path / "app.ndjson", tmp_path / "s"
+    with log.open("ab", buffering=0) as writer:
+        writer.write(lines(0, 10))
+        ingest(log, "--store", store, "--entity-field", "pod")
+        writer.write(lines(10, 5))
+        log.rename(tmp_path / "app.ndjson.1")
+        log.write_bytes(lines(100, 3))
+        ingest(log, tmp_path / "app.ndjson.1", "--store", store)
+        writer.write(lines(15, 5))  # the program has not reopened its log yet
+    ingest(log, tmp_path / "app.ndjson.1", "--store", store)
+    assert ns(store) == list(range(20)) + [100, 101, 102]
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path):
+    name = os.fsdecode(b"caf\xe9.ndjson")
+    log, store = tmp_path / name, tmp_path / "s"
+    log.write_bytes(lines(0, 3))
+    with tidal.open(store, entity_field="pod") as opened:
+        assert ingest_file(opened, log).count == 3
+        assert ingest_file(opened, log).count == 0
+
+
+def test_follow_refuses_files_it_cannot_read_line_by_line(tmp_path):
+    store = tmp_path / "s"
+    for name in ("a.csv", "b.ndjson.gz"):
+        done = subprocess.run([*TIDAL, "ingest", "--follow", str(tmp_path / name), "--store",
+                               str(store), "--entity-field", "pod"], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 1 and "line by line" in done.stderr
+
+
+def test_follow_keeps_reading_a_rotated_file_until_it_goes_quiet(tmp_path):
+    from tidal.sources.files import FileTail
+
+    log = tmp_path / "app.ndjson"
+    notes: list[str] = []
+    with tidal.open(tmp_path / "s", entity_field="pod") as store, \
+            log.open("ab", buffering=0) as writer:
+        tail = FileTail(store, log, report=notes.append, rotated_idle_s=0.5)
+        writer.write(lines(0, 5) + lines(5, 1)[:-3])  # the program is mid-line
+        while tail.poll():
+            pass
+        log.rename(tmp_path / "app.ndjson.1")
+        log.write_bytes(b"")
+        while tail.poll():
+            pass
+        writer.write(lines(5, 1)[-3:] + lines(6, 3))  # to its old file, until it reopens
+        log.write_bytes(lines(9, 3))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            tail.poll()
+            time.sleep(0.05)
+            if sorted(store.read_from(0).column("n").to_pylist()) == list(range(12)):
+                break
+        tail.close()
+        assert sorted(store.read_from(0).column("n").to_pylist()) == list(range(12))
+    assert any("rotated" in note for note in notes)
+
+
+def test_follow_after_a_truncation_to_empty(tmp_path):
+    from tidal.sources.files import FileTail
+
+    log = tmp_path / "app.ndjson"
+    log.write_bytes(lines(0, 10))
+    with tidal.open(tmp_path / "s", entity_field="pod") as store:
+        tail = FileTail(store, log, report=lambda note: None)
+        while tail.poll():
+            pass
+        log.write_bytes(b"")  # copytruncate
+        while tail.poll():
+            pass
+        log.write_bytes(lines(200, 12))  # grows past the old offset before the next look
+        while tail.poll():
+            pass
+        tail.close()
+        assert sorted(store.read_from(0).column("n").to_pylist()) == (
+            list(range(10)) + list(range(200, 212)))

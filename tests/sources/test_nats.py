@@ -235,3 +235,45 @@ def test_a_cluster_node_killed_and_restarted_mid_stream(tmp_path):
 
 
 
+
+
+def test_undecodable_bodies_and_bad_items_go_to_the_dead_letter_file(tmp_path, server):
+    good = messages(1, 2)
+    bad = [("ev.p0", b'[{"timestamp": 1, "sub": "ev.p0"', {"Content-Type": "application/json"},
+            []),
+           ("ev.p0", b"not arrow at all", {"Content-Type": ARROW}, []),
+           ("ev.p0", b'[5, {"timestamp": 2, "sub": "ev.p0", "k": 99, "j": 0}]',
+            {"Content-Type": "application/json"}, [(99, 0)])]
+    publish(server.url, good[:1] + bad + good[1:], create=True)
+    with tidal.open(tmp_path / "s", entity_field="sub") as store:
+        result = consume(store, server.url, STREAM, until_idle_s=0.3)
+        assert result.rejected == 3
+        check(store, good[:1] + bad + good[1:])
+    dead = (tmp_path / "s" / "dead-letter.ndjson").read_text()
+    assert "not decodable" in dead and "not a JSON object" in dead and "nats:EVENTS:ev.p0" in dead
+
+
+def test_a_missing_or_remade_stream_is_a_clear_error(tmp_path, server):
+    publish(server.url, messages(1, 5), create=True)
+    with tidal.open(tmp_path / "s", entity_field="sub") as store:
+        with pytest.raises(tidal.SourceError, match="no stream 'NOPE'"):
+            consume(store, server.url, "NOPE", until_idle_s=0.3)
+        consume(store, server.url, STREAM, until_idle_s=0.3)
+
+        async def remake() -> None:
+            import nats
+
+            nc = await nats.connect(server.url)
+            await nc.jetstream().delete_stream(STREAM)
+            await nc.close()
+
+        asyncio.run(remake())
+        publish(server.url, messages(1, 2), create=True)
+        with pytest.raises(tidal.SourceError, match="deleted and made again"):
+            consume(store, server.url, STREAM, until_idle_s=0.3)
+
+
+def test_consume_needs_durable_appends(tmp_path, server):
+    with tidal.open(tmp_path / "s", durability="none") as store, \
+            pytest.raises(tidal.ConfigError, match="durability='group'"):
+        consume(store, server.url, STREAM, until_idle_s=0.3)

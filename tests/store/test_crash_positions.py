@@ -56,7 +56,7 @@ def check(store: tidal.Store, acked_ever: set[int]) -> int:
     table = store.read_from(0)
     seqs = table.column("_seq").to_pylist()
     assert seqs == list(range(len(seqs))), "_seq is not dense"
-    counts = Counter(table.column("k").to_pylist())
+    counts = Counter(table.column("k").to_pylist() if table.num_rows else [])
     stored = sorted(counts)
     assert stored == list(range(len(stored))), "a batch is missing in the middle"
     for k, n in counts.items():

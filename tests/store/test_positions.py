@@ -195,3 +195,26 @@ def test_appending_a_copy_with_seq_as_position_is_exactly_once(open_store, tmp_p
 
 
 
+
+
+def test_repair_of_a_lost_manifest_keeps_the_positions(tmp_path):
+    path = tmp_path / "s"
+    with tidal.open(path) as store:
+        for position in (1, 2, 3):
+            store.append(batch(position * 10, 10), source="a", position=position)
+        store.append([], source="quiet", position=40)
+        store.flush()
+        store.append(batch(100, 1), source="b", position=9)  # only in the WAL
+    (path / "MANIFEST.json").unlink()
+    with tidal.open(path, repair=True) as store:
+        assert store.positions() == {"a": 3, "quiet": 40, "b": 9}
+        assert store.append(batch(20, 10), source="a", position=2).duplicate
+        assert store.max_seq() == 30
+
+
+def test_positions_only_appends_survive_a_reopen(tmp_path):
+    with tidal.open(tmp_path / "s") as store:
+        store.append([], source="s", position=5)
+    with tidal.open(tmp_path / "s") as store:
+        assert store.positions() == {"s": 5}
+        assert store.append([], source="s", position=5).duplicate

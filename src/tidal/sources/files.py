@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from tidal.errors import IngestError
+from tidal.errors import ConfigError, IngestError
 
 if TYPE_CHECKING:
     from tidal.api import Receipt, Store
@@ -41,6 +42,8 @@ CHUNK_BYTES = 64 << 20
 """Larger ones go in chunks of about this size, cut at line ends, one append each."""
 MAX_PATH_IN_SOURCE = 800
 _PREFIX = "file:"
+ROTATED_IDLE_S = 5.0
+"""A rotated file is read until it has not grown for this long (or is gone)."""
 _COMPRESSED = (".gz", ".zst", ".zstd")
 _KNOWN = (".json", ".csv", ".parquet", ".arrow", ".ipc", ".feather", ".arrows")
 
@@ -60,12 +63,10 @@ class Identity:
     generation: int = 0
 
     def source(self, path: Path) -> str:
-        """The store source of this file (read at ``path``)."""
-        shown = str(path)
-        if len(shown.encode("utf-8", "replace")) > MAX_PATH_IN_SOURCE:
-            shown = "..." + shown[-MAX_PATH_IN_SOURCE // 4:]
+        """The store source of this file, first read at ``path`` (the path is there for
+        people reading ``tidal stats``; a file is found again by its identity alone)."""
         return (f"{_PREFIX}{self.device}:{self.inode}:{self.head_bytes}:{self.head_hash}:"
-                f"{self.generation}:{shown}")
+                f"{self.generation}:{_shown(path)}")
 
     @classmethod
     def parse(cls, source: str) -> tuple[Identity, str] | None:
@@ -82,6 +83,14 @@ class Identity:
         return cls(device, inode, head, parts[3], generation), parts[5]
 
 
+def _shown(path: Path) -> str:
+    """``path`` as text for a source name: any bytes, bounded length."""
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if len(shown.encode("utf-8")) > MAX_PATH_IN_SOURCE:
+        shown = "..." + shown[-MAX_PATH_IN_SOURCE // 4:]
+    return shown
+
+
 def _hash(fh: BinaryIO, nbytes: int) -> str:
     """Hash of the first ``nbytes`` bytes of ``fh`` (which it reads from the start)."""
     digest = hashlib.blake2b(digest_size=8)
@@ -95,9 +104,10 @@ def _hash(fh: BinaryIO, nbytes: int) -> str:
 
 @dataclass(frozen=True)
 class Resume:
-    """Where to go on in a file: its identity, the offset to read from, and why."""
+    """Where to go on in a file: the source to append under, the offset to read
+    from, and what happened to the file, if anything worth saying."""
 
-    identity: Identity
+    source: str
     offset: int
     note: str | None = None
 
@@ -105,31 +115,50 @@ class Resume:
 def resume(positions: dict[str, int], path: Path, fh: BinaryIO, *, whole: bool) -> Resume:
     """Find ``fh``'s identity among the store's ``positions`` and where to go on.
 
+    The file is recognised by device, inode and the hash of its first bytes,
+    whatever path it is read at (a rotated ``app.log.1``, a symlink, a relative
+    spelling); the furthest position recorded for it wins. A line-by-line file
+    must still end a line where its position stands, or it was rewritten.
     ``whole``: the file is positioned as a whole (its identity hashes all of it).
     """
     st = os.fstat(fh.fileno())
     mine = f"{_PREFIX}{st.st_dev}:{st.st_ino}:"
-    known = sorted(((parsed[0], pos) for source, pos in positions.items()
-                    if source.startswith(mine) and (parsed := Identity.parse(source))),
-                   key=lambda item: -item[0].generation)
-    for identity, offset in known:
-        if identity.head_bytes <= st.st_size and _hash(fh, identity.head_bytes) == (
-                identity.head_hash) and (not whole or identity.head_bytes == st.st_size):
-            if offset <= st.st_size:
-                return Resume(identity, offset)
-            newer = replace(identity, generation=identity.generation + 1)
-            return Resume(newer, 0, "was truncated: ingesting it again from the top")
-    head = st.st_size if whole else min(HEAD_BYTES, st.st_size)
-    generation = known[0][0].generation + 1 if known else 0
-    identity = Identity(st.st_dev, st.st_ino, head, _hash(fh, head), generation)
+    known: dict[Identity, tuple[int, str]] = {}
+    for source, offset in positions.items():
+        parsed = Identity.parse(source) if source.startswith(mine) else None
+        if parsed is not None and offset >= known.get(parsed[0], (-1, ""))[0]:
+            known[parsed[0]] = (offset, source)
+    newest = max((i.generation for i in known), default=-1)
+    for identity in sorted(known, key=lambda i: -i.generation):
+        offset, source = known[identity]
+        if identity.head_bytes > st.st_size or _hash(fh, identity.head_bytes) != (
+                identity.head_hash) or (whole and identity.head_bytes != st.st_size):
+            continue
+        if offset <= st.st_size and (whole or offset == 0 or _byte_at(fh, offset - 1) == b"\n"):
+            return Resume(source, offset)
+        return _fresh(fh, path, st, whole, newest + 1,
+                      "was truncated or rewritten: ingesting it again from the top")
     note = None
     if known:
         note = ("changed: ingesting it again" if whole
                 else "was truncated or rewritten: ingesting it again from the top")
-    elif any(parsed[1] == str(path) for source in positions
+    elif any(parsed[1] == _shown(path) for source in positions
              if (parsed := Identity.parse(source)) is not None):
         note = "is a new file at this path (rotated): ingesting it from the top"
-    return Resume(identity, 0, note)
+    return _fresh(fh, path, st, whole, newest + 1, note)
+
+
+def _fresh(fh: BinaryIO, path: Path, st: os.stat_result, whole: bool, generation: int,
+           note: str | None) -> Resume:
+    """A new identity for ``fh``, read from the top."""
+    head = st.st_size if whole else min(HEAD_BYTES, st.st_size)
+    identity = Identity(st.st_dev, st.st_ino, head, _hash(fh, head), max(generation, 0))
+    return Resume(identity.source(path), 0, note)
+
+
+def _byte_at(fh: BinaryIO, offset: int) -> bytes:
+    fh.seek(offset)
+    return fh.read(1)
 
 
 # ------------------------------------------------------------------ one pass
@@ -164,6 +193,14 @@ class FileResult:
             self.skipped_bytes += receipt.skipped_bytes
             self.waiting_bytes += receipt.waiting_bytes
             self.notes += receipt.notes
+
+
+def _may_be_lines(path: Path) -> bool:
+    """Whether ``path``'s name allows NDJSON (unknown names are looked at when opened)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1][1:].isdigit():
+        suffixes.pop()
+    return not (suffixes and suffixes[-1] in _COMPRESSED + _KNOWN)
 
 
 def line_by_line(path: Path, fmt: str | None, fh: BinaryIO | None = None) -> bool:
@@ -226,7 +263,7 @@ def ingest_file(store: Store, path: Path, *, fmt: str | None = None,
         if size == 0:
             return result
         where = resume(store.positions(), path, fh, whole=whole)
-        source = where.identity.source(path)
+        source = where.source
         if where.note:
             result.notes.append(f"{path} {where.note}")
         result.skipped_bytes = where.offset
@@ -253,7 +290,7 @@ def ingest_file(store: Store, path: Path, *, fmt: str | None = None,
                 raise _shifted(exc, fh, path, done, result.count) from exc
             advance(offset - done)
             done = offset
-        result.waiting_bytes = size - done
+        result.waiting_bytes = max(0, size - done)
     return result
 
 
@@ -282,83 +319,134 @@ def _lines_before(fh: BinaryIO, offset: int) -> int:
 # ------------------------------------------------------------------ following
 
 
+@dataclass
+class _Reading:
+    """A file open for following: where it stands, and when it last grew."""
+
+    fh: BinaryIO
+    source: str
+    offset: int
+    grew_at: float
+
+
 class FileTail:
     """One followed path: the file open at it, and how far it is stored.
 
-    :meth:`poll` stores the whole lines added since the last call; when the
-    path's file is replaced (rotated), it first stores the rest of the old one;
-    when the file shrinks (truncated), it starts again from the top.
+    :meth:`poll` stores the whole lines added since the last call. When the
+    path's file is replaced (rotated), the new file is followed from the top
+    while the old one is still read until it stops growing for
+    ``rotated_idle_s`` (a program writes to its old file until it reopens its
+    log) or disappears. When the file shrinks (truncated), it is followed again
+    from the top once it holds data.
     """
 
     def __init__(self, store: Store, path: Path, *, on_error: OnError = "reject",
-                 chunk_bytes: int = CHUNK_BYTES, report: Callable[[str], None] = print) -> None:
+                 chunk_bytes: int = CHUNK_BYTES, rotated_idle_s: float = ROTATED_IDLE_S,
+                 report: Callable[[str], None] = print,
+                 claimed: set[tuple[int, int]] | None = None) -> None:
         self.store = store
+        self.claimed = claimed if claimed is not None else set()  # (device, inode) being read
         self.path = path
         self.on_error = on_error
         self.chunk_bytes = chunk_bytes
+        self.rotated_idle_s = rotated_idle_s
         self.report = report
-        self._fh: BinaryIO | None = None
-        self._identity: Identity | None = None
-        self._offset = 0
+        self._current: _Reading | None = None
+        self._rotated: list[_Reading] = []
         self.result = FileResult()
 
     def poll(self) -> bool:
         """Store what is new; True when something was read (more may be waiting)."""
+        busy = self._poll_rotated()
         try:
             st: os.stat_result | None = os.stat(self.path)
         except FileNotFoundError:
             st = None
-        if self._fh is None:
-            return self._open() if st is not None and st.st_size else False
-        current = os.fstat(self._fh.fileno())
-        if st is None or (st.st_dev, st.st_ino) != (current.st_dev, current.st_ino):
-            read = self._read(until_end=True)  # the old file's last lines
-            self._close()
+        current = self._current
+        if current is None:
+            return self._open() or busy if st is not None and st.st_size else busy
+        mine = os.fstat(current.fh.fileno())
+        if st is None or (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+            self._rotated.append(current)  # read on until it goes quiet
+            self._current = None
             if st is not None:
                 self.report(f"{self.path} was rotated: following the new file from the top")
-            return True if read else st is not None
-        if current.st_size < self._offset:
+            return True
+        if mine.st_size < current.offset:
             self.report(f"{self.path} was truncated: following it again from the top")
-            self._close()
-            return self._open()
-        return self._read(until_end=False)
+            self._release(current)
+            self._current = None
+            return True
+        return self._read(current, until_end=False) or busy
+
+    def _poll_rotated(self) -> bool:
+        busy = False
+        for old in list(self._rotated):
+            if self._read(old, until_end=True):
+                busy = True
+            elif time.monotonic() - old.grew_at >= self.rotated_idle_s:
+                self._release(old)
+                self._rotated.remove(old)
+        return busy
 
     def _open(self) -> bool:
-        self._fh = self.path.open("rb")
-        where = resume(self.store.positions(), self.path, self._fh, whole=False)
-        self._identity, self._offset = where.identity, where.offset
+        fh = self.path.open("rb")
+        st = os.fstat(fh.fileno())
+        if (st.st_dev, st.st_ino) in self.claimed:  # another path of the set reads it
+            fh.close()
+            return False
+        if not line_by_line(self.path, None, fh):
+            fh.close()
+            raise ConfigError(f"{self.path}: --follow reads NDJSON line by line; this file is "
+                              "not (ingest it without --follow)", field="paths")
+        where = resume(self.store.positions(), self.path, fh, whole=False)
         if where.note:
             self.report(f"{self.path} {where.note}")
-        return self._read(until_end=False) or True
+        self._current = _Reading(fh, where.source, where.offset, time.monotonic())
+        self.claimed.add((st.st_dev, st.st_ino))
+        self._read(self._current, until_end=False)
+        return True
 
-    def _read(self, *, until_end: bool) -> bool:
-        assert self._fh is not None and self._identity is not None
-        source = self._identity.source(self.path)
+    def _release(self, reading: _Reading) -> None:
+        st = os.fstat(reading.fh.fileno())
+        self.claimed.discard((st.st_dev, st.st_ino))
+        reading.fh.close()
+
+    def _read(self, reading: _Reading, *, until_end: bool) -> bool:
         read = False
-        for chunk, offset in whole_lines(self._fh, self._offset, self.chunk_bytes):
+        for chunk, offset in whole_lines(reading.fh, reading.offset, self.chunk_bytes):
             self.result.add(self.store.append(chunk, format="ndjson", on_error=self.on_error,
-                                              source=source, position=offset))
-            self._offset, read = offset, True
+                                              source=reading.source, position=offset))
+            reading.offset, reading.grew_at, read = offset, time.monotonic(), True
             if not until_end:
                 break  # one chunk per poll: the other files get their turn
         return read
 
-    def _close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
     def close(self) -> None:
-        """Stop following (nothing is lost: the position is in the store)."""
-        self._close()
+        """Stop following (nothing is lost: the positions are in the store)."""
+        for reading in ([self._current] if self._current else []) + self._rotated:
+            self._release(reading)
+        self._current, self._rotated = None, []
 
 
 def follow_files(store: Store, paths: list[Path], *, stop: threading.Event,
                  on_error: OnError = "reject", poll_s: float = 0.25,
                  report: Callable[[str], None] = print,
                  progress: Callable[[FileResult], None] = lambda r: None) -> FileResult:
-    """Follow ``paths`` until ``stop`` is set; every line stored once. Returns the totals."""
-    tails = [FileTail(store, p, on_error=on_error, report=report) for p in paths]
+    """Follow ``paths`` until ``stop`` is set; every line stored once. Returns the totals.
+
+    Paths that are compressed or in a format that is not line by line are
+    refused at once; two spellings of one path are followed once.
+    """
+    unique: dict[Path, None] = {}
+    for path in paths:
+        if not _may_be_lines(path):
+            raise ConfigError(f"{path}: --follow reads NDJSON line by line; this file is not "
+                              "(ingest it without --follow)", field="paths")
+        unique[Path(os.path.abspath(path))] = None
+    claimed: set[tuple[int, int]] = set()
+    tails = [FileTail(store, p, on_error=on_error, report=report, claimed=claimed)
+             for p in unique]
     try:
         while not stop.is_set():
             busy = False

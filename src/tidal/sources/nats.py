@@ -26,13 +26,15 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from tidal.errors import ConfigError, DecodeError
+from tidal.errors import ConfigError, DecodeError, Problem, SourceError
+from tidal.ingest.deadletter import write_dead_letter
 from tidal.ingest.decode import decode
+from tidal.ingest.ndjson import raw_text
 from tidal.model.schema import concat_tables
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ FETCH_BYTES = 16 << 20  # a fetch brings about this much; the append of it must 
 ACK_WAIT_S = 300.0
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
+STREAM_NOT_FOUND = 10059
+CONSUMER_NOT_FOUND = 10014
 
 
 def source_of(stream: str, subject: str) -> str:
@@ -77,14 +81,25 @@ def _kind(message: Any) -> str:
     return "ndjson"
 
 
-def _bodies(messages: Sequence[Any]) -> list[tuple[object, str | None, int]]:
-    """Appends for a run of one subject's messages: ``(data, format, last sequence)``.
+@dataclass
+class _Append:
+    """What one append of a run of a subject's messages stores, and what it could not."""
 
-    Consecutive NDJSON messages become one append; JSON arrays and Arrow streams
-    are decoded and put together. A body that cannot be decoded at all still
-    advances the position, with nothing stored (it is reported as rejected).
+    data: object
+    format: str | None
+    last_seq: int
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _bodies(messages: Sequence[Any]) -> list[_Append]:
+    """Appends for a run of one subject's messages, in order.
+
+    Consecutive NDJSON messages become one append; JSON arrays and Arrow
+    streams are decoded and put together. A body that cannot be decoded, and
+    an array item that is not an object, become problems (named by stream
+    sequence) for the dead-letter file; the position still moves past them.
     """
-    out: list[tuple[object, str | None, int]] = []
+    out: list[_Append] = []
     run: list[Any] = []
 
     def close_run() -> None:
@@ -92,17 +107,23 @@ def _bodies(messages: Sequence[Any]) -> list[tuple[object, str | None, int]]:
             return
         kind, last = _kind(run[0]), run[-1].metadata.sequence.stream
         if kind == "ndjson":
-            out.append((b"".join(m.data if m.data.endswith(b"\n") else m.data + b"\n"
-                                 for m in run), "ndjson", last))
+            out.append(_Append(b"".join(m.data if m.data.endswith(b"\n") else m.data + b"\n"
+                                        for m in run), "ndjson", last))
         else:
-            tables = []
+            tables, problems = [], []
             for m in run:
+                sequence = m.metadata.sequence.stream
                 try:
-                    tables.append(decode(m.data, format="arrow" if kind == "arrow" else
-                                         "json").table)
-                except DecodeError:
+                    decoded = decode(m.data, format="arrow" if kind == "arrow" else "json")
+                except DecodeError as exc:
+                    problems.append(Problem(sequence, f"message not decodable: {exc}",
+                                            raw=raw_text(m.data)))
                     continue
-            out.append((concat_tables(tables) if tables else pa.table({}), None, last))
+                tables.append(decoded.table)
+                problems += [replace(p, line=sequence, reason=f"item {p.line}: {p.reason}")
+                             for p in decoded.problems]
+            out.append(_Append(concat_tables(tables) if tables else pa.table({}), None, last,
+                               problems))
         run.clear()
 
     for message in messages:
@@ -166,20 +187,50 @@ class _Consumer:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         pattern = self.subjects or ">"
-        info = await js.stream_info(self.stream, subjects_filter=pattern)
+        present, first_seq, last_seq = await self._stream_subjects(js, pattern)
         known = self.positions()
-        present = info.state.subjects or {}
+        ahead = {s: p for s, p in known.items() if p > last_seq}
+        if ahead:
+            subject, position = next(iter(ahead.items()))
+            raise SourceError(
+                f"the store holds {self.stream}:{subject} up to sequence {position}, but the "
+                f"stream ends at {last_seq}: was it deleted and made again? (its old "
+                f"positions would skip its new messages; consume it into a new store, or "
+                f"under another stream name)")
         if present and all(s in known for s in present):
             start = min(known[s] for s in present) + 1
         else:  # a subject never stored (or an empty stream): from the stream's start
-            start = info.state.first_seq
-        start = max(start, info.state.first_seq, 1)
+            start = first_seq
+        start = max(start, first_seq, 1)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                 opt_start_seq=start, ack_policy=AckPolicy.EXPLICIT,
                                 ack_wait=ACK_WAIT_S, filter_subject=self.subjects,
                                 inactive_threshold=60.0, max_ack_pending=max(10 * self.batch,
                                                                              1000))
         return await js.pull_subscribe(pattern, stream=self.stream, config=config)
+
+    async def _stream_subjects(self, js: Any, pattern: str) -> tuple[dict[str, int], int, int]:
+        """Every subject of the stream matching ``pattern`` (the server pages them), and
+        the stream's first and last sequence."""
+        import json
+
+        import nats.js.errors
+
+        subjects: dict[str, int] = {}
+        while True:
+            request = json.dumps({"subjects_filter": pattern, "offset": len(subjects)})
+            reply = await js._nc.request(f"{js._prefix}.STREAM.INFO.{self.stream}",
+                                         request.encode(), timeout=5)
+            info = json.loads(reply.data)
+            if "error" in info:
+                error = info["error"]
+                if error.get("err_code") == STREAM_NOT_FOUND:
+                    raise SourceError(f"no stream {self.stream!r} on the NATS server")
+                raise nats.js.errors.APIError.from_error(error)
+            page = info["state"].get("subjects") or {}
+            subjects.update(page)
+            if not page or len(subjects) >= info.get("total", len(subjects)):
+                return subjects, info["state"]["first_seq"], info["state"]["last_seq"]
 
     async def _drain(self, js: Any) -> bool:
         """Fetch and store until stopped (False) or drained and idle (True).
@@ -258,10 +309,15 @@ class _Consumer:
             await message.ack()
 
     async def _store_subject(self, subject: str, messages: list[Any]) -> None:
-        for data, fmt, last in _bodies(messages):
+        source = source_of(self.stream, subject)
+        for part in _bodies(messages):
+            if part.problems:  # kept before the position passes them
+                await asyncio.to_thread(write_dead_letter, self.store.dead_letter_path,
+                                        part.problems, source=f"{source} (line = sequence)")
+                self.result.rejected += len(part.problems)
             receipt = await asyncio.to_thread(
-                self.store.append, data, format=fmt, on_error="skip",
-                source=source_of(self.stream, subject), position=last)
+                self.store.append, part.data, format=part.format, on_error="skip",
+                source=source, position=part.last_seq)
             self.result.appends += 1
             self.result.events += receipt.count
             self.result.rejected += receipt.rejected
@@ -283,9 +339,11 @@ def _temporary(exc: BaseException) -> bool:
     import nats.errors
     import nats.js.errors
 
+    if isinstance(exc, nats.js.errors.NotFoundError):
+        return exc.err_code == CONSUMER_NOT_FOUND  # lost with a server; a stream is not
     if isinstance(exc, nats.js.errors.APIError):
         return exc.code in (None, 408, 503) or isinstance(
-            exc, nats.js.errors.ServiceUnavailableError | nats.js.errors.NotFoundError)
+            exc, nats.js.errors.ServiceUnavailableError)
     return isinstance(exc, nats.errors.TimeoutError | nats.errors.NoRespondersError
                       | nats.errors.ConnectionClosedError | nats.errors.ConnectionReconnectingError
                       | nats.errors.StaleConnectionError | nats.errors.OutboundBufferLimitError
@@ -316,6 +374,10 @@ def consume(store: Store, url: str, stream: str, *, subjects: str | None = None,
     """
     if batch < 1:
         raise ConfigError("batch must be positive", field="batch")
+    if store.config.durability != "group":
+        raise ConfigError("consume acknowledges a message once its append is durable: open "
+                          "the store with durability='group' (the default)",
+                          field="durability")
     servers = [u.strip() for u in url.split(",") if u.strip()]
     if not servers or not all(u.startswith(("nats://", "tls://")) for u in servers):
         raise ConfigError(f"not a NATS server address: {url!r} (nats://HOST:PORT)", field="url")

@@ -11,7 +11,7 @@ split: :class:`~tidal.store.wal.WalWriter` or :class:`NullLog`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -32,8 +32,14 @@ class SegmentStore(Protocol):
 
     durable: bool
 
-    def write(self, run: SortedRun, segment_id: int, profile: WriteProfile) -> SegmentMeta:
-        """Store ``run`` as segment ``segment_id`` (durably, on disk)."""
+    def write(self, run: SortedRun, segment_id: int, profile: WriteProfile,
+              positions: Mapping[str, int] | None = None) -> SegmentMeta:
+        """Store ``run`` as segment ``segment_id`` (durably, on disk), recording the
+        source ``positions`` its appends committed."""
+        ...
+
+    def positions(self, meta: SegmentMeta) -> dict[str, int]:
+        """The source positions segment ``meta`` records."""
         ...
 
     def load_run(self, meta: SegmentMeta) -> SortedRun:
@@ -84,12 +90,16 @@ class DiskSegments:
         self._verified: set[int] = set()
         self._lock = threading.Lock()
 
-    def write(self, run: SortedRun, segment_id: int, profile: WriteProfile) -> SegmentMeta:
+    def write(self, run: SortedRun, segment_id: int, profile: WriteProfile,
+              positions: Mapping[str, int] | None = None) -> SegmentMeta:
         meta = segment_io.write_segment(self.fs, run, self.directory, segment_id,
-                                        self.ts_field, profile)
+                                        self.ts_field, profile, positions)
         with self._lock:
             self._verified.add(segment_id)
         return meta
+
+    def positions(self, meta: SegmentMeta) -> dict[str, int]:
+        return segment_io.positions_in(self.directory / meta.data_name)
 
     def load_run(self, meta: SegmentMeta) -> SortedRun:
         return self.cache.get(meta.id, lambda: segment_io.load_run(
@@ -138,11 +148,15 @@ class MemorySegments:
     def __init__(self) -> None:
         self._runs: dict[int, SortedRun] = {}
 
-    def write(self, run: SortedRun, segment_id: int, profile: WriteProfile) -> SegmentMeta:
+    def write(self, run: SortedRun, segment_id: int, profile: WriteProfile,
+              positions: Mapping[str, int] | None = None) -> SegmentMeta:
         self._runs[segment_id] = run
         # in memory there is nothing to re-encode: every segment counts as compacted
         meta = segment_io.describe(run, segment_id, level=1)
         return SegmentMeta(**{**meta.__dict__, "bytes": run.table.nbytes})
+
+    def positions(self, meta: SegmentMeta) -> dict[str, int]:
+        return {}  # nothing to repair in memory
 
     def load_run(self, meta: SegmentMeta) -> SortedRun:
         return self._runs[meta.id]

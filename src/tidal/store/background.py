@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -172,7 +172,7 @@ class Background:
                      min(FLUSH_THREADS, table.num_rows // MIN_PARALLEL_ROWS), 1)
         plans = sort_plan(table, self.config.entity_field, self.config.timestamp_field,
                           pieces=pieces)
-        metas = self._write_runs(plans, segment_io.FLUSH)
+        metas = self._write_runs(plans, segment_io.FLUSH, sealed.memtable.positions)
         del table, plans
         with self.manifest_lock:
             current = self.state.manifest
@@ -230,7 +230,8 @@ class Background:
         return first
 
     def _write_runs(self, plans: list[Callable[[], SortedRun]],
-                    profile: segment_io.WriteProfile) -> list[SegmentMeta]:
+                    profile: segment_io.WriteProfile,
+                    positions: Mapping[str, int] | None = None) -> list[SegmentMeta]:
         """Gather and write each planned run as a segment, in parallel threads.
 
         If one fails, the segments already written are deleted again.
@@ -238,7 +239,7 @@ class Background:
         first_id = self._reserve_segment_ids(len(plans))
 
         def write(offset: int) -> SegmentMeta:
-            return self.segments.write(plans[offset](), first_id + offset, profile)
+            return self.segments.write(plans[offset](), first_id + offset, profile, positions)
 
         if len(plans) == 1:
             return [write(0)]
@@ -295,7 +296,7 @@ class Background:
                         metas += self._write_runs(sort_plan(
                             concat_tables([self.segments.table(m) for m in group]),
                             self.config.entity_field, self.config.timestamp_field, pieces=1),
-                            profile)
+                            profile, _merged(self.segments.positions(m) for m in group))
                 except BaseException:
                     self.readers.retire(metas)
                     raise
@@ -365,6 +366,16 @@ class Background:
             pass
         if self._compactor is not None:
             self._compactor.join()
+
+
+def _merged(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Source positions from several segments: the furthest of each."""
+    out: dict[str, int] = {}
+    for part in parts:
+        for source, position in part.items():
+            if position > out.get(source, -1):
+                out[source] = position
+    return out
 
 
 def _release_memory() -> None:

@@ -145,6 +145,7 @@ def _rebuild_manifest(fs: FileSystem, directory: Path, config: StoreConfig, wal:
     first_wal = wal.frames[0].first_seq if wal.frames else None
     covered = np.zeros(0, dtype=np.int64)
     chosen: list[SegmentMeta] = []
+    positions: dict[str, int] = {}
     for segment_id in ids:
         path = directory / segment_io.segment_name(segment_id, "parquet")
         try:
@@ -161,13 +162,20 @@ def _rebuild_manifest(fs: FileSystem, directory: Path, config: StoreConfig, wal:
         data, index = path.read_bytes(), segment_io.encode_index(run)
         fs.write_atomic(directory / segment_io.segment_name(segment_id, "index.arrow"), index)
         chosen.append(segment_io.describe(run, segment_id, level=0, data=data, index=index))
+        for source, position in segment_io.positions_in(path).items():
+            if position > positions.get(source, -1):
+                positions[source] = position
         covered = np.concatenate([covered, seqs])
         report.actions.append(f"kept segment {path.name} ({table.num_rows} events)")
     chosen.sort(key=lambda m: m.id)
+    if positions:
+        report.actions.append(f"restored the positions of {len(positions)} source(s) from "
+                              "the segments (later ones come from the WAL)")
     flushed = (first_wal - 1 if first_wal is not None
                else int(covered.max()) if covered.size else -1)
     next_id = (ids[0] + 1) if ids else 1
-    return Manifest(segments=tuple(chosen), flushed_seq=flushed, next_segment_id=next_id)
+    return Manifest(segments=tuple(chosen), flushed_seq=flushed, next_segment_id=next_id,
+                    positions=positions)
 
 
 def _check_segments(fs: FileSystem, directory: Path, config: StoreConfig, manifest: Manifest,

@@ -15,9 +15,11 @@ carry their own checksums as well.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,6 +34,7 @@ from tidal.store.run import INDEX_SCHEMA, SEQ, SortedRun, seq_array
 ROW_GROUP_ROWS = 1 << 20
 DICTIONARY_SAMPLE_ROWS = 8192
 DICTIONARY_MAX_DISTINCT_RATIO = 0.4
+POSITIONS_KEY = "tidal.positions"
 NAME_PATTERN = r"seg-(\d{8,})\.(parquet|index\.arrow)"
 """Segment file names; nothing else in ``segments/`` is the store's to delete."""
 
@@ -133,9 +136,17 @@ def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
     return dictionary, delta
 
 
-def encode(run: SortedRun, ts_field: str, profile: WriteProfile) -> tuple[pa.Buffer, pa.Buffer]:
-    """The Parquet file and the index sidecar of ``run``, in memory."""
+def encode(run: SortedRun, ts_field: str, profile: WriteProfile,
+           positions: Mapping[str, int] | None = None) -> tuple[pa.Buffer, pa.Buffer]:
+    """The Parquet file and the index sidecar of ``run``, in memory.
+
+    ``positions``: the source positions its events' appends committed, kept in
+    the file's metadata so that a repair can restore them without the manifest.
+    """
     table = storable(run.table)  # e.g. ``{}``, which Parquet cannot hold as it is
+    if positions:
+        table = table.replace_schema_metadata({
+            **(table.schema.metadata or {}), POSITIONS_KEY: msgspec.json.encode(positions)})
     dictionary, delta = _encodings(table, ts_field, profile)
     data = pa.BufferOutputStream()
     pq.write_table(table, data, compression="zstd", compression_level=profile.zstd_level,
@@ -154,11 +165,12 @@ def encode_index(run: SortedRun) -> pa.Buffer:
 
 
 def write_segment(fs: FileSystem, run: SortedRun, directory: Path, segment_id: int,
-                  ts_field: str, profile: WriteProfile = FLUSH) -> SegmentMeta:
+                  ts_field: str, profile: WriteProfile = FLUSH,
+                  positions: Mapping[str, int] | None = None) -> SegmentMeta:
     """Write ``run`` durably as segment ``segment_id`` in ``directory``; return its metadata."""
     data_path = directory / segment_name(segment_id, "parquet")
     try:
-        data, index = encode(run, ts_field, profile)
+        data, index = encode(run, ts_field, profile, positions)
         fs.write_files_atomic([(data_path, data),
                                (directory / segment_name(segment_id, "index.arrow"), index)])
     except (OSError, pa.ArrowException) as exc:
@@ -214,6 +226,16 @@ def read_index(meta: SegmentMeta, directory: Path) -> pa.Table:
                            or np.any(starts > stops)):
         raise CorruptionError("segment index row ranges out of bounds", path=str(path))
     return index
+
+
+def positions_in(path: Path) -> dict[str, int]:
+    """The source positions a segment file records (see :func:`encode`)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptionError(f"segment file unreadable: {exc}", path=str(path)) from exc
+    raw = metadata.get(POSITIONS_KEY.encode())
+    return {str(k): int(v) for k, v in msgspec.json.decode(raw).items()} if raw else {}
 
 
 def load_run(meta: SegmentMeta, directory: Path, ts_field: str) -> SortedRun:

@@ -257,12 +257,12 @@ class Writer:
             first += a.frame.rows
         self.log.write([a.frame for a in appends])  # raises: the whole group failed
         # Durable from here on: nothing below may fail the group or reuse its _seq.
+        base, self._next_seq = self._next_seq, first
         committed_ns = time.perf_counter_ns()
         written_ns = self.clock.now_ns()
-        seqs = pa.array(np.arange(self._next_seq, first, dtype=np.int64))
-        stamped = [a.table.add_column(0, SEQ, seqs.slice(a.frame.first_seq - self._next_seq,
+        seqs = pa.array(np.arange(base, first, dtype=np.int64))
+        stamped = [a.table.add_column(0, SEQ, seqs.slice(a.frame.first_seq - base,
                                                          a.frame.rows)) for a in appends]
-        self._next_seq = first
         with self.state.lock:
             self.state.add(stamped, first - 1, written_ns, accepted)
             for a, table in zip(appends, stamped, strict=True):
