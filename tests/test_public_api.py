@@ -9,7 +9,7 @@ import tidal
 
 EXPORTED = {
     "BackpressureError", "ClosedError", "ConfigError", "CorruptionError", "DecodeError",
-    "Follower", "IngestError", "Problem", "QueryError", "ReadOnlyError", "Receipt",
+    "Follower", "IngestError", "Problem", "QueryError", "ReadOnlyError", "Receipt", "Snapshot",
     "SchemaError", "SourceError", "StorageError", "Store", "TidalError", "__version__", "open",
 }
 

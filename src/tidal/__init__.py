@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from tidal.api import Receipt, Store, open
     from tidal.store.feed import Follower
+    from tidal.store.readers import Snapshot
 
 __all__ = [
     "BackpressureError",
@@ -43,6 +44,7 @@ __all__ = [
     "ReadOnlyError",
     "Receipt",
     "SchemaError",
+    "Snapshot",
     "SourceError",
     "StorageError",
     "Store",
@@ -63,4 +65,8 @@ def __getattr__(name: str) -> Any:
         from tidal.store.feed import Follower
 
         return Follower
+    if name == "Snapshot":
+        from tidal.store.readers import Snapshot
+
+        return Snapshot
     raise AttributeError(f"module 'tidal' has no attribute {name!r}")

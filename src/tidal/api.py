@@ -8,13 +8,14 @@ ingest pipeline (:mod:`tidal.ingest`), the storage engine
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidal.config import StoreConfig
 from tidal.errors import ConfigError
@@ -29,7 +30,9 @@ from tidal.store.clock import SYSTEM_CLOCK, Clock
 from tidal.store.engine import Engine
 from tidal.store.feed import Follower
 from tidal.store.fs import OS_FILES, FileSystem
+from tidal.store.readers import Snapshot
 from tidal.store.repair import RepairReport
+from tidal.store.scan import Order
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,42 @@ class Store:
                                        limit=limit, desc=desc,
                                        ts_field=self.config.timestamp_field)
 
+    def snapshot(self) -> Snapshot:
+        """A consistent view of the store as it is now, until closed.
+
+        The snapshot pins its segments and memtable view (compaction cannot
+        delete them) until :meth:`~tidal.store.readers.Snapshot.close`; use it
+        as a context manager. It has ``max_seq``, ``schema`` and ``scan(...)``;
+        several scans of one snapshot see the same events.
+        """
+        return self._engine.snapshot()
+
+    def scan(self, columns: Sequence[str] | None = None, where: pc.Expression | None = None,
+             *, start: object = None, end: object = None, from_seq: int | None = None,
+             to_seq: int | None = None, order: Order = "seq") -> pa.RecordBatchReader:
+        """Stream the matching events as Arrow record batches, without loading the store.
+
+        ``columns``: names to read (``_seq`` always comes first; dotted paths
+        name nested fields; None reads all). ``where``: a pyarrow compute
+        expression, e.g. ``pc.field("service") == "api"`` or
+        ``pc.field("kubernetes", "pod", "name") == "p1"``; its simple parts go
+        into the Parquet read. ``start``/``end`` (instants) and
+        ``from_seq``/``to_seq`` bound the scan: the first of each pair is
+        inclusive, the second exclusive. ``order="seq"`` yields ``_seq``
+        order, ``order="time"`` (timestamp, ``_seq``) order.
+
+        The scan reads its own snapshot, released when the reader is read to
+        the end or closed.
+        """
+        snap = self._engine.snapshot()
+        try:
+            reader = snap.scan(columns, where, start=start, end=end, from_seq=from_seq,
+                               to_seq=to_seq, order=order)
+        except BaseException:
+            snap.close()
+            raise
+        return pa.RecordBatchReader.from_batches(reader.schema, _releasing(reader, snap))
+
     def read_from(self, seq: int, limit: int | None = None) -> pa.Table:
         """Events with ``_seq >= seq`` in ``_seq`` order (for replay and live consumers)."""
         if limit is not None and limit < 0:
@@ -260,6 +299,14 @@ class Store:
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "memory"
         return f"<tidal.Store {where} max_seq={self.max_seq()}>"
+
+
+def _releasing(reader: pa.RecordBatchReader, snap: Snapshot) -> Iterator[pa.RecordBatch]:
+    """``reader``'s batches; ``snap`` is closed when they end or the reader is dropped."""
+    try:
+        yield from reader
+    finally:
+        snap.close()
 
 
 MAX_SOURCE_BYTES = 1024

@@ -3,7 +3,8 @@
 The model is a plain list of events in ``_seq`` order. After every operation
 the store must give each event exactly once in ``read_from``, each entity's
 events ordered by (timestamp, ``_seq``) in ``timeline`` (also windowed, limited
-and descending), and the same counts in SQL.
+and descending), the same events through ``scan`` (bounded, filtered, in either order)
+and the same counts in SQL.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -114,6 +116,8 @@ def check(store: tidal.Store, model: list[Event], data: st.DataObject) -> None:
     got = store.timeline(entity, start, end, limit=limit, desc=desc)
     assert got.column("_seq").to_pylist() == [e.seq for e in want]
 
+    check_scan(store, model, data, bounds)
+
     total = store.sql("SELECT count(*) AS c FROM events").column("c").to_pylist()
     assert total == [n]
     stats = store.stats()
@@ -123,6 +127,33 @@ def check(store: tidal.Store, model: list[Event], data: st.DataObject) -> None:
                      "GROUP BY entity ORDER BY entity").to_pylist()
     counts = {e: sum(1 for x in model if x.entity == e) for e in ENTITIES}
     assert rows == [{"entity": e, "c": c, "d": c} for e, c in counts.items() if c]
+
+
+def check_scan(store: tidal.Store, model: list[Event], data: st.DataObject,
+               times: list[int]) -> None:
+    """A scan with drawn bounds, filter and order gives the model's events in that order."""
+    start, end = (draw_bound(data, times, label) for label in ("scan start", "scan end"))
+    n = len(model)
+    from_seq, to_seq = (data.draw(st.none() | st.integers(0, n + 1), label=label)
+                        for label in ("from_seq", "to_seq"))
+    entities = data.draw(st.none() | st.sets(st.sampled_from(ENTITIES)), label="entities")
+    order = data.draw(st.sampled_from(["seq", "time"]), label="order")
+    want = [e for e in model
+            if (start is None or e.ts >= start) and (end is None or e.ts < end)
+            and (from_seq is None or e.seq >= from_seq) and (to_seq is None or e.seq < to_seq)
+            and (entities is None or e.entity in entities)]
+    if order == "time":
+        want.sort(key=lambda e: (e.ts, e.seq))
+    if not model:
+        assert store.scan().read_all().num_rows == 0
+        return
+    where = (None if entities is None
+             else pc.field("entity").isin(pa.array(sorted(entities), pa.string())))
+    got = store.scan(["id", "timestamp"], where, start=start, end=end, from_seq=from_seq,
+                     to_seq=to_seq, order=order).read_all()
+    assert got.column("_seq").to_pylist() == [e.seq for e in want]
+    assert got.column("id").to_pylist() == [e.id for e in want]
+    assert ts_of(got) == [e.ts for e in want]
 
 
 @pytest.mark.parametrize("backend", ["memory", "disk"])

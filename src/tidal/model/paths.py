@@ -61,6 +61,16 @@ def _resolve_schema(schema: pa.Schema, path: str) -> list[int] | None:
     return _resolve(fields, path.split("."))
 
 
+def root_at(schema: pa.Schema, path: str) -> str | None:
+    """The top-level column that holds ``path``, or None when there is none.
+
+    >>> root_at(pa.schema([("k8s", pa.struct([("pod", pa.string())]))]), "k8s.pod")
+    'k8s'
+    """
+    steps = _resolve_schema(schema, path)
+    return None if steps is None else schema.field(steps[0]).name
+
+
 def type_at(schema: pa.Schema, path: str) -> pa.DataType | None:
     """The Arrow type of the field at ``path``, or None when there is none.
 

@@ -42,7 +42,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-__all__ = ["PLACEHOLDER", "restored", "storable"]
+__all__ = ["PLACEHOLDER", "restored", "restored_schema", "storable"]
 
 PLACEHOLDER = "_empty"
 _PLACEHOLDER_FIELD = pa.field(PLACEHOLDER, pa.null())
@@ -138,3 +138,12 @@ def restored(table: pa.Table) -> pa.Table:
         [{}, None]
     """
     return _apply(table, _from_parquet)
+
+
+def restored_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema :func:`restored` gives for a table of ``schema``."""
+    fields = []
+    for field in schema:
+        new_type = _rewrite(field.type, _from_parquet)
+        fields.append(field if new_type is None else field.with_type(new_type))
+    return pa.schema(fields, metadata=schema.metadata)

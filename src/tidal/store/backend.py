@@ -11,12 +11,17 @@ split: :class:`~tidal.store.wal.WalWriter` or :class:`NullLog`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
+from tidal.errors import CorruptionError
+from tidal.model.storable import restored, restored_schema
 from tidal.store import manifest as manifest_io
 from tidal.store import segment as segment_io
 from tidal.store.cache import RunCache
@@ -50,6 +55,16 @@ class SegmentStore(Protocol):
         """The segment's events, sorted by (entity, timestamp, ``_seq``)."""
         ...
 
+    def schema(self, meta: SegmentMeta) -> pa.Schema:
+        """The segment's schema (from its footer alone)."""
+        ...
+
+    def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
+                where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """The segment's rows matching ``where`` (fields it has), top-level ``columns``
+        only; row groups that statistics rule out are not read."""
+        ...
+
     def entities(self, meta: SegmentMeta) -> list[str]:
         """The segment's distinct entities."""
         ...
@@ -76,6 +91,11 @@ class SegmentStore(Protocol):
         ...
 
 
+_PARQUET = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
+    page_checksum_verification=True))
+"""Parquet reads that check every page against its checksum."""
+
+
 class DiskSegments:
     """Segments as checksummed Parquet files under ``<store>/segments``."""
 
@@ -88,6 +108,8 @@ class DiskSegments:
         self.ts_field = ts_field
         self.cache = cache
         self._verified: set[int] = set()
+        self._footers: set[int] = set()
+        self._schemas: dict[int, pa.Schema] = {}
         self._lock = threading.Lock()
 
     def write(self, run: SortedRun, segment_id: int, profile: WriteProfile,
@@ -107,6 +129,41 @@ class DiskSegments:
 
     def table(self, meta: SegmentMeta) -> pa.Table:
         return segment_io.read_table(meta, self.directory)
+
+    def _checked(self, meta: SegmentMeta) -> Path:
+        """The segment's file, its footer checked once (pages are checked as read)."""
+        path = self.directory / meta.data_name
+        if meta.id not in self._footers:
+            segment_io.verify_footer(meta, self.directory)
+            with self._lock:
+                self._footers.add(meta.id)
+        return path
+
+    def schema(self, meta: SegmentMeta) -> pa.Schema:
+        found = self._schemas.get(meta.id)
+        if found is None:
+            path = self._checked(meta)
+            try:
+                found = restored_schema(pq.read_schema(path))
+            except (OSError, pa.ArrowException) as exc:
+                raise CorruptionError(f"segment footer unreadable: {exc}",
+                                      path=str(path)) from exc
+            with self._lock:
+                self._schemas[meta.id] = found
+        return found
+
+    def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
+                where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        path = self._checked(meta)
+        try:
+            dataset = ds.dataset(path, format=_PARQUET)
+            for batch in dataset.to_batches(columns=columns, filter=where,
+                                            batch_size=batch_rows):
+                yield from restored(pa.Table.from_batches([batch])).to_batches()
+        except FileNotFoundError as exc:
+            raise CorruptionError("segment file is missing", path=str(path)) from exc
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptionError(f"segment unreadable: {exc}", path=str(path)) from exc
 
     def entities(self, meta: SegmentMeta) -> list[str]:
         return segment_io.read_index(meta, self.directory).column("entity").to_pylist()
@@ -129,6 +186,8 @@ class DiskSegments:
             self.cache.discard(meta.id)
             with self._lock:
                 self._verified.discard(meta.id)
+                self._footers.discard(meta.id)
+                self._schemas.pop(meta.id, None)
         self.fs.remove([self.directory / name for meta in metas
                         for name in (meta.data_name, meta.index_name)])
 
@@ -163,6 +222,18 @@ class MemorySegments:
 
     def table(self, meta: SegmentMeta) -> pa.Table:
         return self._runs[meta.id].table
+
+    def schema(self, meta: SegmentMeta) -> pa.Schema:
+        return self._runs[meta.id].table.schema
+
+    def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
+                where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        table = self._runs[meta.id].table
+        if where is not None:
+            table = table.filter(where)
+        if columns is not None:
+            table = table.select(list(columns))
+        yield from table.to_batches(max_chunksize=batch_rows)
 
     def entities(self, meta: SegmentMeta) -> list[str]:
         return list(self._runs[meta.id].index)

@@ -148,7 +148,8 @@ class Engine:
             raise layout.not_a_store(directory, found)
         self.state = StoreState(Manifest(), self.config.entity_field,
                                 self.config.timestamp_field)
-        self.readers = Readers(self.segments, live=self._live_ids)
+        self.readers = Readers(self.segments, live=self._live_ids,
+                              ts_field=self.config.timestamp_field)
         self._watch = WriterWatch(directory, self.state, self.feed)
         self.refresh()
 
@@ -159,7 +160,8 @@ class Engine:
                                 self.config.timestamp_field)
         self.state.replay(recovered.frames)
         self.state.max_seq = recovered.next_seq - 1
-        self.readers = Readers(self.segments, live=self._live_ids)
+        self.readers = Readers(self.segments, live=self._live_ids,
+                              ts_field=self.config.timestamp_field)
         self.background = Background(self.state, self.segments, log.drop_before, self.readers,
                                      self.snapshot, self.config, self.clock)
         self.readers.on_error = self.background.report_failure

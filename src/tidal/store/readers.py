@@ -11,27 +11,45 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from tidal.errors import QueryError
+from tidal.model.paths import root_at
+from tidal.model.schema import conform, unify
+from tidal.model.time import parse_instant
 from tidal.store.backend import SegmentStore
 from tidal.store.memtable import MemView
-from tidal.store.run import SortedRun
+from tidal.store.run import SEQ, SortedRun
+from tidal.store.scan import Order, scan
 from tidal.store.segment import SegmentMeta
+
+
+def _applies(where: pc.Expression, schema: pa.Schema) -> bool:
+    """Whether ``where`` can be evaluated over ``schema`` (every field it names is there)."""
+    try:
+        schema.empty_table().filter(where)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 class Snapshot:
     """A consistent, immutable view of the store; close it when done."""
 
     def __init__(self, segments: tuple[SegmentMeta, ...], memtables: tuple[MemView, ...],
-                 max_seq: int, store: SegmentStore, release: Callable[[Snapshot], None]):
+                 max_seq: int, store: SegmentStore, release: Callable[[Snapshot], None],
+                 ts_field: str = "timestamp"):
         self.segments = segments
         self.memtables = memtables
         self.max_seq = max_seq
+        self.ts_field = ts_field
         self._store = store
         self._release: Callable[[Snapshot], None] | None = release
+        self._schema: pa.Schema | None = None
 
     @property
     def memtable_parts(self) -> tuple[pa.Table, ...]:
@@ -67,6 +85,60 @@ class Snapshot:
         """Parquet files of the segments (checked), or None for an in-memory store."""
         return self._store.paths(self.segments)
 
+    @property
+    def schema(self) -> pa.Schema:
+        """Every column of the snapshot, types widened across segments and memtable
+        (segments' schemas come from their footers alone)."""
+        if self._schema is None:
+            schemas = [self._store.schema(m) for m in self.segments if m.rows]
+            schemas += [part.schema for part in self.memtable_parts]
+            self._schema = unify(schemas) if schemas else pa.schema([(SEQ, pa.int64())])
+        return self._schema
+
+    def segment_schema(self, meta: SegmentMeta) -> pa.Schema:
+        """One segment's own schema."""
+        return self._store.schema(meta)
+
+    def segment_batches(self, meta: SegmentMeta, wanted: pa.Schema,
+                        where: pc.Expression | None, batch_rows: int
+                        ) -> Iterator[pa.RecordBatch]:
+        """Rows of segment ``meta`` matching ``where``, holding the columns ``wanted``
+        names (those the segment has). ``where`` goes into the read when the segment
+        has every field it names; otherwise the segment is read whole, widened to the
+        snapshot's schema and filtered."""
+        if self.closed:
+            raise QueryError("the snapshot was closed before its scan was read; read "
+                             "scans inside the snapshot's with-block")
+        own = self.segment_schema(meta)
+        if where is not None and not _applies(where, own):
+            whole = pa.Table.from_batches(list(self._store.batches(meta, None, None,
+                                                                   batch_rows)), own)
+            yield from conform(whole, self.schema).filter(where).to_batches(batch_rows)
+            return
+        roots = [r for name in wanted.names if (r := root_at(own, name)) is not None]
+        yield from self._store.batches(meta, list(dict.fromkeys(roots)), where, batch_rows)
+
+    def scan(self, columns: Sequence[str] | None = None, where: pc.Expression | None = None,
+             *, start: object = None, end: object = None,
+             from_seq: int | None = None, to_seq: int | None = None,
+             order: Order = "seq") -> pa.RecordBatchReader:
+        """Stream the matching events as Arrow batches (``_seq`` first).
+
+        ``columns`` names the columns to read (dotted paths for nested fields;
+        None: all). ``where`` is a pyarrow compute expression. ``start``
+        (inclusive) and ``end`` (exclusive) are instants (ns, aware datetime,
+        ISO 8601); ``from_seq`` is inclusive, ``to_seq`` exclusive. ``order``
+        is ``"seq"`` or ``"time"`` ((timestamp, ``_seq``)). Read the reader
+        before closing the snapshot; see :mod:`tidal.store.scan`.
+        """
+        return scan(self, columns, where, start=parse_instant(start, name="start"),
+                    end=parse_instant(end, name="end"), from_seq=from_seq, to_seq=to_seq,
+                    order=order, ts_field=self.ts_field)
+
+    @property
+    def closed(self) -> bool:
+        return self._release is None
+
     def close(self) -> None:
         """Release the segments this snapshot pins. Idempotent."""
         release, self._release = self._release, None
@@ -89,8 +161,10 @@ class Readers:
         live: the segment ids the current manifest lists (never deleted).
     """
 
-    def __init__(self, store: SegmentStore, live: Callable[[], set[int]]) -> None:
+    def __init__(self, store: SegmentStore, live: Callable[[], set[int]],
+                 ts_field: str = "timestamp") -> None:
         self._store = store
+        self.ts_field = ts_field
         self._live = live
         self._lock = threading.Lock()
         self._pins: Counter[int] = Counter()
@@ -102,7 +176,8 @@ class Readers:
         """A snapshot of these parts, pinning its segments."""
         with self._lock:
             self._pins.update(meta.id for meta in segments)
-        return Snapshot(segments, memtables, max_seq, self._store, self._release)
+        return Snapshot(segments, memtables, max_seq, self._store, self._release,
+                        self.ts_field)
 
     def _release(self, snapshot: Snapshot) -> None:
         with self._lock:

@@ -62,7 +62,10 @@ class SegmentMeta:
     """What the manifest records of one segment.
 
     ``bytes`` is the size of both files; ``data_bytes`` of the Parquet file.
-    ``data_crc`` and ``index_crc`` are crc32 checksums of the two files.
+    ``data_crc`` and ``index_crc`` are crc32 checksums of the two files;
+    ``footer_crc`` covers the Parquet footer, the last ``footer_bytes`` bytes.
+    A read of part of a segment checks the footer against it and every page it
+    reads against the page's own checksum.
     """
 
     id: int
@@ -76,6 +79,8 @@ class SegmentMeta:
     data_bytes: int = 0
     data_crc: int = 0
     index_crc: int = 0
+    footer_bytes: int = 0  # the Parquet footer (metadata, its length, magic) at the end
+    footer_crc: int = 0
 
     @property
     def data_name(self) -> str:
@@ -95,8 +100,11 @@ def describe(run: SortedRun, segment_id: int, *, level: int, data: bytes | pa.Bu
              index: bytes | pa.Buffer = b"") -> SegmentMeta:
     """The manifest entry of ``run`` stored as segment ``segment_id`` in ``data`` and ``index``."""
     size = len(data) + len(index)
-    crcs = {"data_bytes": len(data), "data_crc": zlib.crc32(memoryview(data)),
-            "index_crc": zlib.crc32(memoryview(index))}
+    view = memoryview(data)
+    footer = _footer_size(view[-8:]) if len(view) >= 12 else 0
+    crcs = {"data_bytes": len(data), "data_crc": zlib.crc32(view),
+            "index_crc": zlib.crc32(memoryview(index)), "footer_bytes": footer,
+            "footer_crc": zlib.crc32(view[len(view) - footer:]) if footer else 0}
     if run.rows == 0:
         return SegmentMeta(segment_id, 0, 0, 0, 0, 0, size, level, **crcs)
     seqs = seq_array(run.table)
@@ -176,6 +184,31 @@ def write_segment(fs: FileSystem, run: SortedRun, directory: Path, segment_id: i
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"could not write segment: {exc}", path=str(data_path)) from exc
     return describe(run, segment_id, level=profile.level, data=data, index=index)
+
+
+def _footer_size(tail: memoryview | bytes) -> int:
+    """Bytes of a Parquet file's footer (metadata, its length and the magic), from its
+    last eight bytes."""
+    return int.from_bytes(bytes(tail[:4]), "little") + 8
+
+
+def verify_footer(meta: SegmentMeta, directory: Path) -> None:
+    """Check that segment ``meta``'s Parquet footer is the one written."""
+    path = directory / meta.data_name
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            if size != meta.data_bytes:
+                raise CorruptionError(f"segment file has {size} bytes, the manifest says "
+                                      f"{meta.data_bytes}", path=str(path))
+            fh.seek(size - meta.footer_bytes)
+            footer = fh.read(meta.footer_bytes)
+    except FileNotFoundError as exc:
+        raise CorruptionError("segment file is missing", path=str(path)) from exc
+    except OSError as exc:
+        raise StorageError(f"could not read segment file: {exc}", path=str(path)) from exc
+    if zlib.crc32(footer) != meta.footer_crc or _footer_size(footer[-8:]) != meta.footer_bytes:
+        raise CorruptionError("segment footer checksum mismatch", path=str(path))
 
 
 def read_verified(path: Path, size: int, crc: int) -> pa.Buffer:

@@ -1,0 +1,261 @@
+"""Scans: the one read path, streaming what is asked for from segments and memtable.
+
+``scan(snapshot, columns, where, start=, end=, from_seq=, to_seq=, order=)``
+returns a :class:`pyarrow.RecordBatchReader`. It reads as little as it can:
+
+* segments outside the time or ``_seq`` bounds are not opened (their manifest
+  entries say their ranges);
+* inside a segment, the bounds and the simple parts of ``where`` (a pyarrow
+  compute expression) go into the Parquet read, so row groups whose
+  statistics rule them out are skipped, and only the named columns are read;
+* the memtable is filtered in Arrow.
+
+Every batch has the requested columns (``_seq`` always first; dotted paths
+name nested fields), in the types of the snapshot's schema, whatever each
+source held (a column a segment lacks is null). ``order="seq"`` yields events
+in ``_seq`` order; ``order="time"`` in (timestamp, ``_seq``) order. Segments
+whose ranges overlap are read together and sorted; the rest stream one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidal.errors import QueryError
+from tidal.model.paths import get_path, type_at
+from tidal.model.schema import concat_tables, conform
+from tidal.model.time import TIMESTAMP_TYPE
+from tidal.store.run import SEQ
+from tidal.store.segment import SegmentMeta
+
+
+class Scannable(Protocol):
+    """What a scan reads (a :class:`~tidal.store.readers.Snapshot`)."""
+
+    segments: tuple[SegmentMeta, ...]
+
+    @property
+    def schema(self) -> pa.Schema: ...
+    @property
+    def memtable_parts(self) -> tuple[pa.Table, ...]: ...
+    def segment_batches(self, meta: SegmentMeta, wanted: pa.Schema,
+                        where: pc.Expression | None, batch_rows: int
+                        ) -> Iterator[pa.RecordBatch]: ...
+
+Order = Literal["seq", "time"]
+BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Inclusive ``start``/``from_seq``, exclusive ``end``/``to_seq`` (None: open)."""
+
+    start: int | None = None
+    end: int | None = None
+    from_seq: int | None = None
+    to_seq: int | None = None
+
+    def overlaps(self, meta: SegmentMeta) -> bool:
+        """Whether segment ``meta`` may hold events within the bounds."""
+        return meta.rows > 0 and not (
+            (self.start is not None and meta.max_ts < self.start)
+            or (self.end is not None and meta.min_ts >= self.end)
+            or (self.from_seq is not None and meta.max_seq < self.from_seq)
+            or (self.to_seq is not None and meta.min_seq >= self.to_seq))
+
+    def expression(self, ts_field: str) -> pc.Expression | None:
+        """The bounds as a filter over ``_seq`` and the timestamp field."""
+        ts = pc.field(*ts_field.split("."))
+        parts = []
+        if self.start is not None:
+            parts.append(ts >= pa.scalar(self.start, TIMESTAMP_TYPE))
+        if self.end is not None:
+            parts.append(ts < pa.scalar(self.end, TIMESTAMP_TYPE))
+        if self.from_seq is not None:
+            parts.append(pc.field(SEQ) >= self.from_seq)
+        if self.to_seq is not None:
+            parts.append(pc.field(SEQ) < self.to_seq)
+        return _and(parts)
+
+
+def _and(parts: Sequence[pc.Expression | None]) -> pc.Expression | None:
+    out = None
+    for part in parts:
+        if part is not None:
+            out = part if out is None else out & part
+    return out
+
+
+def output_schema(schema: pa.Schema, columns: Sequence[str] | None, ts_field: str,
+                  order: Order) -> pa.Schema:
+    """The schema of a scan's batches: ``_seq`` first, then the columns asked for."""
+    names = list(schema.names if columns is None else columns)
+    fields = [pa.field(SEQ, pa.int64())]
+    for name in names:
+        if name == SEQ:
+            continue
+        found = type_at(schema, name)
+        if found is None:
+            raise QueryError(f"no column {name!r} in the store (its columns: "
+                             f"{', '.join(schema.names[:20])})")
+        fields.append(pa.field(name, found))
+    return pa.schema(fields)
+
+
+def check_where(where: pc.Expression, schema: pa.Schema) -> None:
+    """Raise :class:`QueryError` unless ``where`` can be evaluated over ``schema``."""
+    try:
+        schema.empty_table().filter(where)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise QueryError(f"where {where} does not apply to the store's events: {reason}"
+                         ) from exc
+
+
+def _project(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """``table``'s values at the paths ``target`` names, in ``target``'s types."""
+    columns = []
+    for field in target:
+        found = get_path(table, field.name)
+        columns.append(found if found is not None else pa.nulls(table.num_rows, field.type))
+    picked = pa.table(columns, names=target.names)
+    return conform(picked, target)
+
+
+class _Reader:
+    """Reads one scan's sources and turns them into the output's batches."""
+
+    def __init__(self, snapshot: Scannable, target: pa.Schema, where: pc.Expression | None,
+                 bounds: Bounds, ts_field: str, batch_rows: int) -> None:
+        self.snapshot = snapshot
+        self.target = target
+        self.where = where
+        self.bounds = bounds
+        self.ts_field = ts_field
+        self.batch_rows = batch_rows
+        self.filter = _and([where, bounds.expression(ts_field)])
+        sorting = [SEQ] + ([ts_field] if type_at(snapshot.schema, ts_field) else [])
+        self.read_schema = output_schema(
+            snapshot.schema, list(dict.fromkeys(target.names[1:] + sorting[1:])), ts_field,
+            "seq")
+
+    def segment(self, meta: SegmentMeta) -> pa.Table:
+        """The wanted rows and columns of one segment, as read (in no particular order)."""
+        batches = self.snapshot.segment_batches(meta, self.read_schema, self.filter,
+                                                self.batch_rows)
+        parts = [_project(pa.Table.from_batches([b]), self.read_schema) for b in batches]
+        if not parts:
+            return self.read_schema.empty_table()
+        return concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def memtable(self) -> list[pa.Table]:
+        """The wanted rows of every memtable part, in ``_seq`` order."""
+        out = []
+        for part in self.snapshot.memtable_parts:
+            table = self._filtered(part)
+            if table.num_rows:
+                out.append(_project(table, self.read_schema))
+        return out
+
+    def _filtered(self, table: pa.Table) -> pa.Table:
+        if self.filter is None:
+            return table
+        try:
+            return table.filter(self.filter)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            full = conform(table, self.snapshot.schema)  # a field the part lacks: null
+            return full.filter(self.filter)
+
+    def out(self, table: pa.Table) -> Iterator[pa.RecordBatch]:
+        """``table`` (read columns) cut to the output columns, in batches."""
+        if table.num_rows == 0:
+            return
+        picked = table.select(self.target.names)
+        yield from picked.to_batches(max_chunksize=self.batch_rows)
+
+
+def _clusters(metas: list[SegmentMeta], low: Callable[[SegmentMeta], int],
+              high: Callable[[SegmentMeta], int]) -> list[list[SegmentMeta]]:
+    """Segments grouped so that groups do not overlap in ``[low, high]``, in order."""
+    out: list[list[SegmentMeta]] = []
+    top = None
+    for meta in sorted(metas, key=low):
+        if top is None or low(meta) > top:
+            out.append([meta])
+            top = high(meta)
+        else:
+            out[-1].append(meta)
+            top = max(top, high(meta))
+    return out
+
+
+def _ints(table: pa.Table, path: str) -> np.ndarray:
+    column = get_path(table, path)
+    assert column is not None
+    return np.asarray(column.combine_chunks().cast(pa.int64()))
+
+
+def _sorted(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    if table.num_rows < 2:
+        return table
+    arrays = [_ints(table, k) for k in reversed(keys)]
+    order = np.lexsort(arrays)
+    if np.all(order[1:] > order[:-1]):
+        return table
+    return table.take(pa.array(order))
+
+
+def _by_seq(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
+    for cluster in _clusters(segments, lambda m: m.min_seq, lambda m: m.max_seq):
+        tables = [reader.segment(m) for m in cluster]
+        yield from reader.out(_sorted(concat_tables(tables) if len(tables) > 1 else tables[0],
+                                      [SEQ]))
+    for table in reader.memtable():
+        yield from reader.out(table)
+
+
+def _by_time(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
+    keys = [reader.ts_field, SEQ]
+    memory = reader.memtable()
+    rest = _sorted(concat_tables(memory), keys) if memory else reader.read_schema.empty_table()
+    times = _ints(rest, reader.ts_field) if rest.num_rows else np.zeros(0, dtype=np.int64)
+    taken = 0
+    for cluster in _clusters(segments, lambda m: m.min_ts, lambda m: m.max_ts):
+        low, high = cluster[0].min_ts, max(m.max_ts for m in cluster)
+        before = int(np.searchsorted(times, low, side="left"))
+        if before > taken:  # memtable events between the previous cluster and this one
+            yield from reader.out(rest.slice(taken, before - taken))
+            taken = before
+        upto = int(np.searchsorted(times, high, side="right"))
+        tables = [reader.segment(m) for m in cluster] + [rest.slice(taken, upto - taken)]
+        yield from reader.out(_sorted(concat_tables(tables), keys))
+        taken = upto
+    yield from reader.out(rest.slice(taken))
+
+
+def scan(snapshot: Scannable, columns: Sequence[str] | None = None,
+         where: pc.Expression | None = None, *, start: int | None = None,
+         end: int | None = None, from_seq: int | None = None, to_seq: int | None = None,
+         order: Order = "seq", ts_field: str = "timestamp",
+         batch_rows: int = BATCH_ROWS) -> pa.RecordBatchReader:
+    """Stream the events of ``snapshot`` that match; see the module docstring."""
+    if order not in ("seq", "time"):
+        raise QueryError(f"order must be 'seq' or 'time', not {order!r}")
+    if where is not None and not isinstance(where, pc.Expression):
+        raise QueryError(f"where must be a pyarrow compute expression, not "
+                         f"{type(where).__name__}")
+    target = output_schema(snapshot.schema, columns, ts_field, order)
+    if where is not None:
+        check_where(where, snapshot.schema)
+    bounds = Bounds(start, end, from_seq, to_seq)
+    reader = _Reader(snapshot, target, where, bounds, ts_field, batch_rows)
+    segments = [m for m in snapshot.segments if bounds.overlaps(m)]
+    batches: Iterable[pa.RecordBatch] = (_by_time if order == "time" else _by_seq)(
+        reader, segments)
+    return pa.RecordBatchReader.from_batches(target, batches)
