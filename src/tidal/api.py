@@ -169,9 +169,8 @@ class Store:
             raise ConfigError("limit must not be negative", field="limit")
         start_ns = None if start is None else parse_instant(start, name="start")
         end_ns = None if end is None else parse_instant(end, name="end")
-        return timeline_query.timeline(self._engine.timeline_runs(), entity, start_ns, end_ns,
-                                       limit=limit, desc=desc,
-                                       ts_field=self.config.timestamp_field)
+        return self._engine.read_sources(lambda sources: timeline_query.timeline(
+            sources, entity, start_ns, end_ns, limit=limit, desc=desc))
 
     def snapshot(self) -> Snapshot:
         """A consistent view of the store as it is now, until closed.

@@ -47,7 +47,10 @@ class StoreConfig:
         memory_limit_bytes: hard cap on memtables waiting for flushes; past it appends
             wait (up to their ``timeout``) and then raise ``BackpressureError``.
             ``None``: four times ``memtable_bytes``.
-        segment_rows: split flushed segments at this many rows.
+        segment_rows: segments hold at most this many events (flushes and
+            compactions cut there).
+        segment_span_s: ... and cover less than this much event time, so that a
+            query over a time window reads only the segments of that window.
         compact_min_rows: segments smaller than this are merged by ``compact()``.
         retention_age_s: drop segments whose newest event is older than this (0: keep).
         retention_bytes: drop oldest segments while the store exceeds this (0: keep).
@@ -68,6 +71,7 @@ class StoreConfig:
     memtable_age_s: float = 300.0
     memory_limit_bytes: int | None = None
     segment_rows: int = 1_000_000
+    segment_span_s: float = 3600.0
     compact_min_rows: int = 500_000
     retention_age_s: float = 0.0
     retention_bytes: int = 0
@@ -94,7 +98,7 @@ class StoreConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value or any(not p for p in value.split(".")):
                 raise ConfigError(f"{name} must be a dotted field path, not {value!r}", field=name)
-        for name in ("memtable_bytes", "segment_rows", "compact_min_rows",
+        for name in ("memtable_bytes", "segment_rows", "segment_span_s", "compact_min_rows",
                      "group_commit_max_events"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive", field=name)

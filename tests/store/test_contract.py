@@ -90,13 +90,33 @@ def test_timeline_spans_segments_and_memtable(open_store):
 def test_flush_and_compact_keep_every_event_once(open_store):
     store = open_store(compact_min_rows=1000)
     for i in range(5):
-        store.append(events(20, start=T0 + i * 10**12))
+        store.append(events(20, start=T0 + i * 10**11))
         store.flush()
     assert store.stats()["segments"] == 5
     assert store.compact() == 5
     assert store.stats()["segments"] == 1
     seqs = store.sql("SELECT _seq FROM events ORDER BY _seq").column("_seq").to_pylist()
     assert seqs == list(range(100))
+
+
+def test_segments_stay_within_their_time_span(open_store):
+    """Flushes and compactions cut at ``segment_span_s``: a window reads its own segments."""
+    store = open_store(compact_min_rows=1000, segment_span_s=150)
+    for i in range(5):  # 100 s apart; the first append also holds two events an hour late
+        late = events(2, start=T0 - 3600 * 10**9) if i == 0 else None
+        store.append(events(20, start=T0 + i * 10**11))
+        if late is not None:
+            store.append(late)
+        store.flush()
+    assert store.stats()["segments"] == 6  # the late events got their own segment
+    store.compact()
+    spans = sorted((m.min_ts, m.max_ts) for m in store._engine.manifest.segments)
+    assert all(high - low < 150 * 10**9 for low, high in spans)
+    assert len(spans) == 4  # [late], [0 s, 100 s], [200 s, 300 s], [400 s]
+    assert store.read_from(0).num_rows == 102
+    got = store.timeline("e0")
+    ts = got.column("timestamp").cast(pa.int64()).to_pylist()
+    assert ts == sorted(ts) and len(ts) == 5 * 7 + 1
 
 
 def test_sql_sees_segments_and_memtable(open_store):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from tidal.store.engine import Engine
 
 
@@ -13,11 +16,9 @@ def store_stats(engine: Engine, path: Path | None) -> dict[str, Any]:
     with engine.snapshot(indexed=True) as snap:
         seg_rows = sum(s.rows for s in snap.segments)
         seg_bytes = sum(s.bytes for s in snap.segments)
-        entities: set[str] = set()
-        for run in snap.memtable_runs:
-            entities.update(run.index)
-        for meta in snap.segments:
-            entities.update(snap.segment_entities(meta))
+        names = [pa.array(list(run.index), pa.string()) for run in snap.memtable_runs]
+        names += [snap.segment_entities(meta) for meta in snap.segments]
+        entities = len(pc.unique(pa.chunked_array(names, pa.string()))) if names else 0
     manifest = engine.manifest
     torn = engine.torn_tail
     writer = engine.writer
@@ -26,7 +27,7 @@ def store_stats(engine: Engine, path: Path | None) -> dict[str, Any]:
         "path": str(path) if path is not None else None,
         "read_only": engine.read_only,
         "events": seg_rows + snap.memtable_rows,
-        "entities": len(entities),
+        "entities": entities,
         "max_seq": snap.max_seq,
         "segments": len(snap.segments),
         "segment_events": seg_rows,

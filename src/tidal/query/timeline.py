@@ -1,33 +1,38 @@
-"""Entity timelines: probe every sorted run, merge by (timestamp, ``_seq``)."""
+"""Entity timelines: an entity's slices from each source, joined in time order.
+
+Segments cover bounded spans of time and are sorted by (entity, timestamp,
+``_seq``) inside, so each source gives one ordered slice of the entity's
+events. Slices that do not overlap in time are concatenated in order (no
+copy); only slices that overlap (late events) are merged. With a ``limit``,
+sources are probed in time order and the probing stops once no later source
+can change the first ``limit`` events.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from tidal.model.schema import concat_tables
-from tidal.store.run import SEQ, SortedRun, seq_array, time_array
+from tidal.store.run import SEQ, Slice, SliceSource, seq_array
 
 _EMPTY = pa.table({SEQ: pa.array([], pa.int64())})
 
 
-def timeline(runs: tuple[SortedRun, ...], entity: object, start: int | None, end: int | None,
-             *, limit: int | None, desc: bool, ts_field: str) -> pa.Table:
+def timeline(sources: Sequence[SliceSource], entity: object, start: int | None,
+             end: int | None, *, limit: int | None, desc: bool) -> pa.Table:
     """Events of ``entity`` with ``start <= timestamp < end``.
 
     Ordered by (timestamp, ``_seq``), newest first when ``desc``; at most
-    ``limit`` rows (the first ones in that order). Each run gives one
-    contiguous, already ordered slice; slices from several runs are merged.
+    ``limit`` rows (the first ones in that order).
     """
     key = entity if isinstance(entity, str) else str(entity)
-    parts: list[pa.Table] = []
-    for run in runs:
-        window = run.window(key, start, end)
-        if window is not None:
-            parts.append(run.table.slice(window[0], window[1] - window[0]))
-    if not parts:
-        return runs[0].table.slice(0, 0) if runs else _EMPTY
-    result = parts[0] if len(parts) == 1 else _merge(parts, ts_field)
+    slices = _probe(sources, key, start, end, limit=limit, desc=desc)
+    if not slices:
+        return _EMPTY
+    result = _join(slices)
     if desc:
         result = result.take(pa.array(np.arange(result.num_rows - 1, -1, -1)))
     if limit is not None:
@@ -35,7 +40,54 @@ def timeline(runs: tuple[SortedRun, ...], entity: object, start: int | None, end
     return result
 
 
-def _merge(parts: list[pa.Table], ts_field: str) -> pa.Table:
-    table = concat_tables(parts)
-    order = np.lexsort((seq_array(table), time_array(table, ts_field)))
+def _probe(sources: Sequence[SliceSource], key: str, start: int | None, end: int | None,
+           *, limit: int | None, desc: bool) -> list[Slice]:
+    """The entity's slices from the sources whose time range meets ``[start, end)``."""
+    wanted = [s for s in sources if _meets(s.time_range, start, end)]
+    if limit is None:
+        return [found for s in wanted if (found := s.entity_slice(key, start, end)) is not None]
+    # newest-first probes by latest time; oldest-first by earliest
+    wanted.sort(key=(lambda s: -s.time_range[1]) if desc else (lambda s: s.time_range[0]))
+    slices: list[Slice] = []
+    rows = 0
+    edge = 0
+    for source in wanted:
+        low, high = source.time_range
+        if rows >= limit and (high < edge if desc else low > edge):
+            break  # this source (and every later one) lies beyond the first ``limit``
+        found = source.entity_slice(key, start, end)
+        if found is None:
+            continue
+        # edge: the earliest (desc) or latest (asc) time among the rows found so far
+        near = int(found.ts[0]) if desc else int(found.ts[-1])
+        edge = near if not slices else min(edge, near) if desc else max(edge, near)
+        slices.append(found)
+        rows += len(found.ts)
+    return slices
+
+
+def _meets(time_range: tuple[int, int], start: int | None, end: int | None) -> bool:
+    low, high = time_range
+    return low <= high and (start is None or high >= start) and (end is None or low < end)
+
+
+def _join(slices: list[Slice]) -> pa.Table:
+    """One table of the slices in (timestamp, ``_seq``) order: overlapping slices are
+    merged, the rest concatenated as they are."""
+    slices = sorted(slices, key=lambda s: int(s.ts[0]))
+    groups: list[list[Slice]] = []
+    top = None
+    for part in slices:
+        if top is None or int(part.ts[0]) > top:
+            groups.append([part])
+        else:
+            groups[-1].append(part)
+        top = int(part.ts[-1]) if top is None else max(top, int(part.ts[-1]))
+    tables = [g[0].table if len(g) == 1 else _merge(g) for g in groups]
+    return tables[0] if len(tables) == 1 else concat_tables(tables)
+
+
+def _merge(parts: list[Slice]) -> pa.Table:
+    table = concat_tables([p.table for p in parts])
+    order = np.lexsort((seq_array(table), np.concatenate([p.ts for p in parts])))
     return table.take(pa.array(order))

@@ -18,17 +18,17 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from tidal.errors import CorruptionError
-from tidal.model.storable import restored, restored_schema
+from tidal.model.storable import restored
 from tidal.store import manifest as manifest_io
 from tidal.store import segment as segment_io
-from tidal.store.cache import RunCache
+from tidal.store.cache import ByteCache
 from tidal.store.fs import FileSystem
 from tidal.store.manifest import Manifest
-from tidal.store.run import SortedRun
+from tidal.store.run import Slice, SliceSource, SortedRun
 from tidal.store.segment import SegmentMeta, WriteProfile
+from tidal.store.segment_file import SegmentFile
 from tidal.store.wal import PendingFrame
 
 
@@ -47,8 +47,12 @@ class SegmentStore(Protocol):
         """The source positions segment ``meta`` records."""
         ...
 
-    def load_run(self, meta: SegmentMeta) -> SortedRun:
-        """The segment as a sorted run (maybe cached)."""
+    def source(self, meta: SegmentMeta) -> SliceSource:
+        """The segment opened for entity slices (footer and index only, until asked)."""
+        ...
+
+    def lazy_source(self, meta: SegmentMeta) -> SliceSource:
+        """The segment as a slice source that opens it only when first probed."""
         ...
 
     def table(self, meta: SegmentMeta) -> pa.Table:
@@ -65,16 +69,12 @@ class SegmentStore(Protocol):
         only; row groups that statistics rule out are not read."""
         ...
 
-    def entities(self, meta: SegmentMeta) -> list[str]:
+    def entities(self, meta: SegmentMeta) -> pa.Array:
         """The segment's distinct entities."""
         ...
 
     def paths(self, metas: Sequence[SegmentMeta]) -> list[str] | None:
         """Verified Parquet files of ``metas``, or None when segments are not files."""
-        ...
-
-    def holds(self, meta: SegmentMeta) -> bool:
-        """Whether ``load_run`` of ``meta`` is served from memory."""
         ...
 
     def remove(self, metas: Iterable[SegmentMeta]) -> None:
@@ -87,8 +87,23 @@ class SegmentStore(Protocol):
 
     @property
     def cache_bytes(self) -> int:
-        """Decoded segment bytes held in memory."""
+        """Decoded row groups held in memory."""
         ...
+
+
+class LazySegment:
+    """A segment as a slice source for timelines, opened when first probed."""
+
+    def __init__(self, meta: SegmentMeta, store: SegmentStore) -> None:
+        self.meta = meta
+        self._store = store
+
+    @property
+    def time_range(self) -> tuple[int, int]:
+        return self.meta.min_ts, self.meta.max_ts
+
+    def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
+        return self._store.source(self.meta).entity_slice(entity, start, end)
 
 
 _PARQUET = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
@@ -101,60 +116,46 @@ class DiskSegments:
 
     durable = True
 
-    def __init__(self, fs: FileSystem, directory: Path, ts_field: str, cache: RunCache) -> None:
+    def __init__(self, fs: FileSystem, directory: Path, ts_field: str, entity_field: str,
+                 cache: ByteCache[Slice]) -> None:
         self.fs = fs
         self.root = directory
         self.directory = directory / "segments"
         self.ts_field = ts_field
+        self.entity_field = entity_field
         self.cache = cache
+        self._files: dict[int, SegmentFile] = {}
         self._verified: set[int] = set()
-        self._footers: set[int] = set()
-        self._schemas: dict[int, pa.Schema] = {}
         self._lock = threading.Lock()
 
     def write(self, run: SortedRun, segment_id: int, profile: WriteProfile,
               positions: Mapping[str, int] | None = None) -> SegmentMeta:
-        meta = segment_io.write_segment(self.fs, run, self.directory, segment_id,
-                                        self.ts_field, profile, positions)
-        with self._lock:
-            self._verified.add(segment_id)
-        return meta
+        return segment_io.write_segment(self.fs, run, self.directory, segment_id,
+                                        self.ts_field, self.entity_field, profile, positions)
 
     def positions(self, meta: SegmentMeta) -> dict[str, int]:
         return segment_io.positions_in(self.directory / meta.data_name)
 
-    def load_run(self, meta: SegmentMeta) -> SortedRun:
-        return self.cache.get(meta.id, lambda: segment_io.load_run(
-            meta, self.directory, self.ts_field))
+    def lazy_source(self, meta: SegmentMeta) -> LazySegment:
+        return LazySegment(meta, self)
+
+    def source(self, meta: SegmentMeta) -> SegmentFile:
+        found = self._files.get(meta.id)
+        if found is None:
+            found = SegmentFile(meta, self.directory, self.ts_field, self.cache)
+            with self._lock:
+                found = self._files.setdefault(meta.id, found)
+        return found
 
     def table(self, meta: SegmentMeta) -> pa.Table:
         return segment_io.read_table(meta, self.directory)
 
-    def _checked(self, meta: SegmentMeta) -> Path:
-        """The segment's file, its footer checked once (pages are checked as read)."""
-        path = self.directory / meta.data_name
-        if meta.id not in self._footers:
-            segment_io.verify_footer(meta, self.directory)
-            with self._lock:
-                self._footers.add(meta.id)
-        return path
-
     def schema(self, meta: SegmentMeta) -> pa.Schema:
-        found = self._schemas.get(meta.id)
-        if found is None:
-            path = self._checked(meta)
-            try:
-                found = restored_schema(pq.read_schema(path))
-            except (OSError, pa.ArrowException) as exc:
-                raise CorruptionError(f"segment footer unreadable: {exc}",
-                                      path=str(path)) from exc
-            with self._lock:
-                self._schemas[meta.id] = found
-        return found
+        return self.source(meta).schema
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
                 where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        path = self._checked(meta)
+        path = self.source(meta).path  # its footer checked
         try:
             dataset = ds.dataset(path, format=_PARQUET)
             for batch in dataset.to_batches(columns=columns, filter=where,
@@ -165,8 +166,8 @@ class DiskSegments:
         except (OSError, pa.ArrowException) as exc:
             raise CorruptionError(f"segment unreadable: {exc}", path=str(path)) from exc
 
-    def entities(self, meta: SegmentMeta) -> list[str]:
-        return segment_io.read_index(meta, self.directory).column("entity").to_pylist()
+    def entities(self, meta: SegmentMeta) -> pa.Array:
+        return self.source(meta).entities
 
     def paths(self, metas: Sequence[SegmentMeta]) -> list[str]:
         for meta in metas:
@@ -177,17 +178,14 @@ class DiskSegments:
                     self._verified.add(meta.id)
         return [str(self.directory / meta.data_name) for meta in metas]
 
-    def holds(self, meta: SegmentMeta) -> bool:
-        return self.cache.holds(meta.id)
-
     def remove(self, metas: Iterable[SegmentMeta]) -> None:
         metas = list(metas)
-        for meta in metas:
-            self.cache.discard(meta.id)
-            with self._lock:
+        ids = {meta.id for meta in metas}
+        self.cache.discard(lambda key: isinstance(key, tuple) and key[0] in ids)
+        with self._lock:
+            for meta in metas:  # a reader still holding the file keeps its mapping
                 self._verified.discard(meta.id)
-                self._footers.discard(meta.id)
-                self._schemas.pop(meta.id, None)
+                self._files.pop(meta.id, None)
         self.fs.remove([self.directory / name for meta in metas
                         for name in (meta.data_name, meta.index_name)])
 
@@ -217,7 +215,10 @@ class MemorySegments:
     def positions(self, meta: SegmentMeta) -> dict[str, int]:
         return {}  # nothing to repair in memory
 
-    def load_run(self, meta: SegmentMeta) -> SortedRun:
+    def source(self, meta: SegmentMeta) -> SortedRun:
+        return self._runs[meta.id]
+
+    def lazy_source(self, meta: SegmentMeta) -> SortedRun:
         return self._runs[meta.id]
 
     def table(self, meta: SegmentMeta) -> pa.Table:
@@ -235,14 +236,11 @@ class MemorySegments:
             table = table.select(list(columns))
         yield from table.to_batches(max_chunksize=batch_rows)
 
-    def entities(self, meta: SegmentMeta) -> list[str]:
-        return list(self._runs[meta.id].index)
+    def entities(self, meta: SegmentMeta) -> pa.Array:
+        return pa.array(list(self._runs[meta.id].index), pa.string())
 
     def paths(self, metas: Sequence[SegmentMeta]) -> None:
         return None
-
-    def holds(self, meta: SegmentMeta) -> bool:
-        return True
 
     def remove(self, metas: Iterable[SegmentMeta]) -> None:
         for meta in metas:

@@ -168,10 +168,7 @@ class Background:
         started = time.perf_counter()
         nbytes = sealed.memtable.view.nbytes
         table = sealed.memtable.view.table()
-        pieces = max(-(-table.num_rows // self.config.segment_rows),
-                     min(FLUSH_THREADS, table.num_rows // MIN_PARALLEL_ROWS), 1)
-        plans = sort_plan(table, self.config.entity_field, self.config.timestamp_field,
-                          pieces=pieces)
+        plans = self._plan(table)
         metas = self._write_runs(plans, segment_io.FLUSH, sealed.memtable.positions)
         del table, plans
         with self.manifest_lock:
@@ -222,6 +219,14 @@ class Background:
         with self.state.lock:
             self.state.commit(manifest, unseal)
         self.readers.retire(removed)
+
+    def _plan(self, table: pa.Table) -> list[Callable[[], SortedRun]]:
+        """``table`` cut into segments: time chunks of at most ``segment_rows`` events
+        and ``segment_span_s``, a large chunk cut again for parallel writes."""
+        return sort_plan(table, self.config.entity_field, self.config.timestamp_field,
+                         max_rows=self.config.segment_rows,
+                         span_ns=int(self.config.segment_span_s * 1e9),
+                         pieces=max(1, min(FLUSH_THREADS, table.num_rows // MIN_PARALLEL_ROWS)))
 
     def _reserve_segment_ids(self, count: int) -> int:
         with self.state.lock:
@@ -293,9 +298,8 @@ class Background:
                     for group in groups:  # one group in memory at a time
                         if self._closing:
                             raise ClosedError("store is closing")
-                        metas += self._write_runs(sort_plan(
-                            concat_tables([self.segments.table(m) for m in group]),
-                            self.config.entity_field, self.config.timestamp_field, pieces=1),
+                        metas += self._write_runs(
+                            self._plan(concat_tables([self.segments.table(m) for m in group])),
                             profile, _merged(self.segments.positions(m) for m in group))
                 except BaseException:
                     self.readers.retire(metas)

@@ -1,61 +1,54 @@
-"""A byte-bounded LRU of segments decoded into sorted runs."""
+"""A byte-bounded LRU cache, shared by the threads that read segments."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
-from tidal.store.run import SortedRun
+V = TypeVar("V")
 
 
-class RunCache:
-    """Keeps recently used segment runs in memory, up to ``capacity_bytes``.
+class ByteCache(Generic[V]):
+    """Keeps recently used values in memory, up to ``capacity_bytes`` by ``size(value)``.
 
-    A run larger than the whole budget is returned but not kept.
+    A value larger than the whole budget is returned but not kept. Loads run
+    outside the lock, so two threads missing the same key may both load it.
     """
 
-    def __init__(self, capacity_bytes: int, on_evict: Callable[[], None] | None = None) -> None:
+    def __init__(self, capacity_bytes: int, size: Callable[[V], int]) -> None:
         self.capacity_bytes = capacity_bytes
-        self._on_evict = on_evict
-        self._runs: OrderedDict[int, SortedRun] = OrderedDict()
+        self._size = size
+        self._values: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: int, load: Callable[[], SortedRun]) -> SortedRun:
-        """The run for ``key``, loading it with ``load()`` on a miss."""
+    def get(self, key: Hashable, load: Callable[[], V]) -> V:
+        """The value for ``key``, loading it with ``load()`` on a miss."""
         with self._lock:
-            run = self._runs.get(key)
-            if run is not None:
-                self._runs.move_to_end(key)
-                return run
-        run = load()
-        size = run.table.nbytes
+            found = self._values.get(key)
+            if found is not None:
+                self._values.move_to_end(key)
+                return found[0]
+        value = load()
+        size = self._size(value)
         if size > self.capacity_bytes:
-            return run
+            return value
         with self._lock:
-            if key not in self._runs:
-                self._runs[key] = run
+            if key not in self._values:
+                self._values[key] = (value, size)
                 self._bytes += size
-            evicted = False
-            while self._bytes > self.capacity_bytes and self._runs:
-                _, old = self._runs.popitem(last=False)
-                self._bytes -= old.table.nbytes
-                evicted = True
-        if evicted and self._on_evict is not None:
-            self._on_evict()
-        return run
+            while self._bytes > self.capacity_bytes and self._values:
+                _, (_, old) = self._values.popitem(last=False)
+                self._bytes -= old
+        return value
 
-    def holds(self, key: int) -> bool:
-        """Whether the run for ``key`` is kept (runs larger than the budget are not)."""
-        return key in self._runs
-
-    def discard(self, key: int) -> None:
-        """Forget a run whose segment is gone."""
+    def discard(self, match: Callable[[Hashable], bool]) -> None:
+        """Forget the values whose keys ``match`` (say, of a deleted segment)."""
         with self._lock:
-            run = self._runs.pop(key, None)
-            if run is not None:
-                self._bytes -= run.table.nbytes
+            for key in [k for k in self._values if match(k)]:
+                self._bytes -= self._values.pop(key)[1]
 
     @property
     def nbytes(self) -> int:

@@ -43,9 +43,14 @@ from tidal.errors import (
     StorageError,
 )
 from tidal.store import layout
-from tidal.store.backend import DiskSegments, MemorySegments, NullLog, SegmentStore
+from tidal.store.backend import (
+    DiskSegments,
+    MemorySegments,
+    NullLog,
+    SegmentStore,
+)
 from tidal.store.background import Background, JobError
-from tidal.store.cache import RunCache
+from tidal.store.cache import ByteCache
 from tidal.store.clock import SYSTEM_CLOCK, Clock
 from tidal.store.feed import CommitFeed, Follower
 from tidal.store.fs import OS_FILES, FileSystem
@@ -53,7 +58,8 @@ from tidal.store.manifest import Manifest
 from tidal.store.readers import Readers, Snapshot
 from tidal.store.recovery import Recovered, recover
 from tidal.store.repair import RepairReport, repair_store
-from tidal.store.run import SortedRun
+from tidal.store.run import SliceSource
+from tidal.store.segment_file import slice_bytes
 from tidal.store.seq_read import read_seq_range
 from tidal.store.state import StoreState
 from tidal.store.wal import Damage, WalWriter, wal_files
@@ -84,7 +90,7 @@ class Engine:
         self.repair_report: RepairReport | None = None
         self._closed = False
         self._lock_fd: int | None = None
-        self._timeline_view: tuple[int, tuple[SortedRun, ...]] | None = None
+        self._timeline_view: tuple[int, tuple[SliceSource, ...]] | None = None
         self._watch: WriterWatch | None = None
         self.segments: SegmentStore
         self.writer: Writer | None = None
@@ -94,11 +100,13 @@ class Engine:
             self._start(Recovered(Manifest(), [], 0, None, None), NullLog())
         elif read_only:
             self.segments = DiskSegments(fs, self.directory, config.timestamp_field,
-                                         RunCache(config.cache_bytes, on_evict=self._bump))
+                                         config.entity_field,
+                                         ByteCache(config.cache_bytes, slice_bytes))
             self._open_read_only(self.directory)
         else:
             self.segments = DiskSegments(fs, self.directory, config.timestamp_field,
-                                         RunCache(config.cache_bytes, on_evict=self._bump))
+                                         config.entity_field,
+                                         ByteCache(config.cache_bytes, slice_bytes))
             try:
                 recovered = self._open_writer(self.directory, repair=repair)
                 wal = WalWriter(fs, self.directory / layout.WAL, config.durability,
@@ -267,36 +275,40 @@ class Engine:
             views = tuple(m.indexed() if indexed else m.view for m in tables)
             return self.readers.open(self.state.manifest.segments, views, self.state.max_seq)
 
-    def timeline_runs(self) -> tuple[SortedRun, ...]:
-        """Every sorted run a timeline must probe: segments, then memtables.
+    def timeline_sources(self) -> tuple[SliceSource, ...]:
+        """Everything a timeline must probe: segments (opened when first probed),
+        then memtables, as sorted runs.
 
-        Cached until the next change (append, seal, manifest commit, cache
-        eviction), so a timeline costs one version check here.
+        Cached until the next change (append, seal, manifest commit), so a
+        timeline costs one version check here.
         """
         self.refresh()
         view = self._timeline_view
         if view is not None and view[0] == self.state.version and not self._closed:
             return view[1]
-        return self.retrying(self._load_timeline_runs)
-
-    def _load_timeline_runs(self) -> tuple[SortedRun, ...]:
-        runs: tuple[SortedRun, ...] = ()
-        for _ in range(2):  # a load that evicts another run changes the version
-            version = self.state.version
-            with self.snapshot(indexed=True) as snap:
-                runs = tuple(snap.segment_run(m) for m in snap.segments) + snap.memtable_runs
-                kept = all(self.segments.holds(m) for m in snap.segments)
-            if not kept:  # a segment beyond cache_bytes: do not pin it in memory
-                break
-            with self.state.lock:
-                if version == self.state.version:
-                    self._timeline_view = (version, runs)
-                    break
-        return runs
-
-    def _bump(self) -> None:
+        version = self.state.version
+        with self.snapshot(indexed=True) as snap:
+            sources = tuple(snap.segment_source(m) for m in snap.segments
+                            if m.rows) + snap.memtable_runs
         with self.state.lock:
-            self.state.version += 1
+            if version == self.state.version:
+                self._timeline_view = (version, sources)
+        return sources
+
+    def read_sources(self, read: Callable[[tuple[SliceSource, ...]], T]) -> T:
+        """Run ``read`` over :meth:`timeline_sources`; when a segment it holds was
+        deleted by a compaction meanwhile, take the new sources and run it again."""
+        for attempt in range(READ_RETRIES + 1):
+            version = self.state.version
+            try:
+                return read(self.timeline_sources())
+            except CorruptionError as exc:
+                if "missing" not in str(exc) or attempt == READ_RETRIES:
+                    raise
+                self.refresh()
+                if self.state.version == version:  # nothing changed: it is really gone
+                    raise
+        raise AssertionError("unreachable")
 
     def _index_memtables(self) -> None:
         with self.state.lock:

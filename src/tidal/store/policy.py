@@ -14,17 +14,22 @@ from tidal.store.segment import SegmentMeta
 
 def compaction_groups(segments: Sequence[SegmentMeta], config: StoreConfig, *, rewrite: bool
                       ) -> list[list[SegmentMeta]]:
-    """Runs of segments (in ``_seq`` order) to merge, each up to ``segment_rows``.
+    """Runs of segments adjacent in time to merge, each within ``segment_rows`` events
+    and ``segment_span_s`` of time (so merged segments stay time-bounded).
 
     Candidates are the segments below ``compact_min_rows``; with ``rewrite``
     also every segment still in the flush encoding (level 0). A group of one is
     kept only when it is rewritten.
     """
+    span_ns = int(config.segment_span_s * 1e9)
     chosen = sorted((s for s in segments if s.rows < config.compact_min_rows
-                     or (rewrite and s.level == 0)), key=lambda s: s.min_seq)
+                     or (rewrite and s.level == 0)), key=lambda s: (s.min_ts, s.min_seq))
     groups: list[list[SegmentMeta]] = [[]]
     for meta in chosen:
-        if groups[-1] and sum(m.rows for m in groups[-1]) + meta.rows > config.segment_rows:
+        group = groups[-1]
+        if group and (sum(m.rows for m in group) + meta.rows > config.segment_rows
+                      or max(meta.max_ts, *(m.max_ts for m in group))
+                      - min(meta.min_ts, *(m.min_ts for m in group)) >= span_ns):
             groups.append([])
         groups[-1].append(meta)
     return [g for g in groups if len(g) >= 2 or (rewrite and g and g[0].level == 0)]

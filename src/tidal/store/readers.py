@@ -23,7 +23,7 @@ from tidal.model.schema import conform, unify
 from tidal.model.time import parse_instant
 from tidal.store.backend import SegmentStore
 from tidal.store.memtable import MemView
-from tidal.store.run import SEQ, SortedRun
+from tidal.store.run import SEQ, SliceSource, SortedRun
 from tidal.store.scan import Order, scan
 from tidal.store.segment import SegmentMeta
 
@@ -69,11 +69,11 @@ class Snapshot:
     def memtable_bytes(self) -> int:
         return sum(view.nbytes for view in self.memtables)
 
-    def segment_run(self, meta: SegmentMeta) -> SortedRun:
-        """The segment's events as a sorted run (cached)."""
-        return self._store.load_run(meta)
+    def segment_source(self, meta: SegmentMeta) -> SliceSource:
+        """Segment ``meta`` as a slice source, opened when first probed."""
+        return self._store.lazy_source(meta)
 
-    def segment_entities(self, meta: SegmentMeta) -> list[str]:
+    def segment_entities(self, meta: SegmentMeta) -> pa.Array:
         """The distinct entities of a segment, from its index alone."""
         return self._store.entities(meta)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +51,7 @@ class SortedRun:
     @classmethod
     def build(cls, table: pa.Table, entity_field: str, ts_field: str) -> SortedRun:
         """Sort ``table`` and index it by entity."""
-        return sort_plan(table, entity_field, ts_field, pieces=1)[0]()
+        return sort_plan(table, entity_field, ts_field)[0]()
 
     @classmethod
     def load(cls, table: pa.Table, index_table: pa.Table, ts_field: str) -> SortedRun:
@@ -76,36 +77,120 @@ class SortedRun:
         lo, hi = _kernels.time_window(self.ts, bounds[0], bounds[1], start, end)
         return (lo, hi) if hi > lo else None
 
+    @functools.cached_property
+    def time_range(self) -> tuple[int, int]:
+        """The earliest and latest timestamp (0, -1 when empty)."""
+        return (int(self.ts.min()), int(self.ts.max())) if len(self.ts) else (0, -1)
 
-def sort_plan(table: pa.Table, entity_field: str, ts_field: str, *, pieces: int
+    def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
+        """``entity``'s events within ``[start, end)`` in (timestamp, ``_seq``) order."""
+        window = self.window(entity, start, end)
+        if window is None:
+            return None
+        lo, hi = window
+        return Slice(self.table.slice(lo, hi - lo), self.ts[lo:hi])
+
+
+class SliceSource(Protocol):
+    """Something holding entities' events in (timestamp, ``_seq``) order: a sorted run
+    in memory, or a segment file read by row group."""
+
+    @property
+    def time_range(self) -> tuple[int, int]:
+        """The earliest and latest timestamp it may hold."""
+        ...
+
+    def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
+        """``entity``'s events within ``[start, end)``, or None when there are none."""
+        ...
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One entity's events from one run, in (timestamp, ``_seq``) order, with their times."""
+
+    table: pa.Table
+    ts: np.ndarray
+
+
+def time_cuts(ts_sorted: np.ndarray, max_rows: int, span_ns: int | None) -> np.ndarray:
+    """Timestamps at which to cut sorted times into chunks of at most ``max_rows`` rows
+    and ``span_ns`` of time; equal timestamps are never cut apart (a chunk may then
+    exceed ``max_rows``). Row ``i`` belongs to chunk ``searchsorted(cuts, ts[i], "right")``.
+    """
+    n = len(ts_sorted)
+    if n == 0 or (n <= max_rows and (span_ns is None
+                                     or int(ts_sorted[-1]) - int(ts_sorted[0]) < span_ns)):
+        return np.zeros(0, dtype=np.int64)
+    cuts = []
+    i = 0
+    while True:
+        j = min(n, i + max_rows)
+        if span_ns is not None:
+            j = min(j, int(np.searchsorted(ts_sorted, int(ts_sorted[i]) + span_ns, "left")))
+        if j >= n:
+            break
+        cut = int(ts_sorted[j])
+        if cut == int(ts_sorted[i]):  # one timestamp fills the chunk: keep its ties together
+            j = int(np.searchsorted(ts_sorted, cut, "right"))
+            if j >= n:
+                break
+            cut = int(ts_sorted[j])
+        cuts.append(cut)
+        i = int(np.searchsorted(ts_sorted, cut, "left"))
+    return np.array(cuts, dtype=np.int64)
+
+
+def sort_plan(table: pa.Table, entity_field: str, ts_field: str, *,
+              max_rows: int | None = None, span_ns: int | None = None, pieces: int = 1
               ) -> list[Callable[[], SortedRun]]:
-    """Sort ``table`` by (entity, timestamp, ``_seq``) and cut it into ``pieces`` runs.
+    """Cut ``table`` into time chunks, each sorted by (entity, timestamp, ``_seq``).
 
-    Cuts fall on entity boundaries, so each entity lives in one run. Returns
-    one callable per run that gathers its rows (the costly part); they release
-    the GIL inside pyarrow and may run on separate threads.
+    Chunks are consecutive in time, hold at most ``max_rows`` rows and cover
+    less than ``span_ns`` (see :func:`time_cuts`); a table within both limits
+    is one chunk, cut further into ``pieces`` runs on entity boundaries (so that
+    they can be gathered in parallel). Returns one callable per run that
+    gathers its rows (the costly part); they release the GIL inside pyarrow and
+    may run on separate threads.
     """
     table = table.combine_chunks()  # take() on one chunk is several times faster
     ts = time_array(table, ts_field)
     entities = get_path(table, entity_field)
     n = table.num_rows
+    cuts = time_cuts(np.sort(ts), max_rows or max(n, 1), span_ns)
+    chunk = (np.searchsorted(cuts, ts, side="right") if len(cuts)
+             else np.zeros(n, dtype=np.int64))
     if entities is None or n == 0:
-        order = np.lexsort((seq_array(table), ts))
-        return [lambda: SortedRun(table.take(pa.array(order)), ts[order], {})]
-    codes, keys = _kernels.entity_codes(entities)
-    order = _kernels.sort_order(codes, ts, seq_array(table))
+        codes, key_list = np.zeros(n, dtype=np.int64), []
+    else:
+        found, keys = _kernels.entity_codes(entities)
+        codes, key_list = found, keys.to_pylist()
+    order = np.lexsort((seq_array(table), ts, codes, chunk))
     sorted_codes = codes[order]
-    cuts = sorted({0, n, *(int(np.searchsorted(sorted_codes, sorted_codes[i * n // pieces]))
-                           for i in range(1, pieces))})
-    key_list = keys.to_pylist()
+    bounds = np.flatnonzero(np.diff(chunk[order])) + 1 if len(cuts) else np.zeros(0, np.int64)
+    edges = [0, *bounds.tolist(), n]
+    ranges = []
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        parts = pieces if len(edges) == 2 else 1
+        inner = sorted({lo, hi, *(lo + int(np.searchsorted(
+            sorted_codes[lo:hi], sorted_codes[lo + i * (hi - lo) // parts]))
+            for i in range(1, parts))})
+        ranges += list(zip(inner, inner[1:], strict=False))
 
     def gather(lo: int, hi: int) -> SortedRun:
         piece = order[lo:hi]
-        piece_codes = sorted_codes[lo:hi]
-        first, last = int(piece_codes[0]), min(int(piece_codes[-1]), len(key_list) - 1)
-        starts, stops = _kernels.run_bounds(piece_codes - first, last - first + 1)
-        index = dict(zip(key_list[first:last + 1],
-                         zip(starts.tolist(), stops.tolist(), strict=True), strict=True))
+        index: dict[str, tuple[int, int]] = {}
+        if key_list and hi > lo:
+            piece_codes = sorted_codes[lo:hi]
+            first, last = int(piece_codes[0]), min(int(piece_codes[-1]), len(key_list) - 1)
+            starts, stops = _kernels.run_bounds(piece_codes - first, last - first + 1)
+            present = np.flatnonzero(stops > starts)  # a chunk may lack some entities
+            names = key_list[first:last + 1]
+            index = {names[i]: (s, e) for i, s, e in zip(
+                present.tolist(), starts[present].tolist(), stops[present].tolist(),
+                strict=True)}
         return SortedRun(table.take(pa.array(piece)), ts[piece], index)
 
-    return [functools.partial(gather, lo, hi) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+    if not ranges:
+        ranges = [(0, 0)]
+    return [functools.partial(gather, lo, hi) for lo, hi in ranges]

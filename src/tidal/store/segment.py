@@ -31,7 +31,9 @@ from tidal.model.storable import restored, storable
 from tidal.store.fs import FileSystem
 from tidal.store.run import INDEX_SCHEMA, SEQ, SortedRun, seq_array
 
-ROW_GROUP_ROWS = 1 << 20
+ROW_GROUP_ROWS = 8192
+"""Rows per Parquet row group: an entity's slice is read by the row groups it spans,
+so they are small; each has statistics for ``_seq``, the timestamp and the entity."""
 DICTIONARY_SAMPLE_ROWS = 8192
 DICTIONARY_MAX_DISTINCT_RATIO = 0.4
 POSITIONS_KEY = "tidal.positions"
@@ -54,7 +56,8 @@ FLUSH = WriteProfile(level=0, zstd_level=1, dictionary_page_bytes=1 << 20,
                      dictionary_sample_rows=DICTIONARY_SAMPLE_ROWS,
                      number_encoding="DELTA_BINARY_PACKED")
 COMPACT = WriteProfile(level=1, zstd_level=9, dictionary_page_bytes=64 << 20,
-                       dictionary_sample_rows=None, number_encoding="BYTE_STREAM_SPLIT")
+                       dictionary_sample_rows=8 * DICTIONARY_SAMPLE_ROWS,
+                       number_encoding="BYTE_STREAM_SPLIT")
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
     return dictionary, delta
 
 
-def encode(run: SortedRun, ts_field: str, profile: WriteProfile,
+def encode(run: SortedRun, ts_field: str, entity_field: str, profile: WriteProfile,
            positions: Mapping[str, int] | None = None) -> tuple[pa.Buffer, pa.Buffer]:
     """The Parquet file and the index sidecar of ``run``, in memory.
 
@@ -160,7 +163,8 @@ def encode(run: SortedRun, ts_field: str, profile: WriteProfile,
     pq.write_table(table, data, compression="zstd", compression_level=profile.zstd_level,
                    use_dictionary=dictionary, column_encoding=delta,
                    dictionary_pagesize_limit=profile.dictionary_page_bytes,
-                   row_group_size=ROW_GROUP_ROWS, write_statistics=[SEQ],
+                   row_group_size=ROW_GROUP_ROWS,
+                   write_statistics=[SEQ, ts_field, entity_field],
                    write_page_checksum=True)
     return data.getvalue(), encode_index(run)
 
@@ -173,12 +177,12 @@ def encode_index(run: SortedRun) -> pa.Buffer:
 
 
 def write_segment(fs: FileSystem, run: SortedRun, directory: Path, segment_id: int,
-                  ts_field: str, profile: WriteProfile = FLUSH,
+                  ts_field: str, entity_field: str, profile: WriteProfile = FLUSH,
                   positions: Mapping[str, int] | None = None) -> SegmentMeta:
     """Write ``run`` durably as segment ``segment_id`` in ``directory``; return its metadata."""
     data_path = directory / segment_name(segment_id, "parquet")
     try:
-        data, index = encode(run, ts_field, profile, positions)
+        data, index = encode(run, ts_field, entity_field, profile, positions)
         fs.write_files_atomic([(data_path, data),
                                (directory / segment_name(segment_id, "index.arrow"), index)])
     except (OSError, pa.ArrowException) as exc:
@@ -269,8 +273,3 @@ def positions_in(path: Path) -> dict[str, int]:
         raise CorruptionError(f"segment file unreadable: {exc}", path=str(path)) from exc
     raw = metadata.get(POSITIONS_KEY.encode())
     return {str(k): int(v) for k, v in msgspec.json.decode(raw).items()} if raw else {}
-
-
-def load_run(meta: SegmentMeta, directory: Path, ts_field: str) -> SortedRun:
-    """Read a whole segment into memory as a sorted run."""
-    return SortedRun.load(read_table(meta, directory), read_index(meta, directory), ts_field)
