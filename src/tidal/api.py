@@ -8,11 +8,12 @@ ingest pipeline (:mod:`tidal.ingest`), the storage engine
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +24,6 @@ from tidal.ingest.pipeline import OnError, Prepared, expected_events, prepare
 from tidal.model.time import now_ns, parse_instant
 from tidal.query import replay
 from tidal.query import timeline as timeline_query
-from tidal.query.sql import SqlEngine
 from tidal.query.stats import store_stats
 from tidal.store import settings
 from tidal.store.clock import SYSTEM_CLOCK, Clock
@@ -33,6 +33,9 @@ from tidal.store.fs import OS_FILES, FileSystem
 from tidal.store.readers import Snapshot
 from tidal.store.repair import RepairReport
 from tidal.store.scan import Order
+
+if TYPE_CHECKING:
+    from tidal.query.sql import SqlEngine
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class Store:
         self.config = config
         self._engine = Engine(self.path, config, fs=fs, clock=clock, read_only=read_only,
                               repair=repair)
-        self._sql = SqlEngine(config.timestamp_field, config.entity_field)
+        self._sql: SqlEngine | None = None  # DuckDB is loaded on the first SQL query
+        self._sql_lock = threading.Lock()
         self._dead_letter = (Path(config.dead_letter_path) if config.dead_letter_path
                              else self.path / "dead-letter.ndjson" if self.path is not None
                              else Path("tidal-dead-letter.ndjson"))
@@ -151,8 +155,10 @@ class Store:
     def compact(self, *, rewrite: bool = True) -> int:
         """Merge small segments and re-encode freshly flushed ones; returns segments rewritten.
 
-        Flushes favour speed (zstd level 1); compaction favours size (zstd
-        level 9, large dictionaries). ``rewrite=False`` only merges small segments.
+        Flushes cut the memtable into segments quickly; compaction merges them
+        into fewer segments of up to ``segment_rows`` events and
+        ``segment_span_s`` of time each, so a timeline probes fewer files.
+        ``rewrite=False`` only merges segments below ``compact_min_rows``.
         """
         return self._engine.compact(rewrite=rewrite)
 
@@ -194,7 +200,9 @@ class Store:
         into the Parquet read. ``start``/``end`` (instants) and
         ``from_seq``/``to_seq`` bound the scan: the first of each pair is
         inclusive, the second exclusive. ``order="seq"`` yields ``_seq``
-        order, ``order="time"`` (timestamp, ``_seq``) order.
+        order, ``order="time"`` (timestamp, ``_seq``) order, ``order=None``
+        the order events are stored in (the fastest, in bounded memory; ordered
+        scans sort one compacted time chunk at a time).
 
         The scan reads its own snapshot, released when the reader is read to
         the end or closed.
@@ -242,10 +250,20 @@ class Store:
         (``""``, control characters, case twins) appear under their JSON
         string literal (see the README).
         """
+        engine = self._sql_engine()
+
         def run() -> pa.Table:
             with self._engine.snapshot() as snap:
-                return self._sql.query(snap, query, params)
+                return engine.query(snap, query, params)
         return self._engine.retrying(run)
+
+    def _sql_engine(self) -> SqlEngine:
+        with self._sql_lock:
+            if self._sql is None:
+                from tidal.query.sql import SqlEngine
+
+                self._sql = SqlEngine(self.config.timestamp_field, self.config.entity_field)
+            return self._sql
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes: events, entities, segments, WAL, memory, background errors."""
@@ -282,7 +300,9 @@ class Store:
     def close(self) -> None:
         """Make everything durable and release the store. Idempotent."""
         self._engine.close()
-        self._sql.close()
+        with self._sql_lock:
+            if self._sql is not None:
+                self._sql.close()
 
     @property
     def closed(self) -> bool:

@@ -52,6 +52,10 @@ class StoreConfig:
         segment_span_s: ... and cover less than this much event time, so that a
             query over a time window reads only the segments of that window.
         compact_min_rows: segments smaller than this are merged by ``compact()``.
+        compact_chunk_rows: compaction merges segments adjacent in time into chunks of
+            up to this many events (and ``segment_span_s``), written as segments of
+            at most ``segment_rows`` that split the chunk by entity: a timeline
+            reads one slice per chunk, and memory stays bounded by ``segment_rows``.
         retention_age_s: drop segments whose newest event is older than this (0: keep).
         retention_bytes: drop oldest segments while the store exceeds this (0: keep).
         cache_bytes: decoded segment data kept in memory for timelines.
@@ -73,6 +77,7 @@ class StoreConfig:
     segment_rows: int = 1_000_000
     segment_span_s: float = 3600.0
     compact_min_rows: int = 500_000
+    compact_chunk_rows: int = 4_000_000
     retention_age_s: float = 0.0
     retention_bytes: int = 0
     cache_bytes: int = 512 << 20
@@ -99,7 +104,7 @@ class StoreConfig:
             if not isinstance(value, str) or not value or any(not p for p in value.split(".")):
                 raise ConfigError(f"{name} must be a dotted field path, not {value!r}", field=name)
         for name in ("memtable_bytes", "segment_rows", "segment_span_s", "compact_min_rows",
-                     "group_commit_max_events"):
+                     "compact_chunk_rows", "group_commit_max_events"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive", field=name)
         for name in ("memtable_age_s", "retention_age_s", "retention_bytes", "cache_bytes",

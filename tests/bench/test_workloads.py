@@ -317,3 +317,17 @@ def test_security_background_forms_no_sequence_and_has_ecs_shape():
         assert name in flat.column_names
     ts = table.column("timestamp").cast(pa.int64()).to_numpy()
     assert ts.max() - ts.min() > 20 * HOUR
+
+
+def test_services_stream_is_one_fleet_continuing_in_time():
+    chunks = list(w.services_stream(25_000, seed=3, chunk=10_000))
+    assert [c.num_rows for c in chunks] == [10_000, 10_000, 5_000]
+    pods = [set(c.column("pod").to_pylist()) for c in chunks]
+    assert len(pods[0] | pods[1] | pods[2]) <= 2000
+    assert len(pods[0] & pods[1]) > 1000  # the same pods, not a new fleet per chunk
+    times = [c.column("timestamp").cast(pa.int64()).to_numpy() for c in chunks]
+    for before, after in zip(times, times[1:], strict=False):
+        assert after.min() > before.max()  # each chunk starts after the last ended
+    assert chunks[0].column("request_id") != chunks[1].column("request_id")
+    again = list(w.services_stream(25_000, seed=3, chunk=10_000))
+    assert all(a.equals(b) for a, b in zip(chunks, again, strict=True))

@@ -48,6 +48,16 @@ def test_scan_reads_every_event_in_seq_order(store):
     assert got.schema.field("timestamp").type == TS
 
 
+def test_unordered_scan_streams_every_event_as_stored(store):
+    fill(store)
+    got = store.scan(["id"], pc.field("id") >= 5, order=None).read_all()
+    assert got.column_names == ["_seq", "id"]
+    assert sorted(got.column("id").to_pylist()) == list(range(5, 40))
+    assert got.column("_seq").to_pylist()[-10:] == list(range(30, 40))  # memtable last
+    assert got.column("_seq").to_pylist() != list(range(5, 40))  # segments by entity
+    assert store.scan(order=None, from_seq=38).read_all().column("_seq").to_pylist() == [38, 39]
+
+
 def test_columns_are_read_alone(store):
     fill(store)
     got = store.scan(["id"]).read_all()

@@ -34,10 +34,10 @@ def test_an_entity_spanning_many_row_groups_comes_back_whole(tmp_path):
         store.flush()
         [meta] = store._engine.manifest.segments
         groups = pq.ParquetFile(tmp_path / "s" / "segments" / meta.data_name).num_row_groups
-        assert groups == 5
+        assert groups == 6  # e0's rows 0..10239 in three groups; e1 starts a new one
         assert ids(store.timeline("e1")) == list(range(1, n, 2))
-        window = store.timeline("e0", T0 + 10**6 * 9000, T0 + 10**6 * 30001)
-        assert ids(window) == list(range(9000, 30001, 2))
+        window = store.timeline("e0", T0 + 10**6 * 3000, T0 + 10**6 * (n - 3001))
+        assert ids(window) == list(range(3000, n - 3001, 2))
         assert ids(store.timeline("e1", limit=3, desc=True)) == [n - 1, n - 3, n - 5]
 
 
@@ -48,9 +48,15 @@ def test_only_the_row_groups_of_the_entity_are_decoded(tmp_path):
         store.flush()
     with tidal.open(tmp_path / "s") as store:
         assert store.stats()["cache_bytes"] == 0  # opening reads no segment data
-        assert ids(store.timeline("e5")) == list(range(5, 8 * ROW_GROUP_ROWS, 64))
-        one_group = store.stats()["cache_bytes"]
-        assert 0 < one_group < table.nbytes / 4
+        got = store.timeline("e5")
+        assert ids(got) == list(range(5, 8 * ROW_GROUP_ROWS, 64))
+        kept = store.stats()["cache_bytes"]
+        # the cache keeps the entity's rows (and their times), not the row groups read
+        assert got.nbytes <= kept <= got.nbytes + 8 * got.num_rows + 64
+        assert store.timeline("e5").equals(got)
+        assert store.stats()["cache_bytes"] == kept  # served from the cache
+        assert ids(store.timeline("e5", T0 + 10**6 * 6400, T0 + 10**6 * 12800)) == list(
+            range(6405, 12800, 64))  # a window of the cached rows
 
 
 def test_slices_of_time_ordered_segments_concatenate(tmp_path):
@@ -142,3 +148,19 @@ def test_a_damaged_row_group_is_a_corruption_error(tmp_path):
             else:  # a timeline that did not touch the damage is whole and right
                 assert got.num_rows == 2 * ROW_GROUP_ROWS
         assert failures >= 1
+
+
+def test_row_groups_start_where_entities_start():
+    from tidal.store.run import SortedRun
+    from tidal.store.segment import row_group_cuts
+
+    sizes = {"a": 3000, "b": 3000, "c": 5000, "d": 100}
+    table = pa.table({"timestamp": pa.array(np.arange(sum(sizes.values())) + T0, TS),
+                      "entity": [k for k, n in sizes.items() for _ in range(n)],
+                      "_seq": pa.array(np.arange(sum(sizes.values())))})
+    run = SortedRun.build(table, "entity", "timestamp")
+    # a and b fit whole; c does not fit in one group and is cut; d rides with c's tail
+    assert row_group_cuts(run, 4096) == [0, 3000, 6000, 10096, 11100]
+    assert row_group_cuts(run, 100_000) == [0, 11100]
+    empty = SortedRun.build(table.slice(0, 0), "entity", "timestamp")
+    assert row_group_cuts(empty, 4096) == [0, 0]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["entity_table", "open_store"]
 
+K = TypeVar("K")
 BATCH_EVENTS = 10_000
 MIB = 1 << 20
 HUGE_MEMTABLE = 1 << 40
@@ -152,7 +153,7 @@ def entity_table(n: int, entities: int, *, seed: int = 0) -> pa.Table:
     })
 
 
-def _latencies_us(query: Callable[[str], object], keys: list[str], budget_s: float,
+def _latencies_us(query: Callable[[K], object], keys: Sequence[K], budget_s: float,
                   rounds: int) -> list[np.ndarray]:
     """Per-query latencies in µs, split into ``rounds`` rounds; stops early past the budget."""
     for key in keys[: max(1, len(keys) // 100)]:  # warm-up, not measured

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tidal.bench import cases, concurrency, consume, positions  # noqa: F401 - they register
+from tidal.bench import cases, concurrency, consume, positions, reads  # noqa: F401 - they register
 from tidal.bench.figures import Context, Figure, median_of, seconds
 from tidal.bench.registry import CASES
 from tidal.errors import ConfigError

@@ -186,11 +186,14 @@ def _null_where(values: pa.Array, null: np.ndarray) -> pa.Array:
 
 # --- services --------------------------------------------------------------------------------
 
-def services(n: int, *, seed: int = 0, pods: int = 2000, services: int = 12) -> pa.Table:
+def services(n: int, *, seed: int = 0, pods: int = 2000, services: int = 12,
+             names_seed: int | None = None) -> pa.Table:
     """Request logs of ``services`` services on ``pods`` pods; ``pod`` is the entity.
 
     Each request touches 2 to 5 distinct services within 2 s, so ``request_id``
     repeats across services. About 0.2 % of rows are up to 500 ms late.
+    ``names_seed`` (default: ``seed``) draws the pod names, so that tables of
+    several seeds can share one fleet of pods.
     """
     if services < 2 or pods < services:
         raise ValueError("need at least 2 services and one pod per service")
@@ -230,8 +233,10 @@ def services(n: int, *, seed: int = 0, pods: int = 2000, services: int = 12) -> 
     per[: pods % services] += 1
     first = np.cumsum(per) - per
     pod = first[svc] + (rng.random(n) * per[svc]).astype(np.int64)
-    prefixes = _join(pa.array(names), "-", _random_chars(rng, services, 4, _HEX))
-    pod_names = _pod_names(prefixes.take(pa.array(np.repeat(np.arange(services), per))), seed)
+    naming = rng if names_seed is None else np.random.default_rng([names_seed, 2])
+    prefixes = _join(pa.array(names), "-", _random_chars(naming, services, 4, _HEX))
+    pod_names = _pod_names(prefixes.take(pa.array(np.repeat(np.arange(services), per))),
+                           seed if names_seed is None else names_seed)
     # status, level, latency, user
     status = rng.choice(_STATUS, size=n, p=_STATUS_P / _STATUS_P.sum())
     latency = rng.lognormal(np.log(18.0), 0.9, size=n) * (1 + 0.15 * svc) * np.where(
@@ -260,6 +265,21 @@ def services(n: int, *, seed: int = 0, pods: int = 2000, services: int = 12) -> 
         "request_id": request_ids, "user_id": users, "latency_ms": pa.array(latency),
         "message": _render(templates, choice, variables),
     })
+
+
+def services_stream(n: int, *, seed: int = 0, chunk: int = 1_000_000) -> Iterator[pa.Table]:
+    """``n`` ``services`` events in chunks of ``chunk``, one continuous stream in time.
+
+    Each chunk is drawn with its own seed over the same 2,000 pods and starts
+    where the previous one ended, so large stores can be built without holding
+    all their events in memory.
+    """
+    offset = 0
+    for number, lo in enumerate(range(0, n, chunk)):
+        part = services(min(chunk, n - lo), seed=seed * 100_003 + number, names_seed=seed)
+        ts = pc.add(part.column("timestamp").cast(pa.int64()), offset)
+        offset = int(pc.max(ts).as_py()) + 1_000_000 - EPOCH_NS
+        yield part.set_column(0, "timestamp", ts.cast(TIMESTAMP))
 
 
 # --- k8s ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ def store_stats(engine: Engine, path: Path | None) -> dict[str, Any]:
     with engine.snapshot(indexed=True) as snap:
         seg_rows = sum(s.rows for s in snap.segments)
         seg_bytes = sum(s.bytes for s in snap.segments)
+        flushed = sum(s.rows for s in snap.segments if s.level == 0)
         names = [pa.array(list(run.index), pa.string()) for run in snap.memtable_runs]
         names += [snap.segment_entities(meta) for meta in snap.segments]
         entities = len(pc.unique(pa.chunked_array(names, pa.string()))) if names else 0
@@ -31,6 +32,7 @@ def store_stats(engine: Engine, path: Path | None) -> dict[str, Any]:
         "max_seq": snap.max_seq,
         "segments": len(snap.segments),
         "segment_events": seg_rows,
+        "uncompacted_events": flushed,
         "memtable_events": snap.memtable_rows,
         "memtable_bytes": snap.memtable_bytes,
         "sealed_memtables": len(snap.memtables) - 1,

@@ -42,8 +42,8 @@ def timeline(sources: Sequence[SliceSource], entity: object, start: int | None,
 
 def _probe(sources: Sequence[SliceSource], key: str, start: int | None, end: int | None,
            *, limit: int | None, desc: bool) -> list[Slice]:
-    """The entity's slices from the sources whose time range meets ``[start, end)``."""
-    wanted = [s for s in sources if _meets(s.time_range, start, end)]
+    """The entity's slices from the sources that hold it and meet ``[start, end)``."""
+    wanted = [s for s in sources if _meets(s.time_range, start, end) and s.holds(key)]
     if limit is None:
         return [found for s in wanted if (found := s.entity_slice(key, start, end)) is not None]
     # newest-first probes by latest time; oldest-first by earliest
@@ -72,22 +72,38 @@ def _meets(time_range: tuple[int, int], start: int | None, end: int | None) -> b
 
 
 def _join(slices: list[Slice]) -> pa.Table:
-    """One table of the slices in (timestamp, ``_seq``) order: overlapping slices are
-    merged, the rest concatenated as they are."""
-    slices = sorted(slices, key=lambda s: int(s.ts[0]))
-    groups: list[list[Slice]] = []
-    top = None
-    for part in slices:
-        if top is None or int(part.ts[0]) > top:
-            groups.append([part])
-        else:
-            groups[-1].append(part)
-        top = int(part.ts[-1]) if top is None else max(top, int(part.ts[-1]))
-    tables = [g[0].table if len(g) == 1 else _merge(g) for g in groups]
+    """One table of the slices in (timestamp, ``_seq``) order.
+
+    Slices are taken in order of their first time; where one reaches back into
+    time already covered (late events), only the rows in the overlap are merged,
+    and the rest is concatenated as it is.
+    """
+    out: list[Slice] = []
+    for part in sorted(slices, key=lambda s: int(s.ts[0])):
+        first = int(part.ts[0])
+        if not out or first > int(out[-1].ts[-1]):
+            out.append(part)
+            continue
+        tail: list[Slice] = []
+        while out and int(out[-1].ts[-1]) >= first:  # joined pieces reaching past ``first``
+            tail.append(out.pop())
+        tail.reverse()
+        cut = int(tail[0].ts.searchsorted(first, "left"))  # only the earliest starts before
+        if cut:
+            out.append(tail[0].part(0, cut))
+            tail[0] = tail[0].part(cut, len(tail[0].ts))
+        top = int(tail[-1].ts[-1])
+        reach = int(part.ts.searchsorted(top, "right"))
+        out.append(_merge([*tail, part.part(0, reach)]))
+        if reach < len(part.ts):
+            out.append(part.part(reach, len(part.ts)))
+    tables = [p.table for p in out]
     return tables[0] if len(tables) == 1 else concat_tables(tables)
 
 
-def _merge(parts: list[Slice]) -> pa.Table:
+def _merge(parts: list[Slice]) -> Slice:
+    """Slices that overlap in time, merged into one in (timestamp, ``_seq``) order."""
     table = concat_tables([p.table for p in parts])
-    order = np.lexsort((seq_array(table), np.concatenate([p.ts for p in parts])))
-    return table.take(pa.array(order))
+    ts = np.concatenate([p.ts for p in parts])
+    order = np.lexsort((seq_array(table), ts))
+    return Slice(table.take(pa.array(order)), ts[order])

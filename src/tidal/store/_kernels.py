@@ -45,8 +45,9 @@ def run_bounds(sorted_codes: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.nda
 def time_window(ts_ns: np.ndarray, lo: int, hi: int, start: int | None, end: int | None
                 ) -> tuple[int, int]:
     """Narrow rows ``lo:hi`` (sorted by time) to ``start <= ts < end``."""
-    if start is not None:
-        lo = lo + int(np.searchsorted(ts_ns[lo:hi], start, side="left"))
+    part = ts_ns[lo:hi]
     if end is not None:
-        hi = lo + int(np.searchsorted(ts_ns[lo:hi], end, side="left"))
-    return lo, hi
+        hi = lo + int(part.searchsorted(end, "left"))
+    if start is not None:
+        lo = lo + int(part.searchsorted(start, "left"))
+    return lo, max(lo, hi)

@@ -59,6 +59,14 @@ class SegmentStore(Protocol):
         """The segment's events, sorted by (entity, timestamp, ``_seq``)."""
         ...
 
+    def rows(self, meta: SegmentMeta, lo: int, hi: int) -> pa.Table:
+        """Rows ``[lo, hi)`` of the segment, reading only the row groups they lie in."""
+        ...
+
+    def index_table(self, meta: SegmentMeta) -> pa.Table:
+        """The segment's entity index: entity, start row, stop row, in entity order."""
+        ...
+
     def schema(self, meta: SegmentMeta) -> pa.Schema:
         """The segment's schema (from its footer alone)."""
         ...
@@ -96,14 +104,21 @@ class LazySegment:
 
     def __init__(self, meta: SegmentMeta, store: SegmentStore) -> None:
         self.meta = meta
+        self.time_range = (meta.min_ts, meta.max_ts)
         self._store = store
+        self._source: SliceSource | None = None
 
-    @property
-    def time_range(self) -> tuple[int, int]:
-        return self.meta.min_ts, self.meta.max_ts
+    def _opened(self) -> SliceSource:
+        source = self._source
+        if source is None:
+            source = self._source = self._store.source(self.meta)
+        return source
+
+    def holds(self, entity: str) -> bool:
+        return (self._source or self._opened()).holds(entity)
 
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
-        return self._store.source(self.meta).entity_slice(entity, start, end)
+        return (self._source or self._opened()).entity_slice(entity, start, end)
 
 
 _PARQUET = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
@@ -149,6 +164,12 @@ class DiskSegments:
 
     def table(self, meta: SegmentMeta) -> pa.Table:
         return segment_io.read_table(meta, self.directory)
+
+    def rows(self, meta: SegmentMeta, lo: int, hi: int) -> pa.Table:
+        return self.source(meta).rows(lo, hi, own_reader=True)
+
+    def index_table(self, meta: SegmentMeta) -> pa.Table:
+        return self.source(meta).index_table
 
     def schema(self, meta: SegmentMeta) -> pa.Schema:
         return self.source(meta).schema
@@ -223,6 +244,12 @@ class MemorySegments:
 
     def table(self, meta: SegmentMeta) -> pa.Table:
         return self._runs[meta.id].table
+
+    def rows(self, meta: SegmentMeta, lo: int, hi: int) -> pa.Table:
+        return self._runs[meta.id].table.slice(lo, hi - lo)
+
+    def index_table(self, meta: SegmentMeta) -> pa.Table:
+        return self._runs[meta.id].index_table()
 
     def schema(self, meta: SegmentMeta) -> pa.Schema:
         return self._runs[meta.id].table.schema

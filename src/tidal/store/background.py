@@ -25,13 +25,13 @@ import pyarrow as pa
 
 from tidal.config import StoreConfig
 from tidal.errors import ClosedError, StorageError
-from tidal.model.schema import concat_tables
 from tidal.store import policy
 from tidal.store import segment as segment_io
 from tidal.store.backend import SegmentStore
 from tidal.store.clock import Clock
 from tidal.store.fs import OutcomeUnknown
 from tidal.store.manifest import Manifest
+from tidal.store.merge import merge_plan
 from tidal.store.readers import Readers, Snapshot
 from tidal.store.run import SortedRun, sort_plan
 from tidal.store.segment import SegmentMeta
@@ -298,9 +298,13 @@ class Background:
                     for group in groups:  # one group in memory at a time
                         if self._closing:
                             raise ClosedError("store is closing")
+                        plans = merge_plan(group, self.segments,
+                                           entity_field=self.config.entity_field,
+                                           ts_field=self.config.timestamp_field,
+                                           max_rows=self.config.segment_rows,
+                                           min_rows=self.config.compact_min_rows)
                         metas += self._write_runs(
-                            self._plan(concat_tables([self.segments.table(m) for m in group])),
-                            profile, _merged(self.segments.positions(m) for m in group))
+                            plans, profile, _merged(self.segments.positions(m) for m in group))
                 except BaseException:
                     self.readers.retire(metas)
                     raise

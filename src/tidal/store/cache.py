@@ -24,13 +24,20 @@ class ByteCache(Generic[V]):
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, load: Callable[[], V]) -> V:
-        """The value for ``key``, loading it with ``load()`` on a miss."""
+    def find(self, key: Hashable) -> V | None:
+        """The value for ``key`` if it is kept, else None."""
         with self._lock:
             found = self._values.get(key)
-            if found is not None:
-                self._values.move_to_end(key)
-                return found[0]
+            if found is None:
+                return None
+            self._values.move_to_end(key)
+            return found[0]
+
+    def get(self, key: Hashable, load: Callable[[], V]) -> V:
+        """The value for ``key``, loading it with ``load()`` on a miss."""
+        found = self.find(key)
+        if found is not None:
+            return found
         value = load()
         size = self._size(value)
         if size > self.capacity_bytes:

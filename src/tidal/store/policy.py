@@ -14,8 +14,8 @@ from tidal.store.segment import SegmentMeta
 
 def compaction_groups(segments: Sequence[SegmentMeta], config: StoreConfig, *, rewrite: bool
                       ) -> list[list[SegmentMeta]]:
-    """Runs of segments adjacent in time to merge, each within ``segment_rows`` events
-    and ``segment_span_s`` of time (so merged segments stay time-bounded).
+    """Runs of segments adjacent in time to merge, each within ``compact_chunk_rows``
+    events and ``segment_span_s`` of time (so merged segments stay time-bounded).
 
     Candidates are the segments below ``compact_min_rows``; with ``rewrite``
     also every segment still in the flush encoding (level 0). A group of one is
@@ -27,7 +27,7 @@ def compaction_groups(segments: Sequence[SegmentMeta], config: StoreConfig, *, r
     groups: list[list[SegmentMeta]] = [[]]
     for meta in chosen:
         group = groups[-1]
-        if group and (sum(m.rows for m in group) + meta.rows > config.segment_rows
+        if group and (sum(m.rows for m in group) + meta.rows > config.compact_chunk_rows
                       or max(meta.max_ts, *(m.max_ts for m in group))
                       - min(meta.min_ts, *(m.min_ts for m in group)) >= span_ns):
             groups.append([])

@@ -128,7 +128,8 @@ class Snapshot:
         None: all). ``where`` is a pyarrow compute expression. ``start``
         (inclusive) and ``end`` (exclusive) are instants (ns, aware datetime,
         ISO 8601); ``from_seq`` is inclusive, ``to_seq`` exclusive. ``order``
-        is ``"seq"`` or ``"time"`` ((timestamp, ``_seq``)). Read the reader
+        is ``"seq"``, ``"time"`` ((timestamp, ``_seq``)) or None (as stored,
+        fastest). Read the reader
         before closing the snapshot; see :mod:`tidal.store.scan`.
         """
         return scan(self, columns, where, start=parse_instant(start, name="start"),

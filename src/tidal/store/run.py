@@ -82,6 +82,10 @@ class SortedRun:
         """The earliest and latest timestamp (0, -1 when empty)."""
         return (int(self.ts.min()), int(self.ts.max())) if len(self.ts) else (0, -1)
 
+    def holds(self, entity: str) -> bool:
+        """Whether the run has any event of ``entity``."""
+        return entity in self.index
+
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         """``entity``'s events within ``[start, end)`` in (timestamp, ``_seq``) order."""
         window = self.window(entity, start, end)
@@ -100,6 +104,10 @@ class SliceSource(Protocol):
         """The earliest and latest timestamp it may hold."""
         ...
 
+    def holds(self, entity: str) -> bool:
+        """Whether it has any event of ``entity`` (one lookup, no data read)."""
+        ...
+
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         """``entity``'s events within ``[start, end)``, or None when there are none."""
         ...
@@ -111,6 +119,18 @@ class Slice:
 
     table: pa.Table
     ts: np.ndarray
+
+    def part(self, lo: int, hi: int) -> Slice:
+        """Rows ``lo:hi`` (no copy)."""
+        return Slice(self.table.slice(lo, hi - lo), self.ts[lo:hi])
+
+    def within(self, start: int | None, end: int | None) -> Slice | None:
+        """The rows with ``start <= ts < end``; None when there are none."""
+        ts = self.ts
+        if (start is None or start <= ts[0]) and (end is None or ts[-1] < end):
+            return self  # the common case inside a window: nothing to cut
+        lo, hi = _kernels.time_window(ts, 0, len(ts), start, end)
+        return self.part(lo, hi) if hi > lo else None
 
 
 def time_cuts(ts_sorted: np.ndarray, max_rows: int, span_ns: int | None) -> np.ndarray:

@@ -14,6 +14,7 @@ carry their own checksums as well.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from tidal.model.storable import restored, storable
 from tidal.store.fs import FileSystem
 from tidal.store.run import INDEX_SCHEMA, SEQ, SortedRun, seq_array
 
-ROW_GROUP_ROWS = 8192
+ROW_GROUP_ROWS = 4096
 """Rows per Parquet row group: an entity's slice is read by the row groups it spans,
 so they are small; each has statistics for ``_seq``, the timestamp and the entity."""
 DICTIONARY_SAMPLE_ROWS = 8192
@@ -55,9 +56,10 @@ class WriteProfile:
 FLUSH = WriteProfile(level=0, zstd_level=1, dictionary_page_bytes=1 << 20,
                      dictionary_sample_rows=DICTIONARY_SAMPLE_ROWS,
                      number_encoding="DELTA_BINARY_PACKED")
-COMPACT = WriteProfile(level=1, zstd_level=9, dictionary_page_bytes=64 << 20,
-                       dictionary_sample_rows=8 * DICTIONARY_SAMPLE_ROWS,
-                       number_encoding="BYTE_STREAM_SPLIT")
+COMPACT = dataclasses.replace(FLUSH, level=1)
+"""Compaction merges segments into fewer, longer ones with the flush's encodings:
+on small row groups of sorted events, slower zstd levels, larger dictionaries and
+other number encodings measured no smaller (``docs/benchmarks.md``, compact)."""
 
 
 @dataclass(frozen=True)
@@ -160,13 +162,36 @@ def encode(run: SortedRun, ts_field: str, entity_field: str, profile: WriteProfi
             **(table.schema.metadata or {}), POSITIONS_KEY: msgspec.json.encode(positions)})
     dictionary, delta = _encodings(table, ts_field, profile)
     data = pa.BufferOutputStream()
-    pq.write_table(table, data, compression="zstd", compression_level=profile.zstd_level,
-                   use_dictionary=dictionary, column_encoding=delta,
-                   dictionary_pagesize_limit=profile.dictionary_page_bytes,
-                   row_group_size=ROW_GROUP_ROWS,
-                   write_statistics=[SEQ, ts_field, entity_field],
-                   write_page_checksum=True)
+    with pq.ParquetWriter(data, table.schema, compression="zstd",
+                          compression_level=profile.zstd_level, use_dictionary=dictionary,
+                          column_encoding=delta,
+                          dictionary_pagesize_limit=profile.dictionary_page_bytes,
+                          write_statistics=[SEQ, ts_field, entity_field],
+                          write_page_checksum=True) as writer:
+        cuts = row_group_cuts(run, ROW_GROUP_ROWS)
+        for lo, hi in zip(cuts, cuts[1:], strict=False):
+            writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)
     return data.getvalue(), encode_index(run)
+
+
+def row_group_cuts(run: SortedRun, max_rows: int) -> list[int]:
+    """Row group boundaries of ``run``: groups of at most ``max_rows`` rows, cut where
+    an entity starts whenever one fits, so that an entity of up to ``max_rows``
+    events lies in one row group (a timeline then decodes one group per segment)."""
+    n = run.rows
+    if n == 0:
+        return [0, 0]
+    starts = np.fromiter((lo for lo, _ in run.index.values()), dtype=np.int64,
+                         count=len(run.index))
+    starts.sort()
+    cuts = [0]
+    while n - cuts[-1] > max_rows:
+        limit = cuts[-1] + max_rows
+        at = int(starts[max(0, int(starts.searchsorted(limit, "right")) - 1)]) if len(
+            starts) else 0
+        cuts.append(at if at > cuts[-1] else limit)  # one entity fills it: cut inside
+    cuts.append(n)
+    return cuts
 
 
 def encode_index(run: SortedRun) -> pa.Buffer:

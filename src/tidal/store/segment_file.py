@@ -3,8 +3,8 @@
 A segment's Parquet file is sorted by (entity, timestamp, ``_seq``) in small row
 groups, and its index sidecar gives each entity's row range. An entity's
 events are therefore the rows of the few row groups its range spans: a
-timeline decodes those (through a byte-bounded cache shared by all segments)
-and slices them. Opening reads only the footer, checked against the
+timeline decodes those once and keeps the entity's rows (only those) in a
+byte-bounded cache shared by all segments. Opening reads only the footer, checked against the
 manifest's checksum; every page read is checked against its own checksum.
 
 The file is memory-mapped while open, so a segment that compaction deletes
@@ -23,14 +23,13 @@ import pyarrow.parquet as pq
 
 from tidal.errors import CorruptionError
 from tidal.model.storable import restored, restored_schema
-from tidal.store import _kernels
 from tidal.store.cache import ByteCache
 from tidal.store.run import Slice, time_array
 from tidal.store.segment import SegmentMeta, read_index, verify_footer
 
 
 def slice_bytes(part: Slice) -> int:
-    """Memory a cached row group holds."""
+    """Memory a cached entity slice holds."""
     return part.table.nbytes + part.ts.nbytes
 
 
@@ -50,6 +49,10 @@ class SegmentFile:
     def _parquet(self) -> pq.ParquetFile:
         """The Parquet file, its footer checked against the manifest (opened once)."""
         verify_footer(self.meta, self.directory)
+        return self._reader()
+
+    def _reader(self) -> pq.ParquetFile:
+        """A new reader of the memory-mapped file (readers are not shared by threads)."""
         try:
             found = pq.ParquetFile(pa.memory_map(str(self.path)),
                                    page_checksum_verification=True)
@@ -96,42 +99,59 @@ class SegmentFile:
         """The segment's distinct entities."""
         return self._index_table.column("entity").combine_chunks()
 
-    def _group(self, number: int) -> Slice:
-        return self._cache.get((self.meta.id, number), functools.partial(self._read, number))
+    def rows(self, lo: int, hi: int, *, own_reader: bool = False) -> pa.Table:
+        """Rows ``[lo, hi)``, decoded from the row groups they lie in (not copied out).
 
-    def _read(self, number: int) -> Slice:
+        ``own_reader``: read through a reader of its own, so that threads reading
+        other rows of this file at the same time (compaction) do not wait.
+        """
+        if hi <= lo:
+            return self.schema.empty_table()
+        first = int(np.searchsorted(self.starts, lo, "right")) - 1
+        last = int(np.searchsorted(self.starts, hi - 1, "right")) - 1
+        numbers = list(range(first, last + 1))
         try:
-            with self._lock:
-                table = self._parquet.read_row_group(number, use_threads=False)
+            if own_reader:
+                self._parquet  # noqa: B018 - the footer checked once
+                table = self._reader().read_row_groups(numbers, use_threads=False)
+            else:
+                with self._lock:
+                    table = self._parquet.read_row_groups(numbers, use_threads=False)
         except (OSError, pa.ArrowException) as exc:
-            raise CorruptionError(f"segment row group {number} unreadable: {exc}",
+            raise CorruptionError(f"segment row groups {first}-{last} unreadable: {exc}",
                                   path=str(self.path)) from exc
-        expected = int(self.starts[number + 1] - self.starts[number])
+        base = int(self.starts[first])
+        expected = int(self.starts[last + 1]) - base
         if table.num_rows != expected:
-            raise CorruptionError(f"segment row group {number} holds {table.num_rows} rows, "
-                                  f"its footer says {expected}", path=str(self.path))
-        table = restored(table).combine_chunks()
-        return Slice(table, time_array(table, self.ts_field))
+            raise CorruptionError(f"segment row groups {first}-{last} hold {table.num_rows} "
+                                  f"rows, the footer says {expected}", path=str(self.path))
+        return restored(table).slice(lo - base, hi - lo)
+
+    @property
+    def index_table(self) -> pa.Table:
+        """The index sidecar: entity, start row, stop row, in entity order."""
+        return self._index_table
+
+    def _read(self, entity: str, lo: int, hi: int) -> Slice:
+        """Rows ``[lo, hi)`` (one entity's), copied out of their row groups, so that the
+        cache holds only what timelines return."""
+        rows = self.rows(lo, hi)
+        rows = rows.take(pa.array(np.arange(rows.num_rows)))
+        return Slice(rows, time_array(rows, self.ts_field))
 
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
-        """``entity``'s events within ``[start, end)``, in (timestamp, ``_seq``) order,
-        decoding only the row groups they lie in."""
+        """``entity``'s events within ``[start, end)``, in (timestamp, ``_seq``) order.
+
+        The entity's rows are decoded once (only the row groups they lie in) and
+        kept in the shared cache; later calls slice the cached rows by time.
+        """
         bounds = self.index.get(entity)
         if bounds is None:
             return None
-        lo, hi = bounds
-        first = int(np.searchsorted(self.starts, lo, "right")) - 1
-        last = int(np.searchsorted(self.starts, hi - 1, "right")) - 1
-        tables, times = [], []
-        for number in range(first, last + 1):
-            group = self._group(number)
-            base = int(self.starts[number])
-            a, b = max(lo, base) - base, min(hi, int(self.starts[number + 1])) - base
-            tables.append(group.table.slice(a, b - a))
-            times.append(group.ts[a:b])
-        ts = times[0] if len(times) == 1 else np.concatenate(times)
-        i, j = _kernels.time_window(ts, 0, len(ts), start, end)
-        if j <= i:
-            return None
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        return Slice(table.slice(i, j - i), ts[i:j])
+        key = (self.meta.id, entity)
+        rows = self._cache.find(key) or self._cache.get(
+            key, functools.partial(self._read, entity, *bounds))
+        return rows.within(start, end)
+
+    def holds(self, entity: str) -> bool:
+        return entity in self.index
