@@ -242,3 +242,44 @@ def test_read_only_store_scans_what_the_writer_committed(tmp_path):
             assert seqs(reader.scan(where=pc.field("entity") == "e1")) == list(range(1, 40, 5))
             writer.append(batch(40, 5))
             assert seqs(reader.scan(from_seq=38)) == list(range(38, 45))
+
+
+def test_ordered_merge_gives_rows_out_before_reading_later_units():
+    """Late events chain every unit's range into the next; rows still go out as soon
+    as no later unit can precede them, so memory never holds the whole store."""
+    from tidal.store.scan import in_order
+
+    read: list[str] = []
+
+    def unit(name: str, seqs: list[int]):
+        def load() -> pa.Table:
+            read.append(name)
+            return pa.table({"_seq": pa.array(seqs, pa.int64())})
+        return (min(seqs), load)
+
+    units = [unit("c", [20, 21, 30]), unit("a", [0, 2, 1, 11]), unit("b", [10, 12, 22])]
+    out = []
+    for table in in_order(units, ["_seq"]):
+        out.append((list(read), table.column("_seq").to_pylist()))
+    assert out == [(["a"], [0, 1, 2]),  # before b is read
+                   (["a", "b"], [10, 11, 12]),  # 22 waits for c
+                   (["a", "b", "c"], [20, 21, 22, 30])]
+
+
+@pytest.mark.parametrize("backend", ["memory", "disk"])
+def test_read_from_a_large_chunk_reads_a_few_rows(tmp_path, backend):
+    """A small limit over a large compacted chunk (interleaved _seq across its
+    entity pieces) comes back exact, also across a chunk boundary."""
+    path = tmp_path / "s" if backend == "disk" else None
+    n = 200_000
+    with tidal.open(path, segment_rows=50_000, compact_min_rows=20_000,
+                    compact_chunk_rows=100_000) as store:
+        for lo in range(0, n, 25_000):
+            store.append(batch(lo, 25_000, entities=50))
+            store.flush()
+        store.compact()
+        assert len(store._engine.manifest.segments) >= 4
+        for seq, limit in ((0, 5), (99_998, 4), (199_997, 5), (12_345, 1)):
+            got = store.read_from(seq, limit).column("id").to_pylist()
+            assert got == list(range(seq, min(n, seq + limit)))
+        assert store.read_from(0).column("_seq").to_pylist() == list(range(n))

@@ -198,7 +198,7 @@ def timeline(ctx: Context) -> list[Figure]:
         if variant == "memtable":
             config.update(memtable_bytes=HUGE_MEMTABLE, memtable_age_s=0)
         else:  # one compacted segment holding everything, kept decoded in the cache
-            config.update(segment_rows=n, compact_min_rows=n + 1)
+            config.update(segment_rows=n, compact_min_rows=n + 1, compact_chunk_rows=n)
         with open_store(ctx.fresh_dir(variant), **config) as store:
             _append_all(store, table, 500_000)
             if variant == "segments":

@@ -201,10 +201,16 @@ class _Queries:
 
 
 def _queries(path: Path, count: int, seed: int) -> _Queries:
+    names: set[str] = set()
+    low, high = None, None
     with open_store(path, entity_field=ENTITY) as store:
-        pods = pc.unique(store.scan([ENTITY]).read_all().column(ENTITY)).to_pylist()
-        times = store.scan(["timestamp"]).read_all().column("timestamp").cast(pa.int64())
-        low, high = (int(v.as_py()) for v in pc.min_max(times).values())
+        for batch in store.scan([ENTITY, "timestamp"], order=None):
+            names.update(pc.unique(batch.column(1)).to_pylist())
+            lo, hi = (int(v.as_py()) for v in pc.min_max(batch.column(2).cast(pa.int64())).values())
+            low = lo if low is None else min(low, lo)
+            high = hi if high is None else max(high, hi)
+    assert low is not None and high is not None
+    pods = sorted(names)
     rng = np.random.default_rng(seed)
     keys = [pods[i] for i in rng.permutation(len(pods))[:count]]
     keys += [pods[i] for i in rng.integers(0, len(pods), max(0, count - len(keys)))]

@@ -10,7 +10,9 @@ can change the first ``limit`` events.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +20,7 @@ import pyarrow as pa
 from tidal.model.schema import concat_tables
 from tidal.store.run import SEQ, Slice, SliceSource, seq_array
 
+READ_THREADS = 2  # row groups of different segments decoded side by side
 _EMPTY = pa.table({SEQ: pa.array([], pa.int64())})
 
 
@@ -45,9 +48,11 @@ def _probe(sources: Sequence[SliceSource], key: str, start: int | None, end: int
     """The entity's slices from the sources that hold it and meet ``[start, end)``."""
     wanted = [s for s in sources if _meets(s.time_range, start, end) and s.holds(key)]
     if limit is None:
+        _prefetch([s for s in wanted if not s.cached(key)], key)
         return [found for s in wanted if (found := s.entity_slice(key, start, end)) is not None]
     # newest-first probes by latest time; oldest-first by earliest
     wanted.sort(key=(lambda s: -s.time_range[1]) if desc else (lambda s: s.time_range[0]))
+    _prefetch([s for s in wanted[:READ_THREADS] if not s.cached(key)], key)  # likely needed
     slices: list[Slice] = []
     rows = 0
     edge = 0
@@ -64,6 +69,19 @@ def _probe(sources: Sequence[SliceSource], key: str, start: int | None, end: int
         slices.append(found)
         rows += len(found.ts)
     return slices
+
+
+def _prefetch(missing: list[SliceSource], key: str) -> None:
+    """Read the entity's rows of several segments at once (decoding releases the GIL),
+    so a cold timeline waits for about one row group read per reader thread."""
+    if len(missing) < 2:
+        return
+    list(_readers().map(lambda source: source.entity_slice(key, None, None), missing))
+
+
+@functools.cache
+def _readers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(READ_THREADS, thread_name_prefix="tidal-timeline")
 
 
 def _meets(time_range: tuple[int, int], start: int | None, end: int | None) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -67,6 +68,10 @@ class SegmentStore(Protocol):
         """The segment's entity index: entity, start row, stop row, in entity order."""
         ...
 
+    def take(self, meta: SegmentMeta, positions: np.ndarray) -> pa.Table:
+        """The rows at ``positions`` (ascending), reading only the row groups they lie in."""
+        ...
+
     def schema(self, meta: SegmentMeta) -> pa.Schema:
         """The segment's schema (from its footer alone)."""
         ...
@@ -116,6 +121,9 @@ class LazySegment:
 
     def holds(self, entity: str) -> bool:
         return (self._source or self._opened()).holds(entity)
+
+    def cached(self, entity: str) -> bool:
+        return (self._source or self._opened()).cached(entity)
 
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         return (self._source or self._opened()).entity_slice(entity, start, end)
@@ -171,16 +179,23 @@ class DiskSegments:
     def index_table(self, meta: SegmentMeta) -> pa.Table:
         return self.source(meta).index_table
 
+    def take(self, meta: SegmentMeta, positions: np.ndarray) -> pa.Table:
+        return self.source(meta).take(positions)
+
     def schema(self, meta: SegmentMeta) -> pa.Schema:
         return self.source(meta).schema
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
                 where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        path = self.source(meta).path  # its footer checked
+        segment = self.source(meta)
+        path = segment.path
         try:
-            dataset = ds.dataset(path, format=_PARQUET)
-            for batch in dataset.to_batches(columns=columns, filter=where,
-                                            batch_size=batch_rows):
+            if where is None:  # every row group: decode across them in full-size batches
+                found = segment.reader().iter_batches(batch_size=batch_rows, columns=columns)
+            else:  # row groups ruled out by their statistics are skipped
+                found = ds.dataset(path, format=_PARQUET).to_batches(
+                    columns=columns, filter=where, batch_size=batch_rows)
+            for batch in found:
                 yield from restored(pa.Table.from_batches([batch])).to_batches()
         except FileNotFoundError as exc:
             raise CorruptionError("segment file is missing", path=str(path)) from exc
@@ -250,6 +265,9 @@ class MemorySegments:
 
     def index_table(self, meta: SegmentMeta) -> pa.Table:
         return self._runs[meta.id].index_table()
+
+    def take(self, meta: SegmentMeta, positions: np.ndarray) -> pa.Table:
+        return self._runs[meta.id].table.take(pa.array(positions))
 
     def schema(self, meta: SegmentMeta) -> pa.Schema:
         return self._runs[meta.id].table.schema

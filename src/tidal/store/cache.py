@@ -33,6 +33,9 @@ class ByteCache(Generic[V]):
             self._values.move_to_end(key)
             return found[0]
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._values
+
     def get(self, key: Hashable, load: Callable[[], V]) -> V:
         """The value for ``key``, loading it with ``load()`` on a miss."""
         found = self.find(key)

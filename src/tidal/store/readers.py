@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -80,6 +81,16 @@ class Snapshot:
     def segment_table(self, meta: SegmentMeta) -> pa.Table:
         """The segment's events (sorted by entity, time, ``_seq``)."""
         return self._store.table(meta)
+
+    def segment_seqs(self, meta: SegmentMeta) -> np.ndarray:
+        """The segment's ``_seq`` column alone, in stored order."""
+        parts = [b.column(0) for b in self._store.batches(meta, [SEQ], None, 1 << 20)]
+        return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]) if parts \
+            else np.zeros(0, dtype=np.int64)
+
+    def segment_take(self, meta: SegmentMeta, positions: np.ndarray) -> pa.Table:
+        """The segment's rows at ``positions`` (ascending), reading only their row groups."""
+        return self._store.take(meta, positions)
 
     def segment_paths(self) -> list[str] | None:
         """Parquet files of the segments (checked), or None for an in-memory store."""

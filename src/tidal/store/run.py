@@ -86,6 +86,9 @@ class SortedRun:
         """Whether the run has any event of ``entity``."""
         return entity in self.index
 
+    def cached(self, entity: str) -> bool:
+        return True  # in memory
+
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         """``entity``'s events within ``[start, end)`` in (timestamp, ``_seq``) order."""
         window = self.window(entity, start, end)
@@ -106,6 +109,10 @@ class SliceSource(Protocol):
 
     def holds(self, entity: str) -> bool:
         """Whether it has any event of ``entity`` (one lookup, no data read)."""
+        ...
+
+    def cached(self, entity: str) -> bool:
+        """Whether ``entity_slice`` can answer without reading a file."""
         ...
 
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:

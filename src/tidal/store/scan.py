@@ -23,6 +23,7 @@ overlapping segments (a compacted time chunk) in memory while it sorts it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -184,21 +185,6 @@ class _Reader:
         yield from picked.to_batches(max_chunksize=self.batch_rows)
 
 
-def _clusters(metas: list[SegmentMeta], low: Callable[[SegmentMeta], int],
-              high: Callable[[SegmentMeta], int]) -> list[list[SegmentMeta]]:
-    """Segments grouped so that groups do not overlap in ``[low, high]``, in order."""
-    out: list[list[SegmentMeta]] = []
-    top = None
-    for meta in sorted(metas, key=low):
-        if top is None or low(meta) > top:
-            out.append([meta])
-            top = high(meta)
-        else:
-            out[-1].append(meta)
-            top = max(top, high(meta))
-    return out
-
-
 def _ints(table: pa.Table, path: str) -> np.ndarray:
     column = get_path(table, path)
     assert column is not None
@@ -215,12 +201,62 @@ def _sorted(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table.take(pa.array(order))
 
 
+Unit = tuple[int, Callable[[], pa.Table]]
+"""A source of an ordered scan: its lowest key, and how to read it."""
+
+
+def in_order(units: list[Unit], keys: Sequence[str]) -> Iterator[pa.Table]:
+    """Tables in ``keys`` order, merging ``units`` read one at a time.
+
+    Units are read in order of their lowest key. After each, the rows below the
+    next unit's lowest key are sorted and given out; the rest wait for it. So
+    memory holds the units whose key ranges overlap (the pieces of one
+    compacted time chunk, a memtable) and the few late rows reaching past them,
+    never the whole store, even when late events chain every segment's range
+    into the next.
+    """
+    units = sorted(units, key=lambda unit: unit[0])
+    pending: list[pa.Table] = []
+    for i, (_, load) in enumerate(units):
+        table = load()
+        if table.num_rows:
+            pending.append(table)
+        if not pending:
+            continue
+        following = units[i + 1][0] if i + 1 < len(units) else None
+        if following is not None and min(_low(t, keys[0]) for t in pending) >= following:
+            continue  # nothing can go out before the next unit is read
+        merged = _sorted(concat_tables(pending) if len(pending) > 1 else pending[0], keys)
+        cut = merged.num_rows if following is None else int(
+            np.searchsorted(_ints(merged, keys[0]), following, side="left"))
+        if cut:
+            yield merged.slice(0, cut)
+        pending = [merged.slice(cut)] if cut < merged.num_rows else []
+
+
+def _low(table: pa.Table, key: str) -> int:
+    column = get_path(table, key)
+    assert column is not None
+    return int(pc.min(column).cast(pa.int64()).as_py())
+
+
+def _segment_units(reader: _Reader, segments: list[SegmentMeta], *, by_time: bool
+                   ) -> list[Unit]:
+    return [(m.min_ts if by_time else m.min_seq, functools.partial(reader.segment, m))
+            for m in segments]
+
+
+def _memtable_unit(reader: _Reader, key: str) -> list[Unit]:
+    tables = reader.memtable()
+    if not tables:
+        return []
+    table = concat_tables(tables) if len(tables) > 1 else tables[0]
+    return [(_low(table, key), lambda: table)]
+
+
 def _by_seq(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
-    for cluster in _clusters(segments, lambda m: m.min_seq, lambda m: m.max_seq):
-        tables = [reader.segment(m) for m in cluster]
-        yield from reader.out(_sorted(concat_tables(tables) if len(tables) > 1 else tables[0],
-                                      [SEQ]))
-    for table in reader.memtable():
+    units = _segment_units(reader, segments, by_time=False) + _memtable_unit(reader, SEQ)
+    for table in in_order(units, [SEQ]):
         yield from reader.out(table)
 
 
@@ -234,22 +270,23 @@ def _as_stored(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.Reco
 
 
 def _by_time(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
-    keys = [reader.ts_field, SEQ]
-    memory = reader.memtable()
-    rest = _sorted(concat_tables(memory), keys) if memory else reader.read_schema.empty_table()
-    times = _ints(rest, reader.ts_field) if rest.num_rows else np.zeros(0, dtype=np.int64)
-    taken = 0
-    for cluster in _clusters(segments, lambda m: m.min_ts, lambda m: m.max_ts):
-        low, high = cluster[0].min_ts, max(m.max_ts for m in cluster)
-        before = int(np.searchsorted(times, low, side="left"))
-        if before > taken:  # memtable events between the previous cluster and this one
-            yield from reader.out(rest.slice(taken, before - taken))
-            taken = before
-        upto = int(np.searchsorted(times, high, side="right"))
-        tables = [reader.segment(m) for m in cluster] + [rest.slice(taken, upto - taken)]
-        yield from reader.out(_sorted(concat_tables(tables), keys))
-        taken = upto
-    yield from reader.out(rest.slice(taken))
+    units = (_segment_units(reader, segments, by_time=True)
+             + _memtable_unit(reader, reader.ts_field))
+    for table in in_order(units, [reader.ts_field, SEQ]):
+        yield from reader.out(table)
+
+
+def seq_tables(snapshot: Scannable, from_seq: int, to_seq: int, *, ts_field: str
+               ) -> Iterator[pa.Table]:
+    """Every column of the events with ``from_seq <= _seq < to_seq``, as tables in
+    ``_seq`` order, each as large as one merge step gives out (for replays)."""
+    bounds = Bounds(from_seq=from_seq, to_seq=to_seq)
+    reader = _Reader(snapshot, output_schema(snapshot.schema, None, ts_field, "seq"), None,
+                     bounds, ts_field, BATCH_ROWS)
+    segments = [m for m in snapshot.segments if bounds.overlaps(m)]
+    units = _segment_units(reader, segments, by_time=False) + _memtable_unit(reader, SEQ)
+    for table in in_order(units, [SEQ]):
+        yield table.select(reader.target.names)
 
 
 def scan(snapshot: Scannable, columns: Sequence[str] | None = None,

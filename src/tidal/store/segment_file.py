@@ -51,6 +51,11 @@ class SegmentFile:
         verify_footer(self.meta, self.directory)
         return self._reader()
 
+    def reader(self) -> pq.ParquetFile:
+        """A reader of its own for one thread (the footer checked once per file)."""
+        self._parquet  # noqa: B018 - opens and checks the footer the first time
+        return self._reader()
+
     def _reader(self) -> pq.ParquetFile:
         """A new reader of the memory-mapped file (readers are not shared by threads)."""
         try:
@@ -112,8 +117,7 @@ class SegmentFile:
         numbers = list(range(first, last + 1))
         try:
             if own_reader:
-                self._parquet  # noqa: B018 - the footer checked once
-                table = self._reader().read_row_groups(numbers, use_threads=False)
+                table = self.reader().read_row_groups(numbers, use_threads=False)
             else:
                 with self._lock:
                     table = self._parquet.read_row_groups(numbers, use_threads=False)
@@ -126,6 +130,25 @@ class SegmentFile:
             raise CorruptionError(f"segment row groups {first}-{last} hold {table.num_rows} "
                                   f"rows, the footer says {expected}", path=str(self.path))
         return restored(table).slice(lo - base, hi - lo)
+
+    def take(self, positions: np.ndarray) -> pa.Table:
+        """Rows at ``positions`` (ascending), decoding only the row groups they lie in."""
+        if len(positions) == 0:
+            return self.schema.empty_table()
+        group_of = np.searchsorted(self.starts, positions, "right") - 1
+        groups = np.unique(group_of)
+        try:
+            table = self.reader().read_row_groups(groups.tolist(), use_threads=False)
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptionError(f"segment row groups unreadable: {exc}",
+                                  path=str(self.path)) from exc
+        sizes = self.starts[groups + 1] - self.starts[groups]
+        if table.num_rows != int(sizes.sum()):
+            raise CorruptionError(f"segment row groups hold {table.num_rows} rows, the footer "
+                                  f"says {int(sizes.sum())}", path=str(self.path))
+        offsets = np.cumsum(sizes) - sizes
+        local = positions - self.starts[group_of] + offsets[np.searchsorted(groups, group_of)]
+        return restored(table).take(pa.array(local))
 
     @property
     def index_table(self) -> pa.Table:
@@ -155,3 +178,6 @@ class SegmentFile:
 
     def holds(self, entity: str) -> bool:
         return entity in self.index
+
+    def cached(self, entity: str) -> bool:
+        return (self.meta.id, entity) in self._cache

@@ -1,9 +1,10 @@
 """Reading stored events by ``_seq`` range, in ``_seq`` order, a bounded chunk at a time.
 
-Segments are sorted by entity, not ``_seq``, and the pieces of one flush
-cover interleaved ``_seq`` values, so a range is read a *cluster* at a time:
-the segments whose ``_seq`` ranges overlap one another. Clusters never
-overlap, and every segment event precedes every memtable event.
+Segments are sorted by entity, not ``_seq``, and the pieces of one time chunk
+cover interleaved ``_seq`` values, so a range is read by the ordered merge of
+:func:`~tidal.store.scan.seq_tables` a step at a time, or, for a few events,
+from the row groups that hold them. Every segment event precedes every
+memtable event.
 """
 
 from __future__ import annotations
@@ -14,45 +15,50 @@ import pyarrow as pa
 from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 from tidal.store.run import SEQ, seq_array
-from tidal.store.segment import SegmentMeta
+from tidal.store.scan import seq_tables
+from tidal.store.segment import ROW_GROUP_ROWS
 
 
-def _first_cluster(metas: list[SegmentMeta]) -> list[SegmentMeta]:
-    """The segments overlapping (transitively) the one with the lowest ``min_seq``."""
-    ordered = sorted(metas, key=lambda m: m.min_seq)
-    cluster = [ordered[0]]
-    top = ordered[0].max_seq
-    for meta in ordered[1:]:
-        if meta.min_seq > top:
-            break
-        cluster.append(meta)
-        top = max(top, meta.max_seq)
-    return cluster
+def _first_rows(snapshot: Snapshot, from_seq: int, hi: int, max_rows: int
+                ) -> list[pa.RecordBatch] | None:
+    """The events from ``from_seq`` below ``min(hi, from_seq + max_rows)``, when they
+    lie in few row groups: only the ``_seq`` columns of the segments that may hold
+    them are read to find them, then the row groups they lie in. None when that
+    would read most of those segments anyway."""
+    top = min(hi, from_seq + max_rows)
+    metas = [m for m in snapshot.segments if m.rows and m.max_seq >= from_seq and m.min_seq < top]
+    if not metas or 4 * max_rows > sum(m.rows for m in metas) // ROW_GROUP_ROWS:
+        return None
+    seqs = [snapshot.segment_seqs(meta) for meta in metas]
+    parts = [snapshot.segment_take(meta, np.flatnonzero((s >= from_seq) & (s < top)))
+             for meta, s in zip(metas, seqs, strict=True)]
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
+        return None  # a gap (a repair's lost range): the merged read skips it
+    table = concat_tables(parts) if len(parts) > 1 else parts[0]
+    return table.take(pa.array(np.argsort(seq_array(table), kind="stable"))).to_batches()
 
 
 def read_seq_range(snapshot: Snapshot, from_seq: int, to_seq: int | None,
                    max_rows: int) -> list[pa.RecordBatch]:
     """Events with ``from_seq <= _seq < to_seq`` (None: all visible), in ``_seq`` order.
 
-    Returns the first chunk only: one segment cluster (whole, whatever
-    ``max_rows``), or up to about ``max_rows`` memtable events; empty when the
-    range holds nothing. Call again from the last ``_seq`` + 1 for more.
+    Returns the first chunk only: when ``max_rows`` is small next to the segments
+    that hold the range, about ``max_rows`` events read from their row groups;
+    else one step of the ordered merge (up to one compacted time chunk), or up to
+    about ``max_rows`` memtable events. Empty when the range holds nothing. Call
+    again from the last ``_seq`` + 1 for more.
     """
     hi = snapshot.max_seq + 1 if to_seq is None else min(to_seq, snapshot.max_seq + 1)
     if from_seq >= hi:
         return []
-    metas = [m for m in snapshot.segments if m.rows and m.max_seq >= from_seq and m.min_seq < hi]
-    if metas:
-        parts = []
-        for meta in _first_cluster(metas):
-            table = snapshot.segment_table(meta)
-            seqs = seq_array(table)
-            keep = np.flatnonzero((seqs >= from_seq) & (seqs < hi))
-            parts.append(table.take(pa.array(keep[np.argsort(seqs[keep], kind="stable")])))
-        table = concat_tables(parts)
-        if len(parts) > 1:
-            table = table.take(pa.array(np.argsort(seq_array(table), kind="stable")))
-        return table.to_batches()
+    if any(m.rows and m.max_seq >= from_seq and m.min_seq < hi for m in snapshot.segments):
+        found = _first_rows(snapshot, from_seq, hi, max_rows)
+        if found is not None:
+            return found
+        for table in seq_tables(snapshot, from_seq, hi, ts_field=snapshot.ts_field):
+            return table.to_batches()
+        return []
     batches: list[pa.RecordBatch] = []
     rows = 0
     for part in snapshot.memtable_parts:  # each in _seq order (gaps possible after a repair)
