@@ -43,20 +43,33 @@ def test_an_entity_spanning_many_row_groups_comes_back_whole(tmp_path):
 
 def test_only_the_row_groups_of_the_entity_are_decoded(tmp_path):
     with tidal.open(tmp_path / "s") as store:
-        table = events(0, 8 * ROW_GROUP_ROWS, entities=64)
+        table = events(0, 8 * ROW_GROUP_ROWS, entities=2)  # e0, e1: 4 row groups each
         store.append(table)
         store.flush()
     with tidal.open(tmp_path / "s") as store:
         assert store.stats()["cache_bytes"] == 0  # opening reads no segment data
-        got = store.timeline("e5")
-        assert ids(got) == list(range(5, 8 * ROW_GROUP_ROWS, 64))
+        got = store.timeline("e1")
+        assert ids(got) == list(range(1, 8 * ROW_GROUP_ROWS, 2))
         kept = store.stats()["cache_bytes"]
-        # the cache keeps the entity's rows (and their times), not the row groups read
+        # an entity that fills its row groups keeps only its rows (and their times)
         assert got.nbytes <= kept <= got.nbytes + 8 * got.num_rows + 64
-        assert store.timeline("e5").equals(got)
+        assert store.timeline("e1").equals(got)
         assert store.stats()["cache_bytes"] == kept  # served from the cache
-        assert ids(store.timeline("e5", T0 + 10**6 * 6400, T0 + 10**6 * 12800)) == list(
-            range(6405, 12800, 64))  # a window of the cached rows
+        assert ids(store.timeline("e1", T0 + 10**6 * 6400, T0 + 10**6 * 12800)) == list(
+            range(6401, 12800, 2))  # a window of the cached rows
+
+
+def test_small_entities_share_their_decoded_row_groups(tmp_path):
+    with tidal.open(tmp_path / "s") as store:
+        store.append(events(0, 2 * ROW_GROUP_ROWS, entities=4000))  # ~2 events each
+        store.flush()
+    with tidal.open(tmp_path / "s") as store:
+        assert ids(store.timeline("e7")) == [7, 4007, 8007]
+        kept = store.stats()["cache_bytes"]
+        assert kept > 0
+        for k in range(4000):  # every neighbour is served from the same decoded groups
+            assert ids(store.timeline(f"e{k}")) == list(range(k, 2 * ROW_GROUP_ROWS, 4000))
+        assert store.stats()["cache_bytes"] <= 3 * kept
 
 
 def test_slices_of_time_ordered_segments_concatenate(tmp_path):

@@ -11,20 +11,19 @@ can change the first ``limit`` events.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 
 from tidal.model.schema import concat_tables
-from tidal.store.run import SEQ, Slice, SliceSource, seq_array
+from tidal.store.run import SEQ, Slice, SliceSource, SourceSet, seq_array
 
 READ_THREADS = 2  # row groups of different segments decoded side by side
 _EMPTY = pa.table({SEQ: pa.array([], pa.int64())})
 
 
-def timeline(sources: Sequence[SliceSource], entity: object, start: int | None,
+def timeline(sources: SourceSet, entity: object, start: int | None,
              end: int | None, *, limit: int | None, desc: bool) -> pa.Table:
     """Events of ``entity`` with ``start <= timestamp < end``.
 
@@ -43,10 +42,10 @@ def timeline(sources: Sequence[SliceSource], entity: object, start: int | None,
     return result
 
 
-def _probe(sources: Sequence[SliceSource], key: str, start: int | None, end: int | None,
+def _probe(sources: SourceSet, key: str, start: int | None, end: int | None,
            *, limit: int | None, desc: bool) -> list[Slice]:
     """The entity's slices from the sources that hold it and meet ``[start, end)``."""
-    wanted = [s for s in sources if _meets(s.time_range, start, end) and s.holds(key)]
+    wanted = [s for s in sources.meeting(start, end) if s.holds(key)]
     if limit is None:
         _prefetch([s for s in wanted if not s.cached(key)], key)
         return [found for s in wanted if (found := s.entity_slice(key, start, end)) is not None]
@@ -82,11 +81,6 @@ def _prefetch(missing: list[SliceSource], key: str) -> None:
 @functools.cache
 def _readers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(READ_THREADS, thread_name_prefix="tidal-timeline")
-
-
-def _meets(time_range: tuple[int, int], start: int | None, end: int | None) -> bool:
-    low, high = time_range
-    return low <= high and (start is None or high >= start) and (end is None or low < end)
 
 
 def _join(slices: list[Slice]) -> pa.Table:

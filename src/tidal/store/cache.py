@@ -42,9 +42,15 @@ class ByteCache(Generic[V]):
         if found is not None:
             return found
         value = load()
+        self.put(key, value)
+        return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Keep ``value`` under ``key`` (unless it is larger than the whole budget),
+        forgetting the least recently used values past the budget."""
         size = self._size(value)
         if size > self.capacity_bytes:
-            return value
+            return
         with self._lock:
             if key not in self._values:
                 self._values[key] = (value, size)
@@ -52,7 +58,6 @@ class ByteCache(Generic[V]):
             while self._bytes > self.capacity_bytes and self._values:
                 _, (_, old) = self._values.popitem(last=False)
                 self._bytes -= old
-        return value
 
     def discard(self, match: Callable[[Hashable], bool]) -> None:
         """Forget the values whose keys ``match`` (say, of a deleted segment)."""

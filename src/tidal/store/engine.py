@@ -58,7 +58,7 @@ from tidal.store.manifest import Manifest
 from tidal.store.readers import Readers, Snapshot
 from tidal.store.recovery import Recovered, recover
 from tidal.store.repair import RepairReport, repair_store
-from tidal.store.run import SliceSource
+from tidal.store.run import SourceSet
 from tidal.store.segment_file import slice_bytes
 from tidal.store.seq_read import read_seq_range
 from tidal.store.state import StoreState
@@ -90,7 +90,7 @@ class Engine:
         self.repair_report: RepairReport | None = None
         self._closed = False
         self._lock_fd: int | None = None
-        self._timeline_view: tuple[int, tuple[SliceSource, ...]] | None = None
+        self._timeline_view: tuple[int, SourceSet] | None = None
         self._watch: WriterWatch | None = None
         self.segments: SegmentStore
         self.writer: Writer | None = None
@@ -275,7 +275,7 @@ class Engine:
             views = tuple(m.indexed() if indexed else m.view for m in tables)
             return self.readers.open(self.state.manifest.segments, views, self.state.max_seq)
 
-    def timeline_sources(self) -> tuple[SliceSource, ...]:
+    def timeline_sources(self) -> SourceSet:
         """Everything a timeline must probe: segments (opened when first probed),
         then memtables, as sorted runs.
 
@@ -288,14 +288,14 @@ class Engine:
             return view[1]
         version = self.state.version
         with self.snapshot(indexed=True) as snap:
-            sources = tuple(snap.segment_source(m) for m in snap.segments
-                            if m.rows) + snap.memtable_runs
+            sources = SourceSet(tuple(snap.segment_source(m) for m in snap.segments
+                                      if m.rows) + snap.memtable_runs)
         with self.state.lock:
             if version == self.state.version:
                 self._timeline_view = (version, sources)
         return sources
 
-    def read_sources(self, read: Callable[[tuple[SliceSource, ...]], T]) -> T:
+    def read_sources(self, read: Callable[[SourceSet], T]) -> T:
         """Run ``read`` over :meth:`timeline_sources`; when a segment it holds was
         deleted by a compaction meanwhile, take the new sources and run it again."""
         for attempt in range(READ_RETRIES + 1):

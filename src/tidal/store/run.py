@@ -8,7 +8,7 @@ row range, two binary searches for the time window, one zero-copy slice.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -118,6 +118,30 @@ class SliceSource(Protocol):
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         """``entity``'s events within ``[start, end)``, or None when there are none."""
         ...
+
+
+class SourceSet:
+    """The slice sources of one version of the store, with their time ranges as
+    arrays: picking those that meet a window is one vectorized step, however
+    many segments there are."""
+
+    def __init__(self, sources: Sequence[SliceSource]) -> None:
+        self.sources = tuple(sources)
+        ranges = np.array([s.time_range for s in self.sources], dtype=np.int64).reshape(-1, 2)
+        self._low, self._high = ranges[:, 0], ranges[:, 1]
+        self._nonempty = [s for s, lo, hi in zip(self.sources, self._low, self._high,
+                                                  strict=True) if lo <= hi]
+
+    def meeting(self, start: int | None, end: int | None) -> list[SliceSource]:
+        """The sources that may hold events in ``[start, end)``, in stored order."""
+        if start is None and end is None:
+            return list(self._nonempty)
+        mask = self._low <= self._high
+        if start is not None:
+            mask &= self._high >= start
+        if end is not None:
+            mask &= self._low < end
+        return [self.sources[i] for i in np.flatnonzero(mask)]
 
 
 @dataclass(frozen=True)

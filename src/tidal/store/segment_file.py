@@ -3,8 +3,9 @@
 A segment's Parquet file is sorted by (entity, timestamp, ``_seq``) in small row
 groups, and its index sidecar gives each entity's row range. An entity's
 events are therefore the rows of the few row groups its range spans: a
-timeline decodes those once and keeps the entity's rows (only those) in a
-byte-bounded cache shared by all segments. Opening reads only the footer, checked against the
+timeline decodes those once and keeps them in a byte-bounded cache shared by
+all segments: the entity's own rows when it fills an eighth of them or more, else the
+decoded row groups, which its neighbours share. Opening reads only the footer, checked against the
 manifest's checksum; every page read is checked against its own checksum.
 
 The file is memory-mapped while open, so a segment that compaction deletes
@@ -155,29 +156,48 @@ class SegmentFile:
         """The index sidecar: entity, start row, stop row, in entity order."""
         return self._index_table
 
-    def _read(self, entity: str, lo: int, hi: int) -> Slice:
-        """Rows ``[lo, hi)`` (one entity's), copied out of their row groups, so that the
-        cache holds only what timelines return."""
-        rows = self.rows(lo, hi)
-        rows = rows.take(pa.array(np.arange(rows.num_rows)))
-        return Slice(rows, time_array(rows, self.ts_field))
-
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         """``entity``'s events within ``[start, end)``, in (timestamp, ``_seq``) order.
 
-        The entity's rows are decoded once (only the row groups they lie in) and
-        kept in the shared cache; later calls slice the cached rows by time.
+        Its row groups are decoded once and kept in the shared cache: an entity
+        that fills an eighth of them or more keeps only its own rows (copied out), small
+        entities keep the decoded row groups they share, so that their
+        neighbours are found there too. Later calls slice the cached rows.
         """
         bounds = self.index.get(entity)
         if bounds is None:
             return None
-        key = (self.meta.id, entity)
-        rows = self._cache.find(key) or self._cache.get(
-            key, functools.partial(self._read, entity, *bounds))
+        lo, hi = bounds
+        rows = self._cache.find((self.meta.id, entity))
+        if rows is None:
+            first, last = self._groups_of(lo, hi)
+            groups = self._cache.find((self.meta.id, first, last))
+            if groups is None:
+                base, top = int(self.starts[first]), int(self.starts[last + 1])
+                table = self.rows(base, top)
+                if 8 * (hi - lo) >= top - base:  # an eighth or more: its own rows
+                    own = table.slice(lo - base, hi - lo)
+                    own = own.take(pa.array(np.arange(own.num_rows)))
+                    rows = Slice(own, time_array(own, self.ts_field))
+                    self._cache.put((self.meta.id, entity), rows)
+                    return rows.within(start, end)
+                table = table.combine_chunks()
+                groups = Slice(table, time_array(table, self.ts_field))
+                self._cache.put((self.meta.id, first, last), groups)
+            base = int(self.starts[first])
+            rows = groups.part(lo - base, hi - base)
         return rows.within(start, end)
+
+    def _groups_of(self, lo: int, hi: int) -> tuple[int, int]:
+        """The first and last row group of rows ``[lo, hi)``."""
+        return (int(self.starts.searchsorted(lo, "right")) - 1,
+                int(self.starts.searchsorted(hi - 1, "right")) - 1)
 
     def holds(self, entity: str) -> bool:
         return entity in self.index
 
     def cached(self, entity: str) -> bool:
-        return (self.meta.id, entity) in self._cache
+        if (self.meta.id, entity) in self._cache:
+            return True
+        bounds = self.index.get(entity)
+        return bounds is not None and (self.meta.id, *self._groups_of(*bounds)) in self._cache
