@@ -47,11 +47,13 @@ def _probe(sources: SourceSet, key: str, start: int | None, end: int | None,
     """The entity's slices from the sources that hold it and meet ``[start, end)``."""
     wanted = [s for s in sources.meeting(start, end) if s.holds(key)]
     if limit is None:
-        _prefetch([s for s in wanted if not s.cached(key)], key)
+        if len(wanted) > 1:
+            _prefetch([s for s in wanted if not s.cached(key)], key)
         return [found for s in wanted if (found := s.entity_slice(key, start, end)) is not None]
     # newest-first probes by latest time; oldest-first by earliest
     wanted.sort(key=(lambda s: -s.time_range[1]) if desc else (lambda s: s.time_range[0]))
-    _prefetch([s for s in wanted[:READ_THREADS] if not s.cached(key)], key)  # likely needed
+    if len(wanted) > 1:  # the first ones are likely needed
+        _prefetch([s for s in wanted[:READ_THREADS] if not s.cached(key)], key)
     slices: list[Slice] = []
     rows = 0
     edge = 0
@@ -90,6 +92,8 @@ def _join(slices: list[Slice]) -> pa.Table:
     time already covered (late events), only the rows in the overlap are merged,
     and the rest is concatenated as it is.
     """
+    if len(slices) == 1:
+        return slices[0].table
     out: list[Slice] = []
     for part in sorted(slices, key=lambda s: int(s.ts[0])):
         first = int(part.ts[0])

@@ -45,6 +45,8 @@ def run_bounds(sorted_codes: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.nda
 def time_window(ts_ns: np.ndarray, lo: int, hi: int, start: int | None, end: int | None
                 ) -> tuple[int, int]:
     """Narrow rows ``lo:hi`` (sorted by time) to ``start <= ts < end``."""
+    if start is None and end is None:
+        return lo, hi
     part = ts_ns[lo:hi]
     if end is not None:
         hi = lo + int(part.searchsorted(end, "left"))

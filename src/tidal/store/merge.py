@@ -96,5 +96,7 @@ def _row_range(index: tuple[np.ndarray, np.ndarray, np.ndarray], rows: int,
 
 def _gather(segments: SegmentStore, ranges: list[tuple[SegmentMeta, int, int]],
             entity_field: str, ts_field: str) -> SortedRun:
-    table = concat_tables([segments.rows(meta, lo, hi) for meta, lo, hi in ranges])
-    return sort_plan(table, entity_field, ts_field)[0]()
+    # no reference kept here: the decoded row groups are freed once sort_plan has
+    # combined them, so a piece holds at most two copies of its rows at a time
+    return sort_plan(concat_tables([segments.rows(meta, lo, hi) for meta, lo, hi in ranges]),
+                     entity_field, ts_field)[0]()

@@ -135,7 +135,7 @@ class SourceSet:
     def meeting(self, start: int | None, end: int | None) -> list[SliceSource]:
         """The sources that may hold events in ``[start, end)``, in stored order."""
         if start is None and end is None:
-            return list(self._nonempty)
+            return self._nonempty  # read, never changed, by the caller
         mask = self._low <= self._high
         if start is not None:
             mask &= self._high >= start
