@@ -82,6 +82,8 @@ def build_store(ctx: Context, n: int) -> Built:
     """Build the shared ``services`` store of ``n`` events afresh: 10k-event appends
     with default settings, ``flush()``, then a timed ``compact()``."""
     path = data_dir() / f"services-{n}"
+    marker = path.parent / f"services-{n}.json"
+    marker.unlink(missing_ok=True)  # first: a build cut short is never taken for a store
     shutil.rmtree(path, ignore_errors=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     append_s = 0.0
@@ -101,7 +103,7 @@ def build_store(ctx: Context, n: int) -> Built:
                   before["bytes_per_event_disk"], after["bytes_per_event_disk"],
                   before["segments"], after["segments"])
     record = {**asdict(built), "path": str(path), "layout": _layout()}
-    (path.parent / f"services-{n}.json").write_text(json.dumps(record))
+    marker.write_text(json.dumps(record))
     ctx.note(f"built {n:,} events in {append_s:.1f} s of appends; compact() {compact_s:.1f} s; "
              f"{before['segments']} -> {after['segments']} segments")
     return built
