@@ -343,7 +343,7 @@ def _chdb_timelines(ctx: Context, path: Path, queries: _Queries,
 
 # --- open and read one timeline in a fresh process ----------------------------------------------
 
-_TIDAL_FIRST = """
+_PROLOGUE = """
 import importlib.abc, sys, time
 class HidePandas(importlib.abc.MetaPathFinder):  # as if pandas were not installed
     def find_spec(self, name, path, target=None):
@@ -351,41 +351,30 @@ class HidePandas(importlib.abc.MetaPathFinder):  # as if pandas were not install
             raise ModuleNotFoundError(name)
 if sys.argv[3] == "hide-pandas":
     sys.meta_path.insert(0, HidePandas())
-PEAK = lambda: next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-                    if line.startswith("VmHWM:"))
 started = time.perf_counter()
-import tidal
-store = tidal.open(sys.argv[1], entity_field="pod")
-rows = store.timeline(sys.argv[2]).num_rows
-took = time.perf_counter() - started
-print(took, rows, PEAK())
 """
-
-_DUCKDB_FIRST = """
-import sys, time
-PEAK = lambda: next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-                    if line.startswith("VmHWM:"))
-started = time.perf_counter()
+_EPILOGUE = """
+took = time.perf_counter() - started
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+            if line.startswith("VmHWM:"))
+print(took, rows, peak)
+"""
+_TIDAL_FIRST = _PROLOGUE + """
+import tidal
+rows = tidal.open(sys.argv[1], entity_field="pod").timeline(sys.argv[2]).num_rows
+""" + _EPILOGUE
+_DUCKDB_FIRST = _PROLOGUE + """
 import duckdb
 rows = duckdb.connect().sql("SELECT * FROM read_parquet(?) WHERE pod = ? ORDER BY timestamp",
                             params=[sys.argv[1] + "/segments/*.parquet", sys.argv[2]]
                             ).to_arrow_table().num_rows
-took = time.perf_counter() - started
-print(took, rows, PEAK())
-"""
-
-_CHDB_FIRST = """
-import sys, time
-PEAK = lambda: next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-                    if line.startswith("VmHWM:"))
-started = time.perf_counter()
+""" + _EPILOGUE
+_CHDB_FIRST = _PROLOGUE + """
 from chdb import session
-sess = session.Session(sys.argv[1])
-rows = sess.query("SELECT * FROM t WHERE pod = {k:String} ORDER BY timestamp", "ArrowTable",
-                  params={"k": sys.argv[2]}).num_rows
-took = time.perf_counter() - started
-print(took, rows, PEAK())
-"""
+rows = session.Session(sys.argv[1]).query(
+    "SELECT * FROM t WHERE pod = {k:String} ORDER BY timestamp", "ArrowTable",
+    params={"k": sys.argv[2]}).num_rows
+""" + _EPILOGUE
 
 
 def _fresh(script: str, *args: str) -> tuple[float, int, int]:
