@@ -186,3 +186,103 @@ def test_an_interrupted_wait_in_group_commit_leaves_it_working():
     late.start()
     late.join(10)
     assert after == ["after"]  # the queue is sound: nobody waits for a thread that left
+
+
+# --- reads at scale ------------------------------------------------------------------------
+
+TS = pa.timestamp("ns", "UTC")
+
+
+@pytest.mark.parametrize("backend", ["memory", "disk"])
+def test_compacting_events_without_an_entity_past_segment_rows(tmp_path, backend):
+    """A merge group with no entity in its index and more than segment_rows events
+    raised IndexError while cutting it into entity pieces."""
+    import numpy as np
+
+    path = tmp_path / "s" if backend == "disk" else None
+    with tidal.open(path, segment_rows=100, compact_min_rows=1000,
+                    compact_chunk_rows=10_000) as store:
+        for k in range(3):
+            store.append(pa.table({"timestamp": pa.array(np.arange(100) + k * 100, TS),
+                                   "x": np.arange(100) + k * 100}))
+            store.flush()
+        store.compact()
+        rows = [m.rows for m in store._engine.manifest.segments]
+        assert sum(rows) == 300 and max(rows) <= 100
+        assert store.read_from(0).column("x").to_pylist() == list(range(300))
+
+
+def test_compaction_cuts_one_huge_entity_at_segment_rows():
+    """One entity bigger than segment_rows became one segment as large as the chunk."""
+    import numpy as np
+
+    with tidal.open(None, segment_rows=1000, compact_min_rows=2000,
+                    compact_chunk_rows=10_000) as store:
+        for k in range(8):
+            store.append(pa.table({"timestamp": pa.array(10**12 + k * 1000 + np.arange(1000), TS),
+                                   "entity": ["big"] * 1000}))
+            store.flush()
+        store.compact()
+        assert [m.rows for m in store._engine.manifest.segments] == [1000] * 8
+        ts = store.timeline("big").column("timestamp").cast(pa.int64()).to_pylist()
+        assert ts == sorted(ts) and len(ts) == 8000
+
+
+def test_read_from_with_a_small_limit_has_the_store_schema():
+    """The few-rows path of read_from returned one segment's own schema: a column
+    widened or added by a later segment came back in the old type, or not at all."""
+    import numpy as np
+
+    with tidal.open(None) as store:
+        n = 20_000
+        store.append(pa.table({"timestamp": pa.array(10**12 + np.arange(n), TS),
+                               "entity": pa.array(np.arange(n) % 7).cast(pa.string()),
+                               "x": pa.array(np.arange(n, dtype=np.int32))}))
+        store.flush()
+        store.append(pa.table({"timestamp": pa.array([2 * 10**12], TS), "entity": ["a"],
+                               "x": ["text"], "y": [1.5]}))
+        store.flush()
+        few, many = store.read_from(0, 1), store.read_from(0, 10)
+        assert few.schema == many.schema
+        assert few.schema.field("x").type == pa.string() and "y" in few.schema.names
+        assert few.column("x").to_pylist() == ["0"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_reads_cold_timelines(tmp_path):
+    """The prefetch thread pool was inherited by a forked child without its threads:
+    the child's first cold timeline over several segments waited forever."""
+    import os
+
+    import numpy as np
+
+    def make(path):
+        store = tidal.open(path, compact_min_rows=1)
+        for k in range(3):
+            store.append(pa.table({"timestamp": pa.array(10**12 + k * 10**13 + np.arange(10), TS),
+                                   "entity": ["a"] * 10}))
+            store.flush()
+        return store
+
+    parent = make(tmp_path / "p")
+    parent.timeline("a")  # the parent's pool exists now
+    make(tmp_path / "c").close()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            rows = tidal.open(tmp_path / "c", read_only=True).timeline("a").num_rows
+            os._exit(0 if rows == 30 else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child's timeline hung")
+    parent.close()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,7 @@ can change the first ``limit`` events.
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -83,6 +84,10 @@ def _prefetch(missing: list[SliceSource], key: str) -> None:
 @functools.cache
 def _readers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(READ_THREADS, thread_name_prefix="tidal-timeline")
+
+
+# a forked child inherits the pool but not its threads: it starts a pool of its own
+os.register_at_fork(after_in_child=_readers.cache_clear)
 
 
 def _join(slices: list[Slice]) -> pa.Table:

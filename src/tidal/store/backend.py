@@ -217,11 +217,13 @@ class DiskSegments:
     def remove(self, metas: Iterable[SegmentMeta]) -> None:
         metas = list(metas)
         ids = {meta.id for meta in metas}
-        self.cache.discard(lambda key: isinstance(key, tuple) and key[0] in ids)
         with self._lock:
             for meta in metas:  # a reader still holding the file keeps its mapping
                 self._verified.discard(meta.id)
-                self._files.pop(meta.id, None)
+                gone = self._files.pop(meta.id, None)
+                if gone is not None:
+                    gone.retire()  # what it reads from now on is not kept in the cache
+        self.cache.discard(lambda key: isinstance(key, tuple) and key[0] in ids)
         self.fs.remove([self.directory / name for meta in metas
                         for name in (meta.data_name, meta.index_name)])
 

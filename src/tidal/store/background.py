@@ -234,27 +234,37 @@ class Background:
             self._next_segment_id += count
         return first
 
-    def _write_runs(self, plans: list[Callable[[], SortedRun]],
+    def _write_runs(self, plans: Sequence[Callable[[], SortedRun | list[SortedRun]]],
                     profile: segment_io.WriteProfile,
                     positions: Mapping[str, int] | None = None) -> list[SegmentMeta]:
-        """Gather and write each planned run as a segment, in parallel threads.
+        """Gather and write each planned run (or runs) as segments, in parallel threads.
 
         If one fails, the segments already written are deleted again.
         """
-        first_id = self._reserve_segment_ids(len(plans))
-
-        def write(offset: int) -> SegmentMeta:
-            return self.segments.write(plans[offset](), first_id + offset, profile, positions)
+        def write(plan: Callable[[], SortedRun | list[SortedRun]]) -> list[SegmentMeta]:
+            gathered = plan()
+            runs = gathered if isinstance(gathered, list) else [gathered]
+            first_id = self._reserve_segment_ids(len(runs))
+            written: list[SegmentMeta] = []
+            try:
+                for offset, run in enumerate(runs):
+                    written.append(self.segments.write(run, first_id + offset, profile,
+                                                       positions))
+            except BaseException:
+                self.readers.retire(written)
+                raise
+            return written
 
         if len(plans) == 1:
-            return [write(0)]
+            return write(plans[0])
         with ThreadPoolExecutor(min(FLUSH_THREADS, len(plans)),
                                 thread_name_prefix="tidal-write") as pool:
-            futures = [pool.submit(write, i) for i in range(len(plans))]
-        done = [f.result() for f in futures if f.exception() is None]
-        if len(done) < len(futures):
+            futures = [pool.submit(write, plan) for plan in plans]
+        failed = [exc for f in futures if (exc := f.exception()) is not None]
+        done = [m for f in futures if f.exception() is None for m in f.result()]
+        if failed:
             self.readers.retire(done)
-            raise next(f.exception() for f in futures if f.exception() is not None)  # type: ignore[misc]
+            raise failed[0]
         return done
 
     # -- compaction ---------------------------------------------------------------

@@ -27,25 +27,29 @@ __all__ = ["merge_plan"]
 
 
 def merge_plan(group: Sequence[SegmentMeta], segments: SegmentStore, *, entity_field: str,
-               ts_field: str, max_rows: int, min_rows: int) -> list[Callable[[], SortedRun]]:
+               ts_field: str, max_rows: int, min_rows: int
+               ) -> list[Callable[[], list[SortedRun]]]:
     """One callable per output segment of merging ``group``: it reads its entities'
     rows from every segment of the group and sorts them (the costly part; callables
     may run on separate threads).
 
     Pieces hold about ``max_rows`` events; none of several holds fewer than
     ``min_rows`` (it joins its neighbour), so that a compaction's output is never
-    small enough to be compacted again on its own. An entity is never split.
+    small enough to be compacted again on its own. Pieces are cut between
+    entities; a piece still larger than ``max_rows`` (one huge entity, or the
+    events without one) is cut again by time into segments of at most
+    ``max_rows``, holding all its rows in memory while it sorts them.
     """
     indexes = [_sorted_index(segments.index_table(meta)) for meta in group]
     total = sum(meta.rows for meta in group)
     bounds = _entity_bounds(indexes, math.ceil(total / max_rows) if total else 1, min_rows)
-    plans: list[Callable[[], SortedRun]] = []
+    plans: list[Callable[[], list[SortedRun]]] = []
     for low, high in zip([None, *bounds], [*bounds, None], strict=True):
         ranges = [(meta, *_row_range(index, meta.rows, low, high))
                   for meta, index in zip(group, indexes, strict=True)]
         ranges = [(meta, lo, hi) for meta, lo, hi in ranges if hi > lo]
         if ranges:
-            plans.append(partial(_gather, segments, ranges, entity_field, ts_field))
+            plans.append(partial(_gather, segments, ranges, entity_field, ts_field, max_rows))
     return plans
 
 
@@ -61,8 +65,8 @@ def _entity_bounds(indexes: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                    pieces: int, min_rows: int) -> list[str]:
     """Entities at which to cut the merged events into ``pieces`` of about equal rows,
     none below ``min_rows`` (a piece starts at its bound; an entity is never split)."""
-    if pieces <= 1:
-        return []
+    if pieces <= 1 or not any(len(entities) for entities, _, _ in indexes):
+        return []  # one piece, or nothing to cut by: rows without an entity
     table = pa.table({
         "entity": pa.array(np.concatenate([e for e, _, _ in indexes]), pa.string()),
         "rows": pa.array(np.concatenate([b - a for _, a, b in indexes])),
@@ -95,8 +99,9 @@ def _row_range(index: tuple[np.ndarray, np.ndarray, np.ndarray], rows: int,
 
 
 def _gather(segments: SegmentStore, ranges: list[tuple[SegmentMeta, int, int]],
-            entity_field: str, ts_field: str) -> SortedRun:
+            entity_field: str, ts_field: str, max_rows: int) -> list[SortedRun]:
     # no reference kept here: the decoded row groups are freed once sort_plan has
     # combined them, so a piece holds at most two copies of its rows at a time
-    return sort_plan(concat_tables([segments.rows(meta, lo, hi) for meta, lo, hi in ranges]),
-                     entity_field, ts_field)[0]()
+    runs = sort_plan(concat_tables([segments.rows(meta, lo, hi) for meta, lo, hi in ranges]),
+                     entity_field, ts_field, max_rows=max_rows)
+    return [gather() for gather in runs]

@@ -276,6 +276,12 @@ def _by_time(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.Record
         yield from reader.out(table)
 
 
+def in_snapshot_schema(snapshot: Scannable, table: pa.Table, *, ts_field: str) -> pa.Table:
+    """Rows read from one segment, with every column of ``snapshot`` in its types
+    (``_seq`` first), as a scan of all columns gives them."""
+    return _project(table, output_schema(snapshot.schema, None, ts_field, "seq"))
+
+
 def seq_tables(snapshot: Scannable, from_seq: int, to_seq: int, *, ts_field: str
                ) -> Iterator[pa.Table]:
     """Every column of the events with ``from_seq <= _seq < to_seq``, as tables in

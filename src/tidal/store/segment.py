@@ -170,7 +170,8 @@ def encode(run: SortedRun, ts_field: str, entity_field: str, profile: WriteProfi
                           write_page_checksum=True) as writer:
         cuts = row_group_cuts(run, ROW_GROUP_ROWS)
         for lo, hi in zip(cuts, cuts[1:], strict=False):
-            writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)
+            if hi > lo:  # an empty run is a file with no row group
+                writer.write_table(table.slice(lo, hi - lo), row_group_size=hi - lo)
     return data.getvalue(), encode_index(run)
 
 

@@ -45,6 +45,7 @@ class SegmentFile:
         self.ts_field = ts_field
         self._cache = cache
         self._lock = threading.Lock()  # one Parquet reader, one thread at a time
+        self._retired = False
 
     @functools.cached_property
     def _parquet(self) -> pq.ParquetFile:
@@ -179,14 +180,22 @@ class SegmentFile:
                     own = table.slice(lo - base, hi - lo)
                     own = own.take(pa.array(np.arange(own.num_rows)))
                     rows = Slice(own, time_array(own, self.ts_field))
-                    self._cache.put((self.meta.id, entity), rows)
+                    self._keep((self.meta.id, entity), rows)
                     return rows.within(start, end)
                 table = table.combine_chunks()
                 groups = Slice(table, time_array(table, self.ts_field))
-                self._cache.put((self.meta.id, first, last), groups)
+                self._keep((self.meta.id, first, last), groups)
             base = int(self.starts[first])
             rows = groups.part(lo - base, hi - base)
         return rows.within(start, end)
+
+    def retire(self) -> None:
+        """The segment was deleted: readers still holding it may read on, uncached."""
+        self._retired = True
+
+    def _keep(self, key: tuple[object, ...], value: Slice) -> None:
+        if not self._retired:
+            self._cache.put(key, value)
 
     def _groups_of(self, lo: int, hi: int) -> tuple[int, int]:
         """The first and last row group of rows ``[lo, hi)``."""

@@ -15,7 +15,7 @@ import pyarrow as pa
 from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 from tidal.store.run import SEQ, seq_array
-from tidal.store.scan import seq_tables
+from tidal.store.scan import in_snapshot_schema, seq_tables
 from tidal.store.segment import ROW_GROUP_ROWS
 
 
@@ -32,7 +32,8 @@ def _first_rows(snapshot: Snapshot, from_seq: int, hi: int, max_rows: int
     seqs = [snapshot.segment_seqs(meta) for meta in metas]
     parts = [snapshot.segment_take(meta, np.flatnonzero((s >= from_seq) & (s < top)))
              for meta, s in zip(metas, seqs, strict=True)]
-    parts = [p for p in parts if p.num_rows]
+    parts = [in_snapshot_schema(snapshot, p, ts_field=snapshot.ts_field)
+             for p in parts if p.num_rows]
     if not parts:
         return None  # a gap (a repair's lost range): the merged read skips it
     table = concat_tables(parts) if len(parts) > 1 else parts[0]
