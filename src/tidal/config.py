@@ -51,7 +51,8 @@ class StoreConfig:
             compactions cut there).
         segment_span_s: ... and cover less than this much event time, so that a
             query over a time window reads only the segments of that window.
-        compact_min_rows: segments smaller than this are merged by ``compact()``.
+        compact_min_rows: segments smaller than this (and than half of
+            ``segment_rows``) are merged by ``compact()``.
         compact_chunk_rows: compaction merges segments adjacent in time into chunks of
             up to this many events (and ``segment_span_s``), written as segments of
             at most ``segment_rows`` that split the chunk by entity: a timeline

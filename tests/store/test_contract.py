@@ -121,23 +121,22 @@ def test_segments_stay_within_their_time_span(open_store):
 
 def test_compaction_splits_a_chunk_by_entity(open_store):
     """A merged chunk larger than ``segment_rows`` is written as segments of disjoint
-    entities over the same time, each no smaller than ``compact_min_rows``."""
-    store = open_store(segment_rows=100, compact_min_rows=70, compact_chunk_rows=1000)
-    for i in range(6):  # 6 flushes of 60 events over 12 entities
-        store.append(events(60, entities=12, start=T0 + i * 60 * 10**9))
+    entities over the same time, none of them small enough to be compacted again."""
+    store = open_store(segment_rows=100, compact_min_rows=40, compact_chunk_rows=1000)
+    for i in range(6):  # 6 flushes of 36 events over 12 entities
+        store.append(events(36, entities=12, start=T0 + i * 36 * 10**9))
         store.flush()
     store.compact()
     metas = store._engine.manifest.segments
-    assert len(metas) == 4 and sum(m.rows for m in metas) == 360  # ceil(360 / 100) pieces
-    assert all(m.rows >= 70 for m in metas)
+    assert [m.rows for m in metas] == [72, 72, 72]  # ceil(216 / 100) pieces
     held = [set(store._engine.segments.index_table(m).column("entity").to_pylist())
             for m in metas]
     assert sum(map(len, held)) == 12 and set().union(*held) == {f"e{i}" for i in range(12)}
     assert store.compact() == 0  # its output is not compacted again
     for k in range(12):
         got = store.timeline(f"e{k}").column("n").to_pylist()
-        assert got == [n for i in range(6) for n in range(k % 12, 60, 12)]
-    assert store.read_from(0).num_rows == 360
+        assert got == [n for i in range(6) for n in range(k, 36, 12)]
+    assert store.read_from(0).num_rows == 216
 
 
 def test_sql_sees_segments_and_memtable(open_store):

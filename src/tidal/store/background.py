@@ -270,7 +270,8 @@ class Background:
     # -- compaction ---------------------------------------------------------------
     def _maybe_compact(self) -> None:
         """Start a background compaction once enough small segments piled up."""
-        small = [s for s in self.state.manifest.segments if s.rows < self.config.compact_min_rows]
+        limit = policy.small_rows(self.config)
+        small = [s for s in self.state.manifest.segments if s.rows < limit]
         busy = self._compactor is not None and self._compactor.is_alive()
         if len(small) >= AUTO_COMPACT_SEGMENTS and not busy and not self._closing:
             self._compactor = threading.Thread(target=self._compact_quietly,
@@ -312,7 +313,7 @@ class Background:
                                            entity_field=self.config.entity_field,
                                            ts_field=self.config.timestamp_field,
                                            max_rows=self.config.segment_rows,
-                                           min_rows=self.config.compact_min_rows)
+                                           min_rows=policy.small_rows(self.config))
                         metas += self._write_runs(
                             plans, profile, _merged(self.segments.positions(m) for m in group))
                 except BaseException:

@@ -102,6 +102,8 @@ def _gather(segments: SegmentStore, ranges: list[tuple[SegmentMeta, int, int]],
             entity_field: str, ts_field: str, max_rows: int) -> list[SortedRun]:
     # no reference kept here: the decoded row groups are freed once sort_plan has
     # combined them, so a piece holds at most two copies of its rows at a time
+    rows = sum(hi - lo for _, lo, hi in ranges)
     runs = sort_plan(concat_tables([segments.rows(meta, lo, hi) for meta, lo, hi in ranges]),
-                     entity_field, ts_field, max_rows=max_rows)
+                     entity_field, ts_field,  # cut into equal parts: none is left small
+                     max_rows=math.ceil(rows / math.ceil(rows / max_rows)) if rows else max_rows)
     return [gather() for gather in runs]

@@ -12,17 +12,24 @@ from tidal.config import StoreConfig
 from tidal.store.segment import SegmentMeta
 
 
+def small_rows(config: StoreConfig) -> int:
+    """Segments with fewer events than this are merged by compaction:
+    ``compact_min_rows``, but at most half of ``segment_rows``, so that segments
+    cut at ``segment_rows`` are never small (compaction ends)."""
+    return min(config.compact_min_rows, max(1, config.segment_rows // 2))
+
+
 def compaction_groups(segments: Sequence[SegmentMeta], config: StoreConfig, *, rewrite: bool
                       ) -> list[list[SegmentMeta]]:
     """Runs of segments adjacent in time to merge, each within ``compact_chunk_rows``
     events and ``segment_span_s`` of time (so merged segments stay time-bounded).
 
-    Candidates are the segments below ``compact_min_rows``; with ``rewrite``
+    Candidates are the segments below :func:`small_rows`; with ``rewrite``
     also every segment still in the flush encoding (level 0). A group of one is
     kept only when it is rewritten.
     """
     span_ns = int(config.segment_span_s * 1e9)
-    chosen = sorted((s for s in segments if s.rows < config.compact_min_rows
+    chosen = sorted((s for s in segments if s.rows < small_rows(config)
                      or (rewrite and s.level == 0)), key=lambda s: (s.min_ts, s.min_seq))
     groups: list[list[SegmentMeta]] = [[]]
     for meta in chosen:
