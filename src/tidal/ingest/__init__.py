@@ -10,8 +10,8 @@ every row. :func:`write_dead_letter` keeps bad lines beside their reasons.
 from __future__ import annotations
 
 from tidal.ingest.deadletter import write_dead_letter
-from tidal.ingest.decode import Decoded, decode, decode_records
-from tidal.ingest.files import FORMATS, decode_buffer, decode_path, detect_format
+from tidal.ingest.decode import Decoded, decode, decode_path, decode_records
+from tidal.ingest.formats import FORMATS, decode_buffer, detect_format
 from tidal.ingest.ndjson import MAX_RAW_BYTES, decode_ndjson
 
 __all__ = [

@@ -1,5 +1,10 @@
 """``decode(data)``: any accepted input → one Arrow table and its problems.
 
+One dispatch: first what the input is (this module), then which format its
+bytes are in, then the one decoder of that format
+(:func:`~tidal.ingest.formats.decode_buffer`). Paths are opened by
+:mod:`tidal.ingest.files`.
+
 Accepted inputs:
 
 * Arrow: ``pa.Table``, ``pa.RecordBatch``, a list or iterator of record
@@ -8,7 +13,7 @@ Accepted inputs:
 * a list of dicts (a non-dict item is a problem naming its 1-based record);
 * NDJSON as ``bytes``/``bytearray``/``memoryview``, or as ``str`` text;
 * a path: an ``os.PathLike``, or a ``str`` that has no newline and does not
-  start with ``{`` or ``[`` (see :mod:`tidal.ingest.files` for formats).
+  start with ``{`` or ``[`` (see :mod:`tidal.ingest.files`).
 
 ``format`` (``"ndjson" "json" "csv" "parquet" "arrow"``) overrides detection for
 paths, bytes and text.
@@ -27,19 +32,19 @@ import numpy as np
 import pyarrow as pa
 
 from tidal.errors import DecodeError, Problem
-from tidal.ingest.files import FORMATS, decode_buffer, decode_path, remap
+from tidal.ingest.files import read_path
+from tidal.ingest.formats import FORMATS, decode_buffer, remap, sniff_bytes
 from tidal.ingest.ndjson import Decoded, decode_ndjson, empty_decoded, raw_text
 from tidal.ingest.nesting import MAX_DEPTH, TOO_DEEP, check_table, deep_records
 from tidal.model.schema import concat_tables
 
-__all__ = ["Decoded", "decode", "decode_records"]
+__all__ = ["Decoded", "decode", "decode_path", "decode_records"]
 
 _encoder = msgspec.json.Encoder()
 _raw_encoder = msgspec.json.Encoder(enc_hook=str)
 _ABRIDGED = reprlib.Repr()  # keyword arguments need Python 3.12
 _ABRIDGED.maxlevel, _ABRIDGED.maxdict, _ABRIDGED.maxlist = MAX_DEPTH + 2, 20, 20
 _ABRIDGED.maxstring = _ABRIDGED.maxother = 200
-_BOM = b"\xef\xbb\xbf"
 _TEXT_START = re.compile(r"[\ufeff\s]*[{\[]")
 
 
@@ -88,25 +93,20 @@ def _decode(data: object, format: str | None) -> Decoded:
     raise DecodeError(f"cannot decode input of type {kind}{hint}")
 
 
+def decode_path(path: str | os.PathLike[str], *, format: str | None = None) -> Decoded:
+    """Read and decode the file at ``path`` (see :mod:`tidal.ingest.files`)."""
+    data, fmt = read_path(path, format)
+    return decode_buffer(data, format=fmt, source=os.fspath(path))
+
+
 def _decode_bytes(data: bytes | bytearray | memoryview, format: str | None, source: str) -> Decoded:
-    if format is None:  # NDJSON unless the content is plainly something else
-        view = memoryview(data).cast("B")
-        if bytes(view[:6]).startswith((b"PAR1", b"ARROW1", b"\xff\xff\xff\xff")):
-            return decode_buffer(data, format=None, source=source.replace("ndjson", "binary"))
-        if _first_byte(view) == b"[":
-            return decode_buffer(data, format=None, source=source.replace("ndjson", "json"))
-        return decode_ndjson(data, source=source)
-    return decode_buffer(data, format=format, source=source.replace("ndjson", format))
-
-
-def _first_byte(view: memoryview) -> bytes:
-    """The first byte that is not whitespace (after a BOM), or b""."""
-    start = 3 if bytes(view[:3]) == _BOM else 0
-    for i in range(start, len(view), 4096):
-        text = bytes(view[i : i + 4096]).lstrip()
-        if text:
-            return text[:1]
-    return b""
+    """Bytes or text: NDJSON unless named otherwise or plainly something else."""
+    kind = format
+    if kind is None:  # named after what it looks like; decode_buffer guesses the same
+        kind = sniff_bytes(bytes(memoryview(data).cast("B")[:64 << 10]))
+        kind = "binary" if kind in ("parquet", "arrow") else kind
+    return decode_buffer(data, format=format, source=source.replace("ndjson", kind),
+                         guess=sniff_bytes)
 
 
 def _guarded_read_all(reader: pa.RecordBatchReader) -> pa.Table:
