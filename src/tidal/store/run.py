@@ -91,10 +91,14 @@ class SortedRun:
 
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         """``entity``'s events within ``[start, end)`` in (timestamp, ``_seq``) order."""
-        window = self.window(entity, start, end)
-        if window is None:
+        bounds = self.index.get(entity)
+        if bounds is None:
             return None
-        lo, hi = window
+        lo, hi = bounds
+        if start is not None or end is not None:  # (the hot path of a whole timeline skips this)
+            lo, hi = _kernels.time_window(self.ts, lo, hi, start, end)
+            if hi <= lo:
+                return None
         return Slice(self.table.slice(lo, hi - lo), self.ts[lo:hi])
 
 
