@@ -29,11 +29,6 @@ def entity_codes(entities: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.A
     return codes, dictionary.take(pa.array(order))
 
 
-def sort_order(codes: np.ndarray, ts_ns: np.ndarray, seq: np.ndarray) -> np.ndarray:
-    """Permutation sorting rows by (entity code, timestamp, seq)."""
-    return np.lexsort((seq, ts_ns, codes))
-
-
 def run_bounds(sorted_codes: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
     """Start and stop row of each key ``0..nkeys-1`` in sorted codes."""
     keys = np.arange(nkeys, dtype=np.int64)

@@ -13,8 +13,9 @@ V = TypeVar("V")
 class ByteCache(Generic[V]):
     """Keeps recently used values in memory, up to ``capacity_bytes`` by ``size(value)``.
 
-    A value larger than the whole budget is returned but not kept. Loads run
-    outside the lock, so two threads missing the same key may both load it.
+    Readers :meth:`find` a value and, on a miss, load it themselves (outside the
+    lock, so two threads missing the same key may both load it) and :meth:`put`
+    it; a value larger than the whole budget is not kept.
     """
 
     def __init__(self, capacity_bytes: int, size: Callable[[V], int]) -> None:
@@ -35,15 +36,6 @@ class ByteCache(Generic[V]):
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._values
-
-    def get(self, key: Hashable, load: Callable[[], V]) -> V:
-        """The value for ``key``, loading it with ``load()`` on a miss."""
-        found = self.find(key)
-        if found is not None:
-            return found
-        value = load()
-        self.put(key, value)
-        return value
 
     def put(self, key: Hashable, value: V) -> None:
         """Keep ``value`` under ``key`` (unless it is larger than the whole budget),

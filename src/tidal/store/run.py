@@ -69,14 +69,6 @@ class SortedRun:
         return pa.table([pa.array(keys, pa.string()), pa.array(bounds[:, 0]),
                          pa.array(bounds[:, 1])], schema=INDEX_SCHEMA)
 
-    def window(self, entity: str, start: int | None, end: int | None) -> tuple[int, int] | None:
-        """Row range of ``entity`` within ``[start, end)``, or None when empty."""
-        bounds = self.index.get(entity)
-        if bounds is None:
-            return None
-        lo, hi = _kernels.time_window(self.ts, bounds[0], bounds[1], start, end)
-        return (lo, hi) if hi > lo else None
-
     @functools.cached_property
     def time_range(self) -> tuple[int, int]:
         """The earliest and latest timestamp (0, -1 when empty)."""

@@ -254,9 +254,13 @@ def _memtable_unit(reader: _Reader, key: str) -> list[Unit]:
     return [(_low(table, key), lambda: table)]
 
 
-def _by_seq(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
+def _in_seq_order(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.Table]:
     units = _segment_units(reader, segments, by_time=False) + _memtable_unit(reader, SEQ)
-    for table in in_order(units, [SEQ]):
+    return in_order(units, [SEQ])
+
+
+def _by_seq(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
+    for table in _in_seq_order(reader, segments):
         yield from reader.out(table)
 
 
@@ -290,8 +294,7 @@ def seq_tables(snapshot: Scannable, from_seq: int, to_seq: int, *, ts_field: str
     reader = _Reader(snapshot, output_schema(snapshot.schema, None, ts_field, "seq"), None,
                      bounds, ts_field, BATCH_ROWS)
     segments = [m for m in snapshot.segments if bounds.overlaps(m)]
-    units = _segment_units(reader, segments, by_time=False) + _memtable_unit(reader, SEQ)
-    for table in in_order(units, [SEQ]):
+    for table in _in_seq_order(reader, segments):
         yield table.select(reader.target.names)
 
 

@@ -90,13 +90,14 @@ class SegmentFile:
         return self.meta.min_ts, self.meta.max_ts
 
     @functools.cached_property
-    def _index_table(self) -> pa.Table:
+    def index_table(self) -> pa.Table:
+        """The index sidecar: entity, start row, stop row, in entity order (read once)."""
         return read_index(self.meta, self.directory)
 
     @functools.cached_property
     def index(self) -> dict[str, tuple[int, int]]:
         """Each entity's row range, from the index sidecar (read once)."""
-        table = self._index_table
+        table = self.index_table
         return dict(zip(table.column("entity").to_pylist(),
                         zip(table.column("start").to_pylist(),
                             table.column("stop").to_pylist(), strict=True), strict=True))
@@ -104,7 +105,7 @@ class SegmentFile:
     @property
     def entities(self) -> pa.Array:
         """The segment's distinct entities."""
-        return self._index_table.column("entity").combine_chunks()
+        return self.index_table.column("entity").combine_chunks()
 
     def rows(self, lo: int, hi: int, *, own_reader: bool = False) -> pa.Table:
         """Rows ``[lo, hi)``, decoded from the row groups they lie in (not copied out).
@@ -151,11 +152,6 @@ class SegmentFile:
         offsets = np.cumsum(sizes) - sizes
         local = positions - self.starts[group_of] + offsets[np.searchsorted(groups, group_of)]
         return restored(table).take(pa.array(local))
-
-    @property
-    def index_table(self) -> pa.Table:
-        """The index sidecar: entity, start row, stop row, in entity order."""
-        return self._index_table
 
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         """``entity``'s events within ``[start, end)``, in (timestamp, ``_seq``) order.
