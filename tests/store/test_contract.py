@@ -333,3 +333,11 @@ def test_bad_config_is_a_config_error():
     assert info.value.field == "durability"
     with pytest.raises(tidal.ConfigError, match="unknown option"):
         tidal.open(None, no_such_option=1)
+
+
+@pytest.mark.parametrize("name", ["segment_rows", "segment_span_s", "compact_min_rows",
+                                  "compact_chunk_rows"])
+def test_layout_sizes_must_be_positive(name):
+    with pytest.raises(tidal.ConfigError, match=f"{name} must be positive") as info:
+        tidal.open(None, **{name: 0})
+    assert info.value.field == name
