@@ -20,7 +20,13 @@ import pyarrow.compute as pc
 
 from tidal.config import StoreConfig
 from tidal.errors import ConfigError
-from tidal.ingest.pipeline import OnError, Prepared, expected_events, prepare
+from tidal.ingest.pipeline import (
+    OnError,
+    Prepared,
+    PreparedBlocks,
+    expected_events,
+    prepare_blocks,
+)
 from tidal.model.time import now_ns, parse_instant
 from tidal.query import replay
 from tidal.query import timeline as timeline_query
@@ -108,7 +114,9 @@ class Store:
         the bad lines go, with their reasons, to the dead-letter file.
 
         Appends from many threads that arrive together share one WAL write and
-        one fsync. When the memtables waiting for flushes reach
+        one fsync. NDJSON of 64 MiB or more (a file, decompressed, or bytes) is
+        decoded in 32 MiB blocks, each written to the WAL while the next is
+        decoded; it still commits whole or not at all. When the memtables waiting for flushes reach
         ``memory_limit_bytes``, an append waits for a flush, up to ``timeout``
         seconds (None: as long as it takes), then raises
         :class:`~tidal.errors.BackpressureError` with ``retry_after_s``.
@@ -124,12 +132,14 @@ class Store:
         so give each producer thread its own source, or serialise its appends.
         """
         _check_position(source, position)
-        prepared: list[Prepared] = []
+        prepared: list[Prepared | PreparedBlocks] = []
 
-        def decode_and_normalize() -> pa.Table:  # run by the leader of the commit group
-            prepared.append(prepare(data, config=self.config, now_ns=now_ns(), format=format,
-                                    on_error=on_error, dead_letter_path=self._dead_letter))
-            return prepared[0].table
+        def decode_and_normalize() -> pa.Table | PreparedBlocks:  # run by the group's leader
+            prepared.append(prepare_blocks(data, config=self.config, now_ns=now_ns(),
+                                           format=format, on_error=on_error,
+                                           dead_letter_path=self._dead_letter))
+            done = prepared[0]
+            return done.table if isinstance(done, Prepared) else done  # blocks: a large file
 
         stored = self._engine.append(decode_and_normalize, weight=expected_events(data),
                                      source=source, position=position, timeout_s=timeout)

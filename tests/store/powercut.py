@@ -23,7 +23,8 @@ A power cut may also leave states that look worse, and a store must survive
 them too:
 
 * ``torn``: entries as in *strict*, and each file keeps the first half of its
-  unsynced appended tail (so a frame is cut in the middle);
+  unsynced appended tail (so a frame is cut in the middle) and every unsynced
+  overwrite (so a frame's header can be there before its payload is);
 * ``dirs``: every directory written back as it was at the cut, file data only
   as far as fsynced: a renamed temp file never fsynced appears, empty, under
   its final name;
@@ -47,7 +48,8 @@ from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from tidal.store.fs import TMP_SUFFIX, FileSystem, LogFile
 
-Kind = Literal["create", "append", "truncate", "fsync", "rename", "unlink", "mkdir", "fsync_dir"]
+Kind = Literal["create", "append", "overwrite", "truncate", "fsync", "rename", "unlink", "mkdir",
+               "fsync_dir"]
 Data = Literal["strict", "torn", "live"]
 DIR = -1
 """What a directory listing maps a subdirectory to (files map to their inode)."""
@@ -66,9 +68,9 @@ class Op:
     Attributes:
         kind: what happened.
         path: the file or directory, relative to the root (``""`` is the root).
-        inode: the file's inode (create, append, truncate, fsync).
-        data: the bytes appended (append).
-        size: the new size (truncate).
+        inode: the file's inode (create, append, overwrite, truncate, fsync).
+        data: the bytes appended (append) or written over others (overwrite).
+        size: the new size (truncate); where the bytes go (overwrite).
         target: the new name (rename).
     """
 
@@ -81,6 +83,7 @@ class Op:
 
     def __str__(self) -> str:
         detail = {"append": f" +{len(self.data)} B", "truncate": f" to {self.size} B",
+                  "overwrite": f" {len(self.data)} B at {self.size}",
                   "rename": f" -> {self.target}"}.get(self.kind, "")
         return f"{self.kind} {self.path or '.'}{detail}"
 
@@ -133,8 +136,10 @@ class _Inode:
         done = len(self.durable)
         if mode == "live":
             return bytes(self.data)
-        if mode == "torn" and len(self.data) > done and self.data.startswith(self.durable):
-            return self.durable + bytes(self.data[done : done + (len(self.data) - done) // 2])
+        if mode == "torn" and len(self.data) >= done:
+            # bytes written over since the fsync reached the disk; half the appended tail did
+            return bytes(self.data[:done]) + bytes(
+                self.data[done : done + (len(self.data) - done) // 2])
         return self.durable
 
 
@@ -163,6 +168,8 @@ class _Model:
                 self.inodes[op.inode] = _Inode()
             case "append":
                 self.inodes[op.inode].data += op.data
+            case "overwrite":
+                self.inodes[op.inode].data[op.size : op.size + len(op.data)] = op.data
             case "truncate":
                 data = self.inodes[op.inode].data
                 del data[op.size :]
@@ -481,6 +488,12 @@ class _RecordedLog(LogFile):
                 if self.size > start:
                     self._recorder.record(Op("append", self._rel, self._inode,
                                              data=data[: self.size - start]))
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        with self._recorder._lock:
+            self._log.write_at(offset, data)  # all or an OSError (the model keeps no part)
+            self._recorder.record(Op("overwrite", self._rel, self._inode, data=bytes(data),
+                                     size=offset))
 
     def sync(self) -> None:
         with self._recorder._lock:

@@ -15,6 +15,7 @@ through it (they need the store's writes routed through ``tidal.store.fs``).
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import threading
 import time
@@ -25,6 +26,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 import pyarrow as pa
 import pytest
 
@@ -123,6 +125,23 @@ def test_model_log_data_survives_as_of_its_last_fsync(tmp_path):
     log.close()
     assert strict(rec, 6) == {"wal.log": b"frame-1|frame-2|tail"}
     assert len(states(rec, 6)) == 1  # nothing pending: every variant is the strict state
+
+
+def test_model_overwrite_is_durable_after_its_fsync_and_may_reach_the_disk_before(tmp_path):
+    rec = Recorder(tmp_path)
+    log = rec.open_log(tmp_path / "wal.log")
+    log.write([b"...."])
+    log.sync()
+    log.write([b"body"])  # the header placeholder is durable, the body not yet
+    log.write_at(0, b"HEAD")
+    assert str(rec.ops[-1]) == "overwrite wal.log 4 B at 0"
+    assert strict(rec, len(rec.ops)) == {"wal.log": b"...."}
+    assert by_label(rec, len(rec.ops))["torn"] == {"wal.log": b"HEADbo"}
+    log.sync()
+    assert strict(rec, len(rec.ops)) == {"wal.log": b"HEADbody"}
+    with pytest.raises(ValueError, match="outside"):
+        log.write_at(6, b"xyz")
+    log.close()
 
 
 def test_model_truncate_is_durable_after_its_fsync(tmp_path):
@@ -351,6 +370,19 @@ class Scenario:
             position = len(self.appended)
             self.positioned[first] = (source, position)
         receipt = self.store.append(events(ids), source=source, position=position)
+        assert receipt.first_seq is not None and receipt.last_seq is not None
+        self.acks.append(Ack(len(self.recorder), receipt.first_seq, receipt.last_seq, ids))
+
+    def append_file(self, n: int, directory: Path) -> None:
+        """Append ``n`` events as an NDJSON file (outside the recorder's root)."""
+        assert self.store is not None
+        first = sum(map(len, self.appended))
+        ids = list(range(first, first + n))
+        self.appended.append(ids)
+        path = directory / f"input-{first}.ndjson"
+        encode = msgspec.json.Encoder(enc_hook=lambda t: t.isoformat()).encode
+        path.write_bytes(b"".join(encode(row) + b"\n" for row in events(ids).to_pylist()))
+        receipt = self.store.append(path)
         assert receipt.first_seq is not None and receipt.last_seq is not None
         self.acks.append(Ack(len(self.recorder), receipt.first_seq, receipt.last_seq, ids))
 
@@ -632,4 +664,20 @@ def test_powercut_positioned_appends(tmp_path):
         if i % 6 == 5:
             store.flush()
     sc.close()
+    assert_survives(sc)
+
+
+def test_powercut_large_file_appends(tmp_path, monkeypatch):
+    """A large file goes to the WAL in parts as it is decoded, its frame's header written
+    over a placeholder last: a cut anywhere leaves all of it or none of it."""
+    monkeypatch.setattr(importlib.import_module("tidal.ingest.decode"), "STREAM_MIN_BYTES",
+                        2 << 10)
+    monkeypatch.setattr(importlib.import_module("tidal.ingest.ndjson"), "STREAM_BLOCK_BYTES",
+                        1 << 10)
+    sc = Scenario(tmp_path / "root", {"durability": "group"})
+    sc.open()
+    for n in (40, 3, 25):
+        sc.append_file(n, tmp_path)
+    sc.close()
+    assert kinds(sc.recorder).count("overwrite") == 2  # the two files past 2 KiB
     assert_survives(sc)

@@ -33,12 +33,19 @@ import pyarrow as pa
 
 from tidal.errors import DecodeError, Problem
 from tidal.ingest.files import read_path
-from tidal.ingest.formats import FORMATS, decode_buffer, remap, sniff_bytes
-from tidal.ingest.ndjson import Decoded, decode_ndjson, empty_decoded, raw_text
+from tidal.ingest.formats import FORMATS, decode_buffer, detect_format, remap, sniff_bytes
+from tidal.ingest.ndjson import (
+    Decoded,
+    decode_ndjson,
+    decode_ndjson_blocks,
+    empty_decoded,
+    raw_text,
+)
 from tidal.ingest.nesting import MAX_DEPTH, TOO_DEEP, check_table, deep_records
 from tidal.model.schema import concat_tables
 
-__all__ = ["Decoded", "decode", "decode_path", "decode_records"]
+__all__ = ["STREAM_MIN_BYTES", "Decoded", "decode", "decode_blocks", "decode_path",
+           "decode_records"]
 
 _encoder = msgspec.json.Encoder()
 _raw_encoder = msgspec.json.Encoder(enc_hook=str)
@@ -46,6 +53,9 @@ _ABRIDGED = reprlib.Repr()  # keyword arguments need Python 3.12
 _ABRIDGED.maxlevel, _ABRIDGED.maxdict, _ABRIDGED.maxlist = MAX_DEPTH + 2, 20, 20
 _ABRIDGED.maxstring = _ABRIDGED.maxother = 200
 _TEXT_START = re.compile(r"[\ufeff\s]*[{\[]")
+_BOM = b"\xef\xbb\xbf"
+STREAM_MIN_BYTES = 64 << 20
+"""NDJSON this large (a file, decompressed, or bytes) is decoded and stored in blocks."""
 
 
 def decode(data: object, *, format: str | None = None) -> Decoded:
@@ -64,6 +74,58 @@ def decode(data: object, *, format: str | None = None) -> Decoded:
     return decoded
 
 
+def decode_blocks(data: object, *, format: str | None = None) -> Decoded | Iterator[Decoded]:
+    """:func:`decode`, except that large NDJSON (a file or bytes of at least
+    :data:`STREAM_MIN_BYTES`) comes as blocks of whole lines, each decoded only when
+    the caller asks for it (see :func:`~tidal.ingest.ndjson.decode_ndjson_blocks`)."""
+    if format is not None and format not in FORMATS:
+        raise DecodeError(f"unknown format {format!r}; expected one of {FORMATS}")
+    if _is_path(data):
+        source = os.fspath(data)  # type: ignore[call-overload]
+        buf, fmt = read_path(source, format)
+        if _streams(buf, fmt):
+            return _checked_blocks(buf, source)
+        decoded = decode_buffer(buf, format=fmt, source=source)
+        check_table(decoded.table, decoded.source)
+        return decoded
+    if (isinstance(data, bytes | bytearray | memoryview) and format in (None, "ndjson")
+            and memoryview(data).nbytes >= STREAM_MIN_BYTES):
+        buf = pa.py_buffer(data)
+        if _streams(buf, format or sniff_bytes(_head(buf))):
+            return _checked_blocks(buf, "ndjson bytes")
+    return decode(data, format=format)
+
+
+def _is_path(data: object) -> bool:
+    """Whether ``decode`` takes ``data`` for a path (see the module docstring)."""
+    if isinstance(data, os.PathLike):
+        return True
+    return (isinstance(data, str) and bool(data) and "\n" not in data
+            and not _TEXT_START.match(data))
+
+
+def _streams(buf: pa.Buffer, format: str | None) -> bool:
+    """Whether ``buf`` in ``format`` (None: as its first bytes say) is NDJSON to decode
+    in blocks: large enough, and not a JSON array."""
+    if buf.size < STREAM_MIN_BYTES:
+        return False
+    head = _head(buf)
+    fmt = format or detect_format(head)
+    if fmt == "json":  # a .json file may hold NDJSON
+        return head.removeprefix(_BOM).lstrip().startswith(b"{")
+    return fmt == "ndjson"
+
+
+def _head(buf: pa.Buffer) -> bytes:
+    return buf.slice(0, min(buf.size, 64 << 10)).to_pybytes()
+
+
+def _checked_blocks(buf: pa.Buffer, source: str) -> Iterator[Decoded]:
+    for decoded in decode_ndjson_blocks(buf, source=source):
+        check_table(decoded.table, source)
+        yield decoded
+
+
 def _decode(data: object, format: str | None) -> Decoded:
     if format is not None and format not in FORMATS:
         raise DecodeError(f"unknown format {format!r}; expected one of {FORMATS}")
@@ -75,12 +137,10 @@ def _decode(data: object, format: str | None) -> Decoded:
         return Decoded(_guarded_read_all(data), [], None, "arrow record batch reader")
     if isinstance(data, bytes | bytearray | memoryview):
         return _decode_bytes(data, format, "ndjson bytes")
+    if _is_path(data):
+        return decode_path(data, format=format)  # type: ignore[arg-type]
     if isinstance(data, str):
-        if not data or "\n" in data or _TEXT_START.match(data):
-            return _decode_bytes(data.encode("utf-8"), format, "ndjson text")
-        return decode_path(data, format=format)
-    if isinstance(data, os.PathLike):
-        return decode_path(data, format=format)
+        return _decode_bytes(data.encode("utf-8"), format, "ndjson text")
     frame = _from_dataframe(data)
     if frame is not None:
         return frame

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -56,8 +57,10 @@ from tidal.model.schema import concat_tables
 __all__ = [
     "BLOCK_BYTES",
     "MAX_RAW_BYTES",
+    "STREAM_BLOCK_BYTES",
     "Decoded",
     "decode_ndjson",
+    "decode_ndjson_blocks",
     "empty_decoded",
     "raw_text",
     "utc_timestamps",
@@ -65,6 +68,8 @@ __all__ = [
 
 MAX_RAW_BYTES = 64 << 10
 BLOCK_BYTES = 16 << 20
+STREAM_BLOCK_BYTES = 32 << 20
+"""The size of the blocks a large input is decoded and stored in, one after another."""
 _MAX_BLOCK = (1 << 31) - 1
 _SCAN_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -121,11 +126,63 @@ def decode_ndjson(
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
+    return _decode_counted(data, source)[0]
+
+
+def decode_ndjson_blocks(
+    data: pa.Buffer, *, source: str | None, block_bytes: int | None = None
+) -> Iterator[Decoded]:
+    """Decode NDJSON in blocks of whole lines, about ``block_bytes`` each, one block
+    per step, so a caller can store a block while the next is decoded.
+
+    Each block is decoded as :func:`decode_ndjson` decodes a whole input (its
+    own column types: a later block may widen them, as a later append would);
+    line numbers count from the start of ``data``. ``block_bytes`` defaults to
+    :data:`STREAM_BLOCK_BYTES`.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    step = block_bytes or STREAM_BLOCK_BYTES
+    pos, first_line = 0, 0
+    while pos < arr.size:
+        stop = _line_end(arr, pos + step)
+        decoded, lines = _decode_counted(data.slice(pos, stop - pos), source)
+        yield _after_line(decoded, first_line) if first_line else decoded
+        pos, first_line = stop, first_line + lines
+
+
+def _line_end(arr: np.ndarray, at: int) -> int:
+    """The offset just past the first newline at or after ``at`` (else the end)."""
+    while at < arr.size:
+        window = arr[at : at + _SCAN_BYTES]
+        found = np.flatnonzero(window == _NL)
+        if found.size:
+            return at + int(found[0]) + 1
+        at += window.size
+    return arr.size
+
+
+def _after_line(decoded: Decoded, offset: int) -> Decoded:
+    """``decoded`` with its line numbers moved on by ``offset`` lines."""
+    problems = [replace(p, line=p.line + offset) for p in decoded.problems]
+    lines = decoded.lines + offset if decoded.lines is not None else None
+    return Decoded(decoded.table, problems, lines, decoded.source)
+
+
+def _decode_counted(data: bytes | bytearray | memoryview | pa.Buffer, source: str | None
+                    ) -> tuple[Decoded, int]:
+    """:func:`decode_ndjson`, and how many lines the input has (blank ones too)."""
     buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
     arr = np.frombuffer(buf, dtype=np.uint8)
     start = 3 if arr[:3].tobytes() == _BOM else 0
     if arr.size == start:
-        return empty_decoded(source, lines=True)
+        return empty_decoded(source, lines=True), 0
+    decoded, counts = _decode_body(data, buf, arr, start, source)
+    return decoded, counts[0]
+
+
+def _decode_body(data: bytes | bytearray | memoryview | pa.Buffer, buf: pa.Buffer,
+                 arr: np.ndarray, start: int, source: str | None
+                 ) -> tuple[Decoded, tuple[int, int]]:
     body = buf.slice(start)
     utf8 = _valid_utf8(body)  # pyarrow.json would pass invalid UTF-8 into string columns
     counts, free = _survey(arr, start)
@@ -148,14 +205,15 @@ def decode_ndjson(
         if counts == (rows, rows):  # every line one object: the usual case
             return Decoded(
                 utc_timestamps(table), [], np.arange(1, rows + 1, dtype=np.int64), source
-            )
+            ), counts
         bounds = bounds or _line_bounds(arr, start)
         lines = _nonblank_lines(arr, *bounds, rows)
         if lines is not None:
-            return Decoded(utc_timestamps(table), [], lines, source)
+            return Decoded(utc_timestamps(table), [], lines, source), counts
     starts, ends = bounds or _line_bounds(arr, start)
     raw = data if isinstance(data, bytes) else buf.to_pybytes()
-    return _SlowDecoder(raw, arr, starts, ends, check_utf8=not utf8, deep=deep).run(source)
+    slow = _SlowDecoder(raw, arr, starts, ends, check_utf8=not utf8, deep=deep)
+    return slow.run(source), counts
 
 
 def _survey(arr: np.ndarray, start: int, window: int = _SCAN_BYTES

@@ -28,7 +28,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -194,11 +194,12 @@ class Engine:
             raise ReadOnlyError("store is opened read-only", path=str(self.directory))
         return self.writer
 
-    def append(self, data: pa.Table | Callable[[], pa.Table], *, weight: int | None = None,
-               source: str | None = None, position: int | None = None,
-               timeout_s: float | None = None) -> SeqRange:
-        """Log a normalized table (or the one ``data()`` returns, prepared by the group's
-        leader), stamp ``_seq`` and make it visible. ``weight``: events expected.
+    def append(self, data: pa.Table | Callable[[], pa.Table | Iterable[pa.Table]], *,
+               weight: int | None = None, source: str | None = None,
+               position: int | None = None, timeout_s: float | None = None) -> SeqRange:
+        """Log a normalized table (or what ``data()`` returns, prepared by the group's
+        leader: a table, or blocks of one append, logged as they come), stamp ``_seq``
+        and make it visible. ``weight``: events expected.
         ``source``/``position``: committed with it (see :meth:`Writer.append`)."""
         if isinstance(data, pa.Table):
             table = data

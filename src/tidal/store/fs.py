@@ -2,12 +2,12 @@
 
 Every file the store writes goes through a :class:`FileSystem`: a whole file
 is written under a temporary name, fsynced, renamed into place and its
-directory fsynced (:meth:`FileSystem.write_atomic`); a log is appended to and
-fsynced by the caller (:class:`LogFile`); a delete is followed by an fsync of
-its directory (:meth:`FileSystem.remove`). Nothing else in the store writes,
-renames or deletes a store file its own way, so a test can substitute a
-recorder that replays what a power cut may leave (see
-``tests/store/powercut.py``).
+directory fsynced (:meth:`FileSystem.write_atomic`); a log is appended to,
+a frame's header may be written over once its payload is in, and the caller
+fsyncs (:class:`LogFile`); a delete is followed by an fsync of its directory
+(:meth:`FileSystem.remove`). Nothing else in the store writes, renames or
+deletes a store file its own way, so a test can substitute a recorder that
+replays what a power cut may leave (see ``tests/store/powercut.py``).
 
 Reads do not go through here: a power cut changes what is on disk, not how it
 is read.
@@ -50,6 +50,7 @@ class LogFile:
         self.path = path
         self.size = size
         self._fd = fd
+        self._at_fd = -1  # for write_at: an O_APPEND descriptor ignores offsets
 
     def write(self, buffers: Sequence[bytes | memoryview | pa.Buffer]) -> None:
         """Append ``buffers`` whole, looping over short writes.
@@ -78,6 +79,23 @@ class LogFile:
                     views[0] = views[0][written:]
                     written = 0
 
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Write ``data`` over bytes already appended, at ``offset`` (not yet synced).
+
+        Raises :class:`OSError` as :meth:`write` does.
+        """
+        if offset < 0 or offset + len(data) > self.size:
+            raise ValueError(f"write_at({offset}, {len(data)} bytes) is outside the "
+                             f"{self.size} bytes written")
+        if self._at_fd < 0:
+            self._at_fd = os.open(self.path, os.O_WRONLY)
+        view = memoryview(data).cast("B")
+        while view:
+            written = os.pwrite(self._at_fd, view, offset)
+            if written <= 0:
+                raise OSError(errno.EIO, "write made no progress", str(self.path))
+            view, offset = view[written:], offset + written
+
     def sync(self) -> None:
         """fsync the file's data."""
         os.fsync(self._fd)
@@ -89,10 +107,13 @@ class LogFile:
         self.size = size
 
     def close(self) -> None:
-        """Close the descriptor (does not sync)."""
+        """Close the descriptors (does not sync)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._at_fd >= 0:
+            os.close(self._at_fd)
+            self._at_fd = -1
 
 
 class FileSystem:

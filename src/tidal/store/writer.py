@@ -14,7 +14,10 @@ with a second thread on this kind of machine), so one thread does the CPU work
 of a group while the others wait, and the next group fills during the fsync.
 
 An append whose ``prepare`` raises (bad input) fails alone; a failed WAL write
-fails its whole group. After a group, the leader seals the active memtable
+fails the appends it held. An append whose ``prepare`` gives blocks (a large
+file) is written in a frame of its own as its blocks are decoded (see
+:meth:`~tidal.store.wal.WalWriter.write_stream`); the appends before it in its
+group are written first, those after it next. After a group, the leader seals the active memtable
 when it is full or old: the WAL moves to a new file at that ``_seq`` and the
 sealed memtable queues for the background flush, so an append never waits for
 a flush while memory lasts.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +52,7 @@ class Log(Protocol):
     sync_error: BaseException | None
 
     def write(self, frames: Sequence[PendingFrame]) -> int: ...
+    def write_stream(self, parts: Iterable[PendingFrame]) -> int: ...
     def rotate(self, first_seq: int) -> None: ...
     def drop_before(self, first_seq: int) -> None: ...
     def size_bytes(self) -> int: ...
@@ -72,10 +76,17 @@ class _Request:
     """An append waiting for a leader: how to get its table, and how many events it
     is expected to hold (for ``group_commit_max_events``)."""
 
-    prepare: Callable[[], pa.Table]
+    prepare: Callable[[], pa.Table | Iterable[pa.Table]]
     weight: int
     source: str | None = None
     position: int | None = None
+
+
+@dataclass
+class _Stream:
+    """An append that comes in blocks (a large file), decoded as it is written."""
+
+    blocks: Iterator[pa.Table]
 
 
 @dataclass
@@ -155,7 +166,7 @@ class Writer:
         self._stats_lock = threading.Lock()
 
     # -- appending ----------------------------------------------------------------
-    def append(self, prepare: Callable[[], pa.Table], *, weight: int = 1,
+    def append(self, prepare: Callable[[], pa.Table | Iterable[pa.Table]], *, weight: int = 1,
                source: str | None = None, position: int | None = None,
                timeout_s: float | None = None) -> SeqRange:
         """Store the table ``prepare()`` returns (run by the group's leader); returns once
@@ -208,19 +219,26 @@ class Writer:
         rate = self.background.flushed_bytes_per_s
         return round(max(0.05, queued / rate if rate else 1.0), 3)
 
-    def _prepare(self, request: _Request) -> _Append | SeqRange | BaseException:
-        """Run an append's ``prepare`` and encode its frame; an empty one is done already."""
+    def _prepare(self, request: _Request) -> _Append | _Stream | SeqRange | BaseException:
+        """Run an append's ``prepare`` and encode its frame; an empty one is done already.
+        A ``prepare`` that gives blocks instead of a table is a stream, written later."""
         try:
-            table = request.prepare()
-            if table.num_rows == 0 and request.source is None:
-                return SeqRange(0, None, None)  # (a positioned one still commits its position)
-            if any(column.num_chunks > 1 for column in table.columns):
-                table = table.combine_chunks()  # IPC-encoding chunked columns is much slower
-            payload = encode_payload(table) if self.log.durable else None
-            return _Append(_own_bytes(table, payload),
-                           PendingFrame(payload or _NO_PAYLOAD, table.num_rows))
+            made = request.prepare()
+            if not isinstance(made, pa.Table):
+                return _Stream(iter(made))
+            return self._encoded(made, positioned=request.source is not None)
         except BaseException as exc:  # bad input: this append fails alone
             return exc
+
+    def _encoded(self, table: pa.Table, *, positioned: bool) -> _Append | SeqRange:
+        """``table`` with its WAL part; an empty one needs none unless it carries a position."""
+        if table.num_rows == 0 and not positioned:
+            return SeqRange(0, None, None)
+        if any(column.num_chunks > 1 for column in table.columns):
+            table = table.combine_chunks()  # IPC-encoding chunked columns is much slower
+        payload = encode_payload(table) if self.log.durable else None
+        return _Append(_own_bytes(table, payload),
+                       PendingFrame(payload or _NO_PAYLOAD, table.num_rows))
 
     def _write_group(self, requests: Sequence[_Request]
                      ) -> list[SeqRange | BaseException]:
@@ -229,51 +247,123 @@ class Writer:
         Appends are taken in arrival order, except that the appends of one source
         in the same group are taken in order of position; a positioned append at
         or below its source's committed position (counting those before it) is a
-        duplicate and stores nothing.
+        duplicate and stores nothing. The group is one WAL frame, unless an
+        append comes in blocks (a large file): the appends before it are written
+        first, it is written in a frame of its own while it is decoded, and
+        those after it follow in another.
         """
         results: list[_Append | SeqRange | BaseException | None] = [None] * len(requests)
         accepted: dict[str, int] = {}
-        appends: list[_Append] = []
+        batch: list[tuple[int, _Append]] = []
         for i in _in_position_order(requests):
             request = requests[i]
-            if request.source is not None and request.position is not None:
-                committed = accepted.get(request.source,
-                                         self.state.positions.get(request.source))
-                if committed is not None and request.position <= committed:
+            source, position = request.source, request.position
+            positioned = source is not None and position is not None
+            if source is not None and position is not None:
+                committed = accepted.get(source, self.state.positions.get(source))
+                if committed is not None and position <= committed:
                     results[i] = SeqRange(0, None, None, committed, duplicate=True)
                     continue
             result = self._prepare(request)
-            if isinstance(result, _Append):
-                if request.source is not None and request.position is not None:
-                    result.frame.source, result.frame.position = request.source, request.position
-                    accepted[request.source] = request.position
-                appends.append(result)
-            results[i] = result
-        if not appends:
-            return results  # type: ignore[return-value]
-        first = self._next_seq
-        for a in appends:
-            a.frame.first_seq = first
-            first += a.frame.rows
-        self.log.write([a.frame for a in appends])  # raises: the whole group failed
-        # Durable from here on: nothing below may fail the group or reuse its _seq.
-        base, self._next_seq = self._next_seq, first
-        committed_ns = time.perf_counter_ns()
-        written_ns = self.clock.now_ns()
-        seqs = pa.array(np.arange(base, first, dtype=np.int64))
-        stamped = [a.table.add_column(0, SEQ, seqs.slice(a.frame.first_seq - base,
-                                                         a.frame.rows)) for a in appends]
-        with self.state.lock:
-            self.state.add(stamped, first - 1, written_ns, accepted)
-            for a, table in zip(appends, stamped, strict=True):
-                if table.num_rows:
-                    self.feed.publish(table, committed_ns, a.frame.source, a.frame.position)
+            if isinstance(result, _Stream):
+                self._commit(batch, results)  # what came before it goes first
+                batch = []
+                results[i] = self._write_stream(request, result)
+            else:
+                if isinstance(result, _Append):
+                    if positioned:
+                        result.frame.source, result.frame.position = source, position
+                    batch.append((i, result))
+                results[i] = result
+            if source is not None and position is not None and not isinstance(
+                    results[i], BaseException):
+                accepted[source] = position
+        self._commit(batch, results)
         try:
             self._seal_if_due()
         except BaseException as exc:  # noqa: BLE001 - the group is stored; report, go on
             self.background.report_failure("memtable seal", exc)
         return [_range_of(r) if isinstance(r, _Append) else r  # type: ignore[misc]
                 for r in results]
+
+    def _commit(self, batch: list[tuple[int, _Append]],
+                results: list[_Append | SeqRange | BaseException | None]) -> None:
+        """Write ``batch`` as one WAL frame and make it visible; if the write fails,
+        that is each of its appends' result."""
+        if not batch:
+            return
+        appends = [a for _, a in batch]
+        first = self._next_seq
+        for a in appends:
+            a.frame.first_seq = first
+            first += a.frame.rows
+        try:
+            self.log.write([a.frame for a in appends])
+        except Exception as exc:  # noqa: BLE001 - nothing of the batch was stored
+            for i, _ in batch:
+                results[i] = exc
+            return
+        self._publish(appends)
+
+    def _write_stream(self, request: _Request, stream: _Stream) -> SeqRange | BaseException:
+        """Write an append that comes in blocks as one WAL frame, each block written while
+        the next is decoded; then make it visible. A positioned append's position rides
+        on its last block (so each block is held until the next one is made)."""
+        positioned = request.source is not None and request.position is not None
+        appends: list[_Append] = []
+
+        def parts() -> Iterator[PendingFrame]:
+            seq = self._next_seq
+            for table in stream.blocks:
+                made = self._encoded(table, positioned=False)
+                if isinstance(made, SeqRange):
+                    continue  # an empty block
+                if positioned and appends:
+                    yield appends[-1].frame
+                made.frame.first_seq, seq = seq, seq + made.frame.rows
+                appends.append(made)
+                if not positioned:
+                    yield made.frame
+            if positioned:
+                if not appends:
+                    empty = self._encoded(pa.table({}), positioned=True)
+                    assert isinstance(empty, _Append)
+                    empty.frame.first_seq = seq
+                    appends.append(empty)
+                appends[-1].frame.source = request.source
+                appends[-1].frame.position = request.position
+                yield appends[-1].frame
+
+        try:
+            self.log.write_stream(parts())
+        except Exception as exc:  # noqa: BLE001 - bad input or a failed write: stored nothing
+            return exc
+        if not appends:
+            return SeqRange(0, None, None)
+        self._publish(appends)
+        rows = sum(a.frame.rows for a in appends)
+        first = appends[0].frame.first_seq
+        return SeqRange(rows, first if rows else None, first + rows - 1 if rows else None,
+                        request.position if positioned else None)
+
+    def _publish(self, appends: list[_Append]) -> None:
+        """Stamp durable appends with their ``_seq`` and make them visible (memtable,
+        positions, followers). Nothing here may fail or reuse their ``_seq``."""
+        base = appends[0].frame.first_seq
+        first = appends[-1].frame.first_seq + appends[-1].frame.rows
+        self._next_seq = first
+        committed_ns = time.perf_counter_ns()
+        written_ns = self.clock.now_ns()
+        seqs = pa.array(np.arange(base, first, dtype=np.int64))
+        stamped = [a.table.add_column(0, SEQ, seqs.slice(a.frame.first_seq - base,
+                                                         a.frame.rows)) for a in appends]
+        positions = {a.frame.source: a.frame.position for a in appends
+                     if a.frame.source is not None and a.frame.position is not None}
+        with self.state.lock:
+            self.state.add(stamped, first - 1, written_ns, positions)
+            for a, table in zip(appends, stamped, strict=True):
+                if table.num_rows:
+                    self.feed.publish(table, committed_ns, a.frame.source, a.frame.position)
 
     # -- sealing ------------------------------------------------------------------
     def _seal_if_due(self) -> None:
