@@ -46,7 +46,11 @@ def timeline(sources: SourceSet, entity: object, start: int | None,
 def _probe(sources: SourceSet, key: str, start: int | None, end: int | None,
            *, limit: int | None, desc: bool) -> list[Slice]:
     """The entity's slices from the sources that hold it and meet ``[start, end)``."""
-    wanted = [s for s in sources.meeting(start, end) if s.holds(key)]
+    meeting = sources.meeting(start, end)
+    if len(meeting) == 1 and limit is None:  # the hot path: one source (a whole memtable)
+        found = meeting[0].entity_slice(key, start, end)
+        return [found] if found is not None else []
+    wanted = [s for s in meeting if s.holds(key)]
     if limit is None:
         if len(wanted) > 1:
             _prefetch([s for s in wanted if not s.cached(key)], key)
