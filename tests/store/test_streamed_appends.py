@@ -7,6 +7,7 @@ small files take the same path.
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
 import threading
@@ -208,3 +209,26 @@ def test_a_write_that_fails_midway_stores_nothing_and_the_store_goes_on(tmp_path
     store.close()
     with tidal.open(tmp_path / "s") as again:
         assert ids(again) == [1000, 1001, *range(600)]
+
+
+def test_compressed_files_and_bytes_stream_too(tmp_path, streaming):
+    text = "\n".join(lines(range(600))) + "\n"
+    packed = tmp_path / "big.ndjson.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    assert packed.stat().st_size < 16 << 10 <= len(text)  # the decompressed size counts
+    for name, data in [("gz", packed), ("bytes", text.encode()),
+                       ("json", write(tmp_path / "lines.json", text.splitlines()))]:
+        with tidal.open(tmp_path / name) as store:
+            assert store.append(data).count == 600
+            assert ids(store) == list(range(600))
+            parts = frames(tmp_path / name)
+        assert len(parts) == 1 and len(parts[0]) > 4, (name, parts)
+
+
+def test_a_large_json_array_is_decoded_whole(tmp_path, streaming):
+    path = tmp_path / "array.json"
+    path.write_text("[" + ",\n".join(lines(range(600))) + "]")
+    with tidal.open(tmp_path / "s") as store:
+        assert store.append(path).count == 600
+        assert ids(store) == list(range(600))
+        assert frames(tmp_path / "s") == [[600]]

@@ -32,14 +32,16 @@ import numpy as np
 import pyarrow as pa
 
 from tidal.errors import DecodeError, Problem
-from tidal.ingest.files import read_path
+from tidal.ingest.files import open_raw, path_kind, read_head, read_path, reading
 from tidal.ingest.formats import FORMATS, decode_buffer, detect_format, remap, sniff_bytes
 from tidal.ingest.ndjson import (
     Decoded,
     decode_ndjson,
     decode_ndjson_blocks,
     empty_decoded,
+    line_blocks,
     raw_text,
+    read_line_blocks,
 )
 from tidal.ingest.nesting import MAX_DEPTH, TOO_DEEP, check_table, deep_records
 from tidal.model.schema import concat_tables
@@ -54,6 +56,7 @@ _ABRIDGED.maxlevel, _ABRIDGED.maxdict, _ABRIDGED.maxlist = MAX_DEPTH + 2, 20, 20
 _ABRIDGED.maxstring = _ABRIDGED.maxother = 200
 _TEXT_START = re.compile(r"[\ufeff\s]*[{\[]")
 _BOM = b"\xef\xbb\xbf"
+_HEAD_BYTES = 64 << 10
 STREAM_MIN_BYTES = 64 << 20
 """NDJSON this large (a file, decompressed, or bytes) is decoded and stored in blocks."""
 
@@ -76,23 +79,30 @@ def decode(data: object, *, format: str | None = None) -> Decoded:
 
 def decode_blocks(data: object, *, format: str | None = None) -> Decoded | Iterator[Decoded]:
     """:func:`decode`, except that large NDJSON (a file or bytes of at least
-    :data:`STREAM_MIN_BYTES`) comes as blocks of whole lines, each decoded only when
-    the caller asks for it (see :func:`~tidal.ingest.ndjson.decode_ndjson_blocks`)."""
+    :data:`STREAM_MIN_BYTES`) comes as blocks of whole lines, each read and decoded
+    only when the caller asks for it (see :func:`~tidal.ingest.ndjson.decode_ndjson_blocks`).
+    An uncompressed file is read block by block, never whole."""
     if format is not None and format not in FORMATS:
         raise DecodeError(f"unknown format {format!r}; expected one of {FORMATS}")
     if _is_path(data):
-        source = os.fspath(data)  # type: ignore[call-overload]
-        buf, fmt = read_path(source, format)
-        if _streams(buf, fmt):
-            return _checked_blocks(buf, source)
-        decoded = decode_buffer(buf, format=fmt, source=source)
+        name = os.fspath(data)  # type: ignore[call-overload]
+        compression, fmt = path_kind(name, format)
+        if compression is None:
+            with reading(name):
+                size = os.stat(name).st_size
+            if size >= STREAM_MIN_BYTES and _is_ndjson(read_head(name, _HEAD_BYTES), fmt):
+                return _checked_blocks(_read_blocks(name), name)
+        buf, fmt = read_path(name, format)
+        if buf.size >= STREAM_MIN_BYTES and _is_ndjson(_head(buf), fmt):
+            return _checked_blocks(line_blocks(buf), name)
+        decoded = decode_buffer(buf, format=fmt, source=name)
         check_table(decoded.table, decoded.source)
         return decoded
     if (isinstance(data, bytes | bytearray | memoryview) and format in (None, "ndjson")
             and memoryview(data).nbytes >= STREAM_MIN_BYTES):
         buf = pa.py_buffer(data)
-        if _streams(buf, format or sniff_bytes(_head(buf))):
-            return _checked_blocks(buf, "ndjson bytes")
+        if _is_ndjson(_head(buf), format or sniff_bytes(_head(buf))):
+            return _checked_blocks(line_blocks(buf), "ndjson bytes")
     return decode(data, format=format)
 
 
@@ -104,24 +114,27 @@ def _is_path(data: object) -> bool:
             and not _TEXT_START.match(data))
 
 
-def _streams(buf: pa.Buffer, format: str | None) -> bool:
-    """Whether ``buf`` in ``format`` (None: as its first bytes say) is NDJSON to decode
-    in blocks: large enough, and not a JSON array."""
-    if buf.size < STREAM_MIN_BYTES:
-        return False
-    head = _head(buf)
+def _is_ndjson(head: bytes, format: str | None) -> bool:
+    """Whether content starting with ``head`` in ``format`` (None: as ``head`` says) is
+    NDJSON (a ``.json`` file may hold NDJSON, or a JSON array)."""
     fmt = format or detect_format(head)
-    if fmt == "json":  # a .json file may hold NDJSON
+    if fmt == "json":
         return head.removeprefix(_BOM).lstrip().startswith(b"{")
     return fmt == "ndjson"
 
 
 def _head(buf: pa.Buffer) -> bytes:
-    return buf.slice(0, min(buf.size, 64 << 10)).to_pybytes()
+    return buf.slice(0, min(buf.size, _HEAD_BYTES)).to_pybytes()
 
 
-def _checked_blocks(buf: pa.Buffer, source: str) -> Iterator[Decoded]:
-    for decoded in decode_ndjson_blocks(buf, source=source):
+def _read_blocks(name: str) -> Iterator[pa.Buffer]:
+    """The file's blocks of whole lines; a failure to read is a DecodeError naming it."""
+    with reading(name):
+        yield from read_line_blocks(open_raw(name))
+
+
+def _checked_blocks(blocks: Iterator[pa.Buffer], source: str) -> Iterator[Decoded]:
+    for decoded in decode_ndjson_blocks(blocks, source=source):
         check_table(decoded.table, source)
         yield decoded
 

@@ -12,6 +12,7 @@ crash readers of zero-copy tables). Every failure to open or read is a
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import pyarrow as pa
 
 from tidal.errors import DecodeError
 
-__all__ = ["read_path"]
+__all__ = ["open_raw", "path_kind", "read_head", "read_path", "reading"]
 
 _EXTENSIONS = {
     ".ndjson": "ndjson",
@@ -40,19 +41,44 @@ def read_path(path: str | os.PathLike[str], format: str | None) -> tuple[pa.Buff
     """The decompressed bytes of the file at ``path`` and its format: ``format``
     if given, else the one its extension names (None: to be told by its content)."""
     name = os.fspath(path)
+    compression, fmt = path_kind(name, format)
+    with _opening(name):  # pyarrow reads a file several times faster than f.read()
+        with pa.input_stream(name, compression=compression) as stream:
+            return stream.read_buffer(), fmt
+
+
+def path_kind(name: str, format: str | None) -> tuple[str | None, str | None]:
+    """How the file ``name`` is compressed (None: it is not) and its format (``format``
+    if given, else what the extension says; None: to be told by its content)."""
     stem, suffix = os.path.splitext(name.lower())
     compression = _COMPRESSIONS.get(suffix)
     if compression:
         stem, suffix = os.path.splitext(stem)
     fmt = format or _EXTENSIONS.get(suffix)
     if compression is None and fmt is None:
-        with _opening(name):
-            with open(name, "rb") as f:
-                magic = f.read(4)
+        magic = read_head(name, 4)
         compression = next((c for m, c in _MAGIC_COMPRESSION.items() if magic.startswith(m)), None)
-    with _opening(name):  # pyarrow reads a file several times faster than f.read()
-        with pa.input_stream(name, compression=compression) as stream:
-            return stream.read_buffer(), fmt
+    return compression, fmt
+
+
+def read_head(name: str, size: int) -> bytes:
+    """The first ``size`` bytes of the file ``name`` (fewer if it is shorter)."""
+    with _opening(name):
+        with open(name, "rb") as f:
+            return f.read(size)
+
+
+def open_raw(name: str) -> io.RawIOBase:
+    """The file ``name`` opened for unbuffered reading (the caller closes it)."""
+    with _opening(name):
+        return open(name, "rb", buffering=0)
+
+
+@contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Translate a failure to read ``name`` (mid-way too) into a DecodeError."""
+    with _opening(name):
+        yield
 
 
 @contextmanager

@@ -32,12 +32,15 @@ such columns are tagged ``tz="UTC"``. Integers beyond int64 become float64.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -61,6 +64,8 @@ __all__ = [
     "Decoded",
     "decode_ndjson",
     "decode_ndjson_blocks",
+    "line_blocks",
+    "read_line_blocks",
     "empty_decoded",
     "raw_text",
     "utc_timestamps",
@@ -84,6 +89,8 @@ _LENIENT = re.compile(rb"NaN|Infinity")
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 _decoder = msgspec.json.Decoder()
 _NO_LINES = np.empty(0, np.int64)
+_END = object()
+T = TypeVar("T")
 
 
 @dataclass
@@ -126,28 +133,95 @@ def decode_ndjson(
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
-    return _decode_counted(data, source)[0]
+    return _decode_all(data, source)
 
 
-def decode_ndjson_blocks(
-    data: pa.Buffer, *, source: str | None, block_bytes: int | None = None
-) -> Iterator[Decoded]:
-    """Decode NDJSON in blocks of whole lines, about ``block_bytes`` each, one block
-    per step, so a caller can store a block while the next is decoded.
+def decode_ndjson_blocks(blocks: Iterable[pa.Buffer], *, source: str | None
+                         ) -> Iterator[Decoded]:
+    """Decode NDJSON that comes in ``blocks`` of whole lines (see :func:`line_blocks`,
+    :func:`read_line_blocks`), one block per step, so that a caller can store a block
+    while the next is decoded. The next block is read and surveyed (lines counted,
+    UTF-8 checked) on a helper thread while this one is parsed.
 
     Each block is decoded as :func:`decode_ndjson` decodes a whole input (its
     own column types: a later block may widen them, as a later append would);
-    line numbers count from the start of ``data``. ``block_bytes`` defaults to
-    :data:`STREAM_BLOCK_BYTES`.
+    line numbers count from the start of the first block.
     """
+    first_line = 0
+    for surveyed in _one_ahead(map(_Surveyed.of, blocks)):
+        if surveyed is None:  # an empty block
+            continue
+        decoded = surveyed.decode(source)
+        yield _after_line(decoded, first_line) if first_line else decoded
+        first_line += surveyed.counts[0]
+
+
+def line_blocks(data: pa.Buffer, block_bytes: int | None = None) -> Iterator[pa.Buffer]:
+    """``data`` cut after the first newline past every ``block_bytes`` (default
+    :data:`STREAM_BLOCK_BYTES`); slices, not copies."""
     arr = np.frombuffer(data, dtype=np.uint8)
     step = block_bytes or STREAM_BLOCK_BYTES
-    pos, first_line = 0, 0
+    pos = 0
     while pos < arr.size:
         stop = _line_end(arr, pos + step)
-        decoded, lines = _decode_counted(data.slice(pos, stop - pos), source)
-        yield _after_line(decoded, first_line) if first_line else decoded
-        pos, first_line = stop, first_line + lines
+        yield data.slice(pos, stop - pos)
+        pos = stop
+
+
+def read_line_blocks(file: io.RawIOBase, block_bytes: int | None = None) -> Iterator[pa.Buffer]:
+    """The bytes of ``file`` (opened unbuffered) in blocks of whole lines: each read of
+    about ``block_bytes`` (default :data:`STREAM_BLOCK_BYTES`) is cut after its last
+    newline, and the rest starts the next block (a line longer than a block grows
+    it). Closes ``file`` at the end."""
+    step = block_bytes or STREAM_BLOCK_BYTES
+    carry = b""
+    with file:
+        while True:
+            block = pa.allocate_buffer(len(carry) + step)
+            view = memoryview(block).cast("B")
+            view[: len(carry)] = carry
+            got = file.readinto(view[len(carry):]) or 0
+            size = len(carry) + got
+            if not got:
+                break
+            cut = _last_line_end(np.frombuffer(block, dtype=np.uint8, count=size))
+            if cut:
+                yield block.slice(0, cut)
+            carry = bytes(view[cut:size])
+    if carry:
+        yield pa.py_buffer(carry)
+
+
+def _last_line_end(arr: np.ndarray) -> int:
+    """The offset just past the last newline in ``arr`` (0: there is none)."""
+    stop = arr.size
+    while stop > 0:
+        start = max(0, stop - _SCAN_BYTES)
+        found = np.flatnonzero(arr[start:stop] == _NL)
+        if found.size:
+            return start + int(found[-1]) + 1
+        stop = start
+    return 0
+
+
+def _one_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, each next one made on a helper thread while the caller uses this one."""
+    pool = _ahead_pool()
+    pending = pool.submit(next, items, _END)
+    while True:
+        item = pending.result()
+        if item is _END:
+            return
+        pending = pool.submit(next, items, _END)
+        yield item  # type: ignore[misc]
+
+
+@functools.cache
+def _ahead_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="tidal-ndjson-ahead")
+
+
+os.register_at_fork(after_in_child=_ahead_pool.cache_clear)  # its thread is not forked
 
 
 def _line_end(arr: np.ndarray, at: int) -> int:
@@ -168,52 +242,72 @@ def _after_line(decoded: Decoded, offset: int) -> Decoded:
     return Decoded(decoded.table, problems, lines, decoded.source)
 
 
-def _decode_counted(data: bytes | bytearray | memoryview | pa.Buffer, source: str | None
-                    ) -> tuple[Decoded, int]:
-    """:func:`decode_ndjson`, and how many lines the input has (blank ones too)."""
-    buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    start = 3 if arr[:3].tobytes() == _BOM else 0
-    if arr.size == start:
-        return empty_decoded(source, lines=True), 0
-    decoded, counts = _decode_body(data, buf, arr, start, source)
-    return decoded, counts[0]
+def _decode_all(data: bytes | bytearray | memoryview | pa.Buffer, source: str | None
+                ) -> Decoded:
+    surveyed = _Surveyed.of(data)
+    return surveyed.decode(source) if surveyed is not None else empty_decoded(source, lines=True)
 
 
-def _decode_body(data: bytes | bytearray | memoryview | pa.Buffer, buf: pa.Buffer,
-                 arr: np.ndarray, start: int, source: str | None
-                 ) -> tuple[Decoded, tuple[int, int]]:
-    body = buf.slice(start)
-    utf8 = _valid_utf8(body)  # pyarrow.json would pass invalid UTF-8 into string columns
-    counts, free = _survey(arr, start)
-    bounds, deep = None, _NO_LINES
-    risky = risky_spans(arr, start, free)
-    if risky.size:  # lines that may nest deep enough to hurt pyarrow: find the deep ones
-        bounds = _line_bounds(arr, start)
-        rows = np.unique(np.concatenate([
-            np.arange(a, b + 1) for a, b in (np.searchsorted(bounds[0], risky, "right") - 1)]))
-        deep = deep_lines(arr, *bounds, rows)
-    table, error = _read(body, BLOCK_BYTES) if utf8 and not deep.size else (None, "")
-    if table is None and "straddl" in error:
-        bounds = bounds or _line_bounds(arr, start)
-        longest = int(np.max(bounds[1] - bounds[0]))
-        table, error = _read(body, min(max(longest + 2, BLOCK_BYTES), _MAX_BLOCK))
-    if table is not None and deep_field(table.schema) is not None:
-        table = None  # a short line nests too deep: the slow path finds it
-    if table is not None:
-        rows = table.num_rows
-        if counts == (rows, rows):  # every line one object: the usual case
-            return Decoded(
-                utc_timestamps(table), [], np.arange(1, rows + 1, dtype=np.int64), source
-            ), counts
-        bounds = bounds or _line_bounds(arr, start)
-        lines = _nonblank_lines(arr, *bounds, rows)
-        if lines is not None:
-            return Decoded(utc_timestamps(table), [], lines, source), counts
-    starts, ends = bounds or _line_bounds(arr, start)
-    raw = data if isinstance(data, bytes) else buf.to_pybytes()
-    slow = _SlowDecoder(raw, arr, starts, ends, check_utf8=not utf8, deep=deep)
-    return slow.run(source), counts
+@dataclass
+class _Surveyed:
+    """An input's bytes and what a pass over them found, before any parsing: its
+    line counts, whether it is valid UTF-8, and the lines nested deep enough to hurt
+    pyarrow."""
+
+    data: bytes | bytearray | memoryview | pa.Buffer
+    buf: pa.Buffer
+    arr: np.ndarray
+    start: int  # past a BOM
+    utf8: bool
+    counts: tuple[int, int]  # lines, lines starting with "{"
+    bounds: tuple[np.ndarray, np.ndarray] | None
+    deep: np.ndarray
+
+    @classmethod
+    def of(cls, data: bytes | bytearray | memoryview | pa.Buffer) -> _Surveyed | None:
+        """Survey ``data``; None when it holds nothing (or only a BOM)."""
+        buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        start = 3 if arr[:3].tobytes() == _BOM else 0
+        if arr.size == start:
+            return None
+        utf8 = _valid_utf8(buf.slice(start))  # pyarrow.json passes invalid UTF-8 on
+        counts, free = _survey(arr, start)
+        bounds, deep = None, _NO_LINES
+        risky = risky_spans(arr, start, free)
+        if risky.size:  # lines that may nest deep enough to hurt pyarrow: find the deep ones
+            bounds = _line_bounds(arr, start)
+            rows = np.unique(np.concatenate([
+                np.arange(a, b + 1) for a, b in (np.searchsorted(bounds[0], risky, "right") - 1)]))
+            deep = deep_lines(arr, *bounds, rows)
+        return cls(data, buf, arr, start, utf8, counts, bounds, deep)
+
+    def decode(self, source: str | None) -> Decoded:
+        """Parse: pyarrow's fast path, else the slow path that finds every bad line."""
+        arr, start, counts = self.arr, self.start, self.counts
+        body = self.buf.slice(start)
+        bounds = self.bounds
+        table, error = (_read(body, _parse_block(body.size)) if self.utf8 and not self.deep.size
+                        else (None, ""))
+        if table is None and "straddl" in error:
+            bounds = bounds or _line_bounds(arr, start)
+            longest = int(np.max(bounds[1] - bounds[0]))
+            table, error = _read(body, min(max(longest + 2, BLOCK_BYTES), _MAX_BLOCK))
+        if table is not None and deep_field(table.schema) is not None:
+            table = None  # a short line nests too deep: the slow path finds it
+        if table is not None:
+            rows = table.num_rows
+            if counts == (rows, rows):  # every line one object: the usual case
+                return Decoded(utc_timestamps(table), [], np.arange(1, rows + 1, dtype=np.int64),
+                               source)
+            bounds = bounds or _line_bounds(arr, start)
+            lines = _nonblank_lines(arr, *bounds, rows)
+            if lines is not None:
+                return Decoded(utc_timestamps(table), [], lines, source)
+        starts, ends = bounds or _line_bounds(arr, start)
+        raw = self.data if isinstance(self.data, bytes) else self.buf.to_pybytes()
+        slow = _SlowDecoder(raw, arr, starts, ends, check_utf8=not self.utf8, deep=self.deep)
+        return slow.run(source)
 
 
 def _survey(arr: np.ndarray, start: int, window: int = _SCAN_BYTES
@@ -276,6 +370,12 @@ def _utc_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_large_list(t):
         return pa.large_list(t.value_field.with_type(_utc_type(t.value_type)))
     return t
+
+
+def _parse_block(size: int) -> int:
+    """pyarrow's block size for ``size`` bytes: at most :data:`BLOCK_BYTES`, and small
+    enough that two threads share the work (each block is parsed by one)."""
+    return max(1 << 20, min(BLOCK_BYTES, size // 2 + 1))
 
 
 def _read(body: pa.Buffer, block_size: int) -> tuple[pa.Table | None, str]:
