@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +113,39 @@ def test_read_only_opens_change_nothing(tmp_path):
         store.stats()
     assert main(["stats", "--store", str(path)]) == 0
     assert tree(path) == before
+
+
+def test_a_reader_notices_a_new_wal_file_before_any_manifest_names_it(tmp_path):
+    """A reader that finds nothing changed looks no further than three ``stat`` calls;
+    a WAL rotation whose flush has not committed yet changes no manifest and leaves
+    the last file as it was, and the reader must still find the events in the new file."""
+    from tidal.api import Store
+    from tidal.config import StoreConfig
+
+    from .events import batch
+    from .faults import FaultyFiles
+
+    files = FaultyFiles()
+    writer = Store(tmp_path / "s", StoreConfig.build({}), fs=files)
+    files.hold_segment_writes.clear()  # flushes wait: the manifest stays as it is
+    flushing = threading.Thread(target=writer.flush)
+    try:
+        writer.append(batch(0, 10))
+        with tidal.open(tmp_path / "s", read_only=True) as reader:
+            assert reader.read_from(0).column("id").to_pylist() == list(range(10))
+            manifest = (tmp_path / "s" / "MANIFEST.json").stat().st_mtime_ns
+            wal = tmp_path / "s" / "wal"
+            flushing.start()  # seals: the WAL moves to a new file; the flush then waits
+            deadline = time.monotonic() + 10
+            while len(list(wal.iterdir())) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(list(wal.iterdir())) == 2
+            writer.append(batch(10, 5))  # into the new file
+            assert reader.read_from(0).column("id").to_pylist() == list(range(15))
+            assert reader.timeline("e1").column("id").to_pylist() == [1, 6, 11]
+            assert (tmp_path / "s" / "MANIFEST.json").stat().st_mtime_ns == manifest
+    finally:
+        files.hold_segment_writes.set()
+        if flushing.ident is not None:  # started
+            flushing.join()
+        writer.close()

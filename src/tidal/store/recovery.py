@@ -22,7 +22,7 @@ from tidal.store import layout
 from tidal.store import manifest as manifest_io
 from tidal.store.fs import FileSystem
 from tidal.store.manifest import Manifest
-from tidal.store.wal import Damage, decode_frame, scan, wal_files
+from tidal.store.wal import Damage, decode_frame, file_name, scan, wal_files
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,21 @@ class LogTail:
         for gone in set(self._read_upto) - {path for _, path in files}:
             del self._read_upto[gone]
         return out
+
+    def probe(self) -> tuple[object, ...] | None:
+        """Cheap evidence of new frames, equal between two calls only if no frame came:
+        the identity and size of the last file read, and whether the file a rotation
+        would start next (named after the next ``_seq``) exists. None before any
+        file was read."""
+        if not self._read_upto or self.next_seq is None:
+            return None
+        last = max(self._read_upto)  # names sort by first _seq (zero-padded)
+        try:
+            st = os.stat(last)
+            size: tuple[int, int] | None = (st.st_ino, st.st_size)
+        except FileNotFoundError:
+            size = None
+        return last, size, os.path.exists(self.directory / file_name(self.next_seq))
 
     def _read_file(self, path: Path, manifest: Manifest, expected: int, *, last: bool,
                    final: bool, on_torn: Callable[[Damage], None] | None

@@ -45,30 +45,53 @@ class WriterWatch:
         self._lock = threading.Lock()
         self._tail = LogTail(directory / layout.WAL)
         self._stamp: tuple[int, int, int] | None = None
+        self._seen: tuple[object, ...] | None = None  # the probe before the last full look
 
     def refresh(self) -> None:
-        """Adopt the writer's newest manifest and WAL frames."""
+        """Adopt the writer's newest manifest and WAL frames.
+
+        Three ``stat`` calls when nothing changed (the manifest, the last WAL
+        file, the file a rotation would create); a full look otherwise. The
+        probe is taken before the full look, so a change made during it is
+        seen next time.
+        """
         with self._lock:
-            fresh = False
-            for attempt in range(RETRIES + 1):
-                try:
-                    stamp = _stamp(self.directory / manifest_io.NAME)
-                    changed = attempt > 0 or fresh or stamp != self._stamp
-                    manifest = manifest_io.load(self.directory) if changed else (
-                        self.state.manifest)
-                    frames = self._tail.read(manifest, final=False)
-                except LogReset:
-                    self._tail, fresh = LogTail(self.directory / layout.WAL), True
-                    continue
-                except CorruptionError:
-                    if attempt == RETRIES:
-                        raise
-                    continue  # the writer flushed and dropped WAL files meanwhile: reload
-                except OSError as exc:
-                    raise StorageError(f"cannot read the store: {exc}",
-                                       path=str(self.directory)) from exc
-                self._adopt(manifest, stamp, frames, changed=changed, fresh=fresh)
+            probe = self._probe()
+            if probe is not None and probe == self._seen:
                 return
+            self._refresh()
+            self._seen = probe
+
+    def _probe(self) -> tuple[object, ...] | None:
+        tail = self._tail.probe()
+        if tail is None:
+            return None
+        try:
+            return _stamp(self.directory / manifest_io.NAME), *tail
+        except CorruptionError:
+            return None  # (the full look reports it)
+
+    def _refresh(self) -> None:
+        fresh = False
+        for attempt in range(RETRIES + 1):
+            try:
+                stamp = _stamp(self.directory / manifest_io.NAME)
+                changed = attempt > 0 or fresh or stamp != self._stamp
+                manifest = manifest_io.load(self.directory) if changed else (
+                    self.state.manifest)
+                frames = self._tail.read(manifest, final=False)
+            except LogReset:
+                self._tail, fresh = LogTail(self.directory / layout.WAL), True
+                continue
+            except CorruptionError:
+                if attempt == RETRIES:
+                    raise
+                continue  # the writer flushed and dropped WAL files meanwhile: reload
+            except OSError as exc:
+                raise StorageError(f"cannot read the store: {exc}",
+                                   path=str(self.directory)) from exc
+            self._adopt(manifest, stamp, frames, changed=changed, fresh=fresh)
+            return
 
     def _adopt(self, manifest: Manifest, stamp: tuple[int, int, int] | None,
                frames: list[Replayed], *, changed: bool, fresh: bool) -> None:
