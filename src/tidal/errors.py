@@ -8,7 +8,7 @@ just a message::
     ├── IngestError          rejected input (``problems``: every bad line and why)
     │   └── DecodeError      input that could not be decoded at all (``source``)
     ├── SchemaError          a field whose values cannot be reconciled (``field``)
-    ├── QueryError           bad query or query failure (``query``, ``position``)
+    ├── QueryError           bad query or failure (``query``, ``position``, ``line``, ``column``)
     ├── StorageError         WAL, segment or manifest trouble (``path``)
     │   ├── CorruptionError  damaged on-disk data (``path``, ``offset``)
     │   └── ReadOnlyError    a write to a store opened read-only
@@ -93,14 +93,21 @@ class SchemaError(TidalError):
 
 
 class QueryError(TidalError):
-    """A query is malformed or failed to run."""
+    """A query is malformed or failed to run.
+
+    ``position`` is the 0-based offset in ``query`` where the trouble starts,
+    ``line`` and ``column`` the same place 1-based, when known.
+    """
 
     def __init__(
-        self, message: str, *, query: str | None = None, position: int | None = None
+        self, message: str, *, query: str | None = None, position: int | None = None,
+        line: int | None = None, column: int | None = None,
     ) -> None:
         super().__init__(message)
         self.query = query
         self.position = position
+        self.line = line
+        self.column = column
 
 
 class StorageError(TidalError):
