@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.config import StoreConfig
+from tidal.correlate.eql.run import run_eql
+from tidal.correlate.result import Result
 from tidal.errors import ConfigError
 from tidal.ingest.pipeline import (
     OnError,
@@ -187,6 +189,33 @@ class Store:
         end_ns = None if end is None else parse_instant(end, name="end")
         return self._engine.read_sources(lambda sources: timeline_query.timeline(
             sources, entity, start_ns, end_ns, limit=limit, desc=desc))
+
+    def eql(self, query: str, *, start: object = None, end: object = None,
+            size: int | None = None, case_insensitive: bool = False,
+            category_field: str | None = None,
+            field_types: Mapping[str, str] | None = None) -> Result:
+        """Run an EQL query (Elastic's Event Query Language) over the store.
+
+        ``process where process.name == "cmd.exe" | head 10`` finds events;
+        ``start`` (inclusive) and ``end`` (exclusive) bound their time, ``size``
+        the number returned (None: all). Strings compare case-sensitively except
+        through ``:``, ``in~``, ``like~``, ``regex~`` and the ``~`` functions;
+        ``case_insensitive=True`` makes every comparison so (Endgame's EQL). The
+        category is read from ``category_field`` (the store's setting, default
+        ``event.category``). ``field_types={"f": "date"}`` declares a field a date.
+        Returns a :class:`~tidal.correlate.result.Result`; the events come in
+        timestamp order. Sequences, samples and joins are not supported yet.
+
+        Raises:
+            QueryError: the query is malformed (the message names line and column)
+                or does not fit the data (an unknown field or function, a
+                comparison of text with a number).
+        """
+        with self.snapshot() as snap:
+            return run_eql(snap, query, start=start, end=end, size=size,
+                           case_insensitive=case_insensitive,
+                           category_field=category_field or self.config.category_field,
+                           field_types=field_types)
 
     def snapshot(self) -> Snapshot:
         """A consistent view of the store as it is now, until closed.

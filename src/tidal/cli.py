@@ -102,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", dest="fmt", choices=("table", "json", "csv"), default="table")
     p.set_defaults(func=cmd_sql)
 
+    p = sub.add_parser("eql", parents=[store],
+                       help="run an EQL query (Elastic's Event Query Language)")
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("--start", metavar="T",
+                   help="inclusive start: RFC 3339 time, or a number of ns since the epoch")
+    p.add_argument("--end", metavar="T", help="exclusive end, like --start")
+    p.add_argument("--size", type=_positive_int, metavar="N", help="return at most N")
+    p.add_argument("--case-insensitive", action="store_true",
+                   help="compare every string case-insensitively (Endgame's EQL)")
+    p.add_argument("--category-field", metavar="FIELD",
+                   help="the field holding the event category (default: the store's)")
+    p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_eql)
+
     p = sub.add_parser("stats", parents=[store], help="store statistics")
     p.set_defaults(func=cmd_stats)
 
@@ -339,6 +353,16 @@ def cmd_sql(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as store:
         table = store.sql(args.query)
     _write(table, args.fmt)
+    return 0
+
+
+def cmd_eql(args: argparse.Namespace) -> int:
+    """``tidal eql QUERY --store DIR``."""
+    with _open(args, read_only=True) as store:
+        result = store.eql(args.query, start=args.start, end=args.end, size=args.size,
+                           case_insensitive=args.case_insensitive,
+                           category_field=args.category_field)
+    _write(result.events, args.fmt)
     return 0
 
 

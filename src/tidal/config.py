@@ -33,6 +33,8 @@ class StoreConfig:
             (below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds,
             else nanoseconds) and parses RFC 3339 / ISO 8601 strings.
         entity_field: dotted path of the field whose value names the entity.
+        category_field: dotted path of the field EQL's event category reads
+            (``event.category`` for ECS data, ``event_type`` for Endgame's schema).
         missing_timestamp: ``"ingest_time"`` stamps events without a timestamp with
             the ingest time; ``"reject"`` refuses them.
         durability: ``"group"`` fsyncs every append before it returns (appends from
@@ -67,6 +69,7 @@ class StoreConfig:
     timestamp_field: str = "timestamp"
     timestamp_unit: TimestampUnit = "auto"
     entity_field: str = "entity"
+    category_field: str = "event.category"
     missing_timestamp: MissingTimestamp = "ingest_time"
     durability: Durability = "group"
     fsync_interval_s: float = 0.2
@@ -100,7 +103,7 @@ class StoreConfig:
                 f"missing_timestamp must be one of {_MISSING}, not {self.missing_timestamp!r}",
                 field="missing_timestamp",
             )
-        for name in ("timestamp_field", "entity_field"):
+        for name in ("timestamp_field", "entity_field", "category_field"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value or any(not p for p in value.split(".")):
                 raise ConfigError(f"{name} must be a dotted field path, not {value!r}", field=name)

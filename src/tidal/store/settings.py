@@ -1,8 +1,9 @@
 """Settings fixed when a store is created (``STORE.json``).
 
 The timestamp and entity fields decide how segments are sorted and indexed,
-so a store remembers them: opening it again without them uses the stored
-values, and opening it with different ones is an error.
+so a store remembers them (and the field EQL reads the event category from):
+opening it again without them uses the stored values, and opening it with
+different ones is an error.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tidal.errors import ConfigError, CorruptionError
 from tidal.store.fs import FileSystem
 
 NAME = "STORE.json"
-FIXED = ("timestamp_field", "timestamp_unit", "entity_field")
+FIXED = ("timestamp_field", "timestamp_unit", "entity_field", "category_field")
 
 
 def load(directory: Path) -> dict[str, Any]:

@@ -222,7 +222,11 @@ def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str,
             pos += _PART.size
             source = bytes(view[pos:pos + source_len]).decode("utf-8") if source_len else None
             pos += source_len
-            table = pa.ipc.open_stream(pa.py_buffer(view[pos:pos + size])).read_all()
+            payload = pa.py_buffer(view[pos:pos + size])
+            if payload.address % 64:  # columns must be aligned for Arrow's compute engine
+                payload = pa.allocate_buffer(size)
+                memoryview(payload).cast("B")[:] = view[pos:pos + size]
+            table = pa.ipc.open_stream(payload).read_all()
             pos += size
             stamp = pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64))
             out.append(Part(table.add_column(0, SEQ, stamp), source,

@@ -1,0 +1,452 @@
+"""EQL conditions compiled once against a schema, then evaluated over whole batches.
+
+:func:`compile_condition` checks an expression against the store's schema (an
+unknown field, function or argument count, or a comparison of text with a
+number is a :class:`~tidal.errors.QueryError` that says which) and returns a
+:class:`Condition`: ``condition.mask(batch)`` is a numpy bool array, one
+entry per row. Everything runs as Arrow compute over columns; no Python runs
+per event.
+
+Semantics (Elastic's EQL):
+
+* A field missing from an event reads as null. A comparison with null is null,
+  ``not`` keeps null, and a row whose condition is null does not match.
+  ``== null`` and ``!= null`` test presence.
+* A field that holds an array matches when any element matches.
+* Strings compare case-sensitively, except ``:``, ``in~``, ``like~``,
+  ``regex~`` and the ``~`` forms of functions; ``case_insensitive=True`` makes
+  every string comparison case-insensitive (the Endgame behaviour).
+* ``:`` and ``like`` take wildcards ``*`` (any run) and ``?`` (one character);
+  ``regex`` is a full match.
+* A timestamp field compares with an ISO 8601 string or with int nanoseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidal.correlate.eql.ast import (
+    Arith,
+    BoolOp,
+    Call,
+    Compare,
+    Expr,
+    Field,
+    InList,
+    Literal,
+    Match,
+    Neg,
+    Not,
+)
+from tidal.correlate.eql.functions import FUNCTIONS
+from tidal.correlate.eql.lexer import syntax_error
+from tidal.correlate.eql.values import (
+    Many,
+    Vec,
+    like_pattern,
+    lower,
+    many_any,
+    modulo,
+    scalar_type,
+)
+from tidal.errors import QueryError
+from tidal.model.paths import get_path, type_at
+from tidal.model.time import parse_instant
+
+__all__ = ["Condition", "Options", "compile_condition", "compile_value"]
+
+Eval = Callable[[pa.Table], Vec]
+_COMPARE = {"==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
+            ">": pc.greater, ">=": pc.greater_equal}
+_ARITH = {"+": pc.add, "-": pc.subtract, "*": pc.multiply, "/": pc.divide}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a query reads the data: case, the category field, declared field types."""
+
+    case_insensitive: bool = False
+    category_field: str = "event.category"
+    field_types: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled condition; ``mask(batch)`` is true where a row matches."""
+
+    evaluate: Eval
+
+    def mask(self, batch: pa.Table) -> np.ndarray:
+        out = self.evaluate(batch)
+        if isinstance(out, Many):
+            out = many_any(out)
+        if isinstance(out, pa.Scalar):
+            return np.full(batch.num_rows, bool(out.as_py()))
+        return np.asarray(pc.fill_null(out, False), dtype=bool)
+
+
+def compile_condition(expr: Expr, schema: pa.Schema, options: Options, query: str
+                      ) -> Condition:
+    """Compile ``expr`` (a condition) for batches of ``schema``."""
+    compiler = _Compiler(schema, options, query)
+    evaluate = compiler.value(expr)
+    if compiler.kind(expr) not in ("bool", "null"):
+        raise compiler.error(expr, "a condition must be true or false, not a "
+                             f"{compiler.kind(expr)} value")
+    return Condition(evaluate)
+
+
+def compile_value(expr: Expr, schema: pa.Schema, options: Options, query: str) -> Eval:
+    """Compile ``expr`` (any value: a field, a call) for batches of ``schema``."""
+    return _Compiler(schema, options, query).value(expr)
+
+
+class _Compiler:
+    def __init__(self, schema: pa.Schema, options: Options, query: str) -> None:
+        self.schema = schema
+        self.options = options
+        self.query = query
+
+    def error(self, node: Any, message: str) -> QueryError:
+        return syntax_error(self.query, getattr(node, "pos", 0), message)
+
+    # -- types -------------------------------------------------------------------------
+    def field_type(self, node: Field) -> pa.DataType | None:
+        found = type_at(self.schema, node.name)
+        if found is None and not node.optional:
+            raise self.error(node, f"unknown field {node.name!r}: no event in the store has "
+                             f"it (write ?{node.name} if it may be absent)")
+        return found
+
+    def kind(self, node: Expr) -> str:
+        """``text``, ``number``, ``bool``, ``time``, ``null`` or ``other``: what a value is."""
+        if isinstance(node, Literal):
+            return _literal_kind(node.value)
+        if isinstance(node, Field):
+            found = self.field_type(node)
+            return "null" if found is None else _type_kind(found)
+        if isinstance(node, Compare | InList | Match | Not | BoolOp):
+            return "bool"
+        if isinstance(node, Arith | Neg):
+            return "number"
+        if isinstance(node, Call):
+            return FUNCTIONS[node.name].returns if node.name in FUNCTIONS else "other"
+        return "other"
+
+    # -- values ------------------------------------------------------------------------
+    def value(self, node: Expr) -> Eval:
+        if isinstance(node, Literal):
+            value = pa.scalar(node.value)
+            return lambda batch: value
+        if isinstance(node, Field):
+            return self.field(node)
+        if isinstance(node, Compare):
+            return self.compare(node)
+        if isinstance(node, InList):
+            return self.in_list(node)
+        if isinstance(node, Match):
+            return self.match(node)
+        if isinstance(node, Not):
+            inner = self.boolean(node.expr)
+            return lambda batch: _not(inner(batch))
+        if isinstance(node, BoolOp):
+            return self.bool_op(node)
+        if isinstance(node, Arith):
+            return self.arith(node)
+        if isinstance(node, Neg):
+            self.numeric(node.expr, "'-'")
+            inner = self.value(node.expr)
+            return lambda batch: _map(inner(batch), pc.negate)
+        if isinstance(node, Call):
+            return self.call(node)
+        raise self.error(node, f"cannot evaluate {type(node).__name__}")
+
+    def field(self, node: Field) -> Eval:
+        found = self.field_type(node)
+        name = node.name
+        if found is None:
+            return lambda batch: pa.nulls(batch.num_rows)
+        is_list = pa.types.is_list(found) or pa.types.is_large_list(found)
+
+        def read(batch: pa.Table) -> Vec:
+            column = get_path(batch, name)
+            if column is None:
+                return pa.nulls(batch.num_rows, found)
+            array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            if is_list and (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+                return Many(pc.list_flatten(array),
+                            np.asarray(pc.list_parent_indices(array)), len(array))
+            return array
+
+        return read
+
+    def boolean(self, node: Expr) -> Eval:
+        if self.kind(node) not in ("bool", "null"):
+            raise self.error(node, f"expected a condition, found a {self.kind(node)} value")
+        return self.value(node)
+
+    def numeric(self, node: Expr, what: str) -> None:
+        if self.kind(node) not in ("number", "null", "other"):
+            raise self.error(node, f"{what} needs numbers, found a {self.kind(node)} value")
+
+    def text_case(self, insensitive: bool) -> bool:
+        return insensitive or self.options.case_insensitive
+
+    def comparable(self, left: Expr, right: Expr, node: Expr) -> tuple[Eval, Eval]:
+        """Both sides, checked to be of comparable kinds; a string or number compared
+        with a timestamp field becomes a timestamp."""
+        lk, rk = self.kind(left), self.kind(right)
+        if "time" in (lk, rk) and {lk, rk} <= {"time", "text", "number", "null"}:
+            return self.as_time(left), self.as_time(right)
+        if lk != rk and "null" not in (lk, rk) and "other" not in (lk, rk):
+            raise self.error(node, f"cannot compare {_describe(left, lk)} with "
+                             f"{_describe(right, rk)}")
+        return self.value(left), self.value(right)
+
+    def as_time(self, node: Expr) -> Eval:
+        if isinstance(node, Literal) and isinstance(node.value, str | int) and not isinstance(
+                node.value, bool):
+            value = pa.scalar(self.instant(node), pa.timestamp("ns", "UTC"))
+            return lambda batch: value
+        return self.value(node)
+
+    def instant(self, node: Expr) -> int:
+        """A literal date (ISO 8601 text or int ns) as int ns."""
+        value = node.value if isinstance(node, Literal) else None
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise self.error(node, "expected a date (ISO 8601 text or nanoseconds)")
+        try:
+            ns = parse_instant(value, name="date")
+        except Exception as exc:  # noqa: BLE001 - any parse failure names the literal
+            raise self.error(node, f"not a date: {value!r} ({exc})") from None
+        assert ns is not None  # (only None gives None)
+        return ns
+
+    def compare(self, node: Compare) -> Eval:
+        left, right = node.left, node.right
+        for side, other in ((left, right), (right, left)):
+            if isinstance(other, Literal) and other.value is None:
+                present = self.value(side)
+                want_valid = node.op == "!="
+                return lambda batch: _presence(present(batch), want_valid)
+        lhs, rhs = self.comparable(left, right, node)
+        function = _COMPARE[node.op]
+        insensitive = self.options.case_insensitive and "text" in (self.kind(left),
+                                                                   self.kind(right))
+
+        def run(batch: pa.Table) -> Vec:
+            a, b = lhs(batch), rhs(batch)
+            if insensitive:
+                a, b = lower(a), lower(b)
+            return _binary(function, a, b)
+
+        return run
+
+    def in_list(self, node: InList) -> Eval:
+        for value in node.values:
+            self.comparable(node.expr, value, value)
+        subject = self.value(node.expr)
+        insensitive = self.text_case(node.insensitive)
+        literals = [v.value for v in node.values if isinstance(v, Literal)]
+        if len(literals) == len(node.values) and None not in literals:
+            kind = self.kind(node.expr)
+            if kind == "time":
+                values = pa.array([self.instant(v) for v in node.values],
+                                  pa.timestamp("ns", "UTC"))
+            else:
+                values = pa.array([v.lower() if insensitive and isinstance(v, str) else v
+                                   for v in literals])
+            negated = node.negated
+
+            def run(batch: pa.Table) -> Vec:
+                a = subject(batch)
+                if insensitive:
+                    a = lower(a)
+                found = _map(a, lambda arr: _is_in(arr, values))
+                return _not(found) if negated else found
+
+            return run
+        items = [Compare("==", node.expr, v, node.pos) for v in node.values]
+        either = self.bool_op(BoolOp("or", tuple(items), node.pos))
+        return (lambda batch: _not(either(batch))) if node.negated else either
+
+    def match(self, node: Match) -> Eval:
+        if self.kind(node.expr) not in ("text", "null", "other"):
+            raise self.error(node, f"'{'like' if node.kind == 'like' else node.kind}' matches "
+                             f"text, not a {self.kind(node.expr)} value")
+        subject = self.value(node.expr)
+        ignore_case = self.text_case(node.insensitive)
+        if node.kind == "regex":
+            patterns = [f"^(?:{p})$" for p in node.patterns]
+            matcher = pc.match_substring_regex
+        else:
+            patterns = [like_pattern(p) for p in node.patterns]
+            matcher = pc.match_like
+        for pattern in patterns:
+            if node.kind == "regex":
+                try:
+                    pc.match_substring_regex(pa.array([""]), pattern=pattern)
+                except pa.ArrowInvalid as exc:
+                    raise self.error(node, f"bad regular expression: {exc}") from None
+
+        def run(batch: pa.Table) -> Vec:
+            values = subject(batch)
+
+            def test(arr: pa.Array) -> pa.Array:
+                if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                    arr = arr.cast(pa.string()) if not pa.types.is_null(arr.type) else pa.nulls(
+                        len(arr), pa.string())
+                out = matcher(arr, pattern=patterns[0], ignore_case=ignore_case)
+                for pattern in patterns[1:]:
+                    out = pc.or_kleene(out, matcher(arr, pattern=pattern,
+                                                    ignore_case=ignore_case))
+                return out
+
+            return _map(values, test)
+
+        return run
+
+    def bool_op(self, node: BoolOp) -> Eval:
+        parts = [self.boolean(item) for item in node.items]
+        join = pc.and_kleene if node.op == "and" else pc.or_kleene
+
+        def run(batch: pa.Table) -> Vec:
+            out = _rows(parts[0](batch), batch.num_rows)
+            for part in parts[1:]:
+                out = join(out, _rows(part(batch), batch.num_rows))
+            return out
+
+        return run
+
+    def arith(self, node: Arith) -> Eval:
+        self.numeric(node.left, f"'{node.op}'")
+        self.numeric(node.right, f"'{node.op}'")
+        lhs, rhs = self.value(node.left), self.value(node.right)
+        if node.op == "%":
+            return lambda batch: modulo(lhs(batch), rhs(batch), batch.num_rows)
+        function = _ARITH[node.op]
+        return lambda batch: _binary(function, lhs(batch), rhs(batch))
+
+    def call(self, node: Call) -> Eval:
+        spec = FUNCTIONS.get(node.name)
+        if spec is None:
+            raise self.error(node, f"unknown function {node.name!r}")
+        if not spec.min_args <= len(node.args) <= (spec.max_args or 1 << 30):
+            want = (f"{spec.min_args}" if spec.min_args == spec.max_args
+                    else f"{spec.min_args} or more" if spec.max_args is None
+                    else f"{spec.min_args} to {spec.max_args}")
+            raise self.error(node, f"{node.name}() takes {want} arguments, "
+                             f"got {len(node.args)}")
+        if node.insensitive and not spec.tilde:
+            raise self.error(node, f"{node.name}() has no case-insensitive '~' form")
+        for i, (arg, want_kind) in enumerate(zip(node.args, spec.arg_kinds(len(node.args)),
+                                                 strict=True)):
+            got = self.kind(arg)
+            if want_kind != "any" and got not in (want_kind, "null", "other"):
+                raise self.error(arg, f"argument {i + 1} of {node.name}() must be "
+                                 f"{want_kind}, found a {got} value")
+        args = [self.value(a) for a in node.args]
+        literal = [a.value if isinstance(a, Literal) else None for a in node.args]
+        insensitive = self.text_case(node.insensitive)
+        try:
+            run = spec.build(literal, insensitive)
+        except QueryError as exc:
+            raise self.error(node, str(exc)) from None
+        return lambda batch: run([a(batch) for a in args], batch.num_rows)
+
+
+def _literal_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return "text"
+
+
+def _type_kind(t: pa.DataType) -> str:
+    t = scalar_type(t)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "text"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return "time"
+    if pa.types.is_null(t):
+        return "null"
+    return "other"
+
+
+def _describe(node: Expr, kind: str) -> str:
+    if isinstance(node, Field):
+        return f"field {node.name!r} ({kind})"
+    if isinstance(node, Literal):
+        return f"{node.value!r} ({kind})"
+    return f"a {kind} value"
+
+
+def _rows(value: Vec, n: int) -> pa.Array:
+    """A per-row boolean array from a condition's value."""
+    if isinstance(value, Many):
+        return many_any(value)
+    if isinstance(value, pa.Scalar):
+        return pa.array(np.full(n, value.as_py()), pa.bool_()) if value.is_valid else pa.nulls(
+            n, pa.bool_())
+    return value
+
+
+def _map(value: Vec, function: Callable[[Any], Any]) -> Vec:
+    """``function`` over each value (a list field's elements, a column, a scalar)."""
+    if isinstance(value, Many):
+        return Many(function(value.values), value.parents, value.rows)
+    return function(value)
+
+
+def _binary(function: Callable[[Any, Any], Any], a: Vec, b: Vec) -> Vec:
+    if isinstance(a, Many) and isinstance(b, Many):
+        raise QueryError("comparing two fields that both hold arrays is not supported")
+    if isinstance(a, Many):
+        other = b if isinstance(b, pa.Scalar) else pc.take(b, pa.array(a.parents))
+        return Many(function(a.values, other), a.parents, a.rows)
+    if isinstance(b, Many):
+        other = a if isinstance(a, pa.Scalar) else pc.take(a, pa.array(b.parents))
+        return Many(function(other, b.values), b.parents, b.rows)
+    return function(a, b)
+
+
+def _not(value: Vec) -> Vec:
+    if isinstance(value, Many):
+        value = many_any(value)
+    return pc.invert(value)
+
+
+def _presence(value: Vec, valid: bool) -> Vec:
+    if isinstance(value, Many):
+        has = np.zeros(value.rows, dtype=bool)
+        ok = np.asarray(pc.is_valid(value.values), dtype=bool)
+        has[value.parents[ok]] = True
+        return pa.array(has if valid else ~has)
+    if isinstance(value, pa.Scalar):
+        return pa.scalar(value.is_valid == valid)
+    return pc.is_valid(value) if valid else pc.is_null(value)
+
+
+def _is_in(array: pa.Array | pa.Scalar, values: pa.Array) -> pa.Array:
+    if isinstance(array, pa.Scalar):
+        return pa.scalar(array.is_valid and array.as_py() in values.to_pylist())
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(array), pa.bool_())
+    try:
+        found = pc.is_in(array, value_set=values.cast(array.type))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        found = pc.is_in(array.cast(values.type), value_set=values)
+    return pc.if_else(pc.is_valid(array), found, pa.scalar(None, pa.bool_()))
