@@ -168,7 +168,7 @@ def test_category_field_can_be_named(store):
     ("any where size", "a condition must be true or false, not a number"),
     ('any where cidrMatch(destination.ip, "nope")', "is not a network"),
     ('any where timestamp > "yesterday"', "not a date"),
-    ("sequence [process where true] [network where true]", "not supported yet"),
+    ("sample [process where true] [network where true]", "not supported yet"),
 ])
 def test_queries_that_do_not_fit_the_data_say_why(store, query, says):
     with pytest.raises(tidal.QueryError) as info:

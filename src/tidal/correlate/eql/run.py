@@ -10,16 +10,18 @@ events matched.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidal.correlate.eql.ast import Compare, EventQuery, Field, Literal, Pipe, Query
+from tidal.correlate.eql.ast import Compare, EventQuery, Field, Literal, Pipe, Query, Sequence
 from tidal.correlate.eql.evaluate import Condition, Options, compile_condition, compile_value
 from tidal.correlate.eql.lexer import syntax_error
 from tidal.correlate.eql.parser import parse
 from tidal.correlate.eql.pushdown import pushdown
+from tidal.correlate.eql.sequence import run_sequence
 from tidal.correlate.result import Result
 from tidal.errors import ConfigError, QueryError
 from tidal.model.paths import type_at
@@ -44,10 +46,12 @@ def run_eql(snapshot: Snapshot, text: str, *, start: object = None, end: object 
                               f"{kind!r}", field="field_types")
     query = parse(text)
     options = Options(case_insensitive, category_field, dict(field_types or {}))
+    if isinstance(query.body, Sequence):
+        return _sequence(snapshot, query, query.body, options, start, end, size)
     if not isinstance(query.body, EventQuery):
         kind = type(query.body).__name__.lower()
         raise syntax_error(text, query.body.pos, f"{kind} queries are not supported yet; "
-                           "event queries are")
+                           "event queries and sequences are")
     events = _event_query(snapshot, query, query.body, options, start, end,
                           _scan_limit(query.pipes, size))
     for pipe in query.pipes:
@@ -55,6 +59,32 @@ def run_eql(snapshot: Snapshot, text: str, *, start: object = None, end: object 
     if size is not None:
         events = events.slice(0, size)
     return Result(events, [], text)
+
+
+def _sequence(snapshot: Snapshot, query: Query, body: Sequence, options: Options,
+              start: object, end: object, size: int | None) -> Result:
+    events, found = run_sequence(snapshot, query.text, body, options, start, end)
+    keep = np.arange(len(found))
+    for pipe in query.pipes:
+        if pipe.name == "head":
+            keep = keep[:_count_arg(pipe)]
+        elif pipe.name == "tail":
+            n = _count_arg(pipe)
+            keep = keep[max(0, len(keep) - n):] if n else keep[:0]
+        else:
+            raise syntax_error(query.text, pipe.pos, f"the '{pipe.name}' pipe on sequences "
+                               "is not supported yet ('head' and 'tail' are)")
+    if size is not None:
+        keep = keep[:size]
+    if len(keep) == len(found):
+        return Result(events, found, query.text)
+    width = events.num_rows // len(found) if found else 0
+    rows = (keep[:, None] * width + np.arange(width)).ravel()
+    events = events.take(pa.array(rows)).set_column(  # renumbered: 0, 1, ... as returned
+        0, "_sequence", pa.array(np.repeat(np.arange(len(keep)), width)))
+    picked = [replace(found[i], id=n, events=events.slice(n * width, width))
+              for n, i in enumerate(keep.tolist())]
+    return Result(events, picked, query.text)
 
 
 def _scan_limit(pipes: tuple[Pipe, ...], size: int | None) -> int | None:

@@ -1,0 +1,229 @@
+"""Running an EQL ``sequence`` over a store snapshot.
+
+The snapshot is scanned once in (timestamp, ``_seq``) order. For each batch,
+every stage's condition (and the ``until`` condition) is evaluated over the
+whole batch; the events that match something are kept as candidates, their
+join keys (the sequence's ``by`` values followed by the stage's own) become
+integer codes, and :func:`~tidal.correlate._kernels_sequence.advance` moves the
+pending sequences along. A key whose value is null never joins. ``with
+runs=N`` is the stage written N times.
+
+Completed sequences come back in the order they completed (that is, by the
+time of their last event), as :class:`~tidal.correlate.result.Correlation`
+objects and as rows of ``Result.events`` with ``_sequence`` (its number) and
+``_stage`` (1-based) first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidal.correlate._kernels_sequence import advance
+from tidal.correlate.eql.ast import (
+    BoolOp,
+    Compare,
+    EventQuery,
+    Expr,
+    Field,
+    Literal,
+    Sequence,
+    Stage,
+)
+from tidal.correlate.eql.evaluate import (
+    Condition,
+    Eval,
+    Options,
+    compile_condition,
+    compile_value,
+)
+from tidal.correlate.eql.lexer import syntax_error
+from tidal.correlate.eql.values import Many
+from tidal.correlate.result import Correlation
+from tidal.model.paths import get_path, type_at
+from tidal.model.schema import concat_tables
+from tidal.store.readers import Snapshot
+
+__all__ = ["run_sequence"]
+
+_SEPARATOR = "\x1f"
+
+
+class KeyCoder:
+    """Join-key values → dense integer codes, the same code for the same value in
+    every batch (a null key gets -1)."""
+
+    def __init__(self) -> None:
+        self.known = pa.array([], pa.string())
+
+    def codes(self, keys: pa.Array) -> np.ndarray:
+        found = pc.index_in(keys, value_set=self.known)
+        fresh = pc.and_(pc.is_null(found), pc.is_valid(keys))
+        if pc.any(fresh).as_py():
+            self.known = pa.concat_arrays([self.known, pc.unique(keys.filter(fresh))])
+            found = pc.index_in(keys, value_set=self.known)
+        return np.asarray(found.fill_null(-1), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+
+class _State:
+    """Pending sequences per key code and stage, grown as codes appear."""
+
+    def __init__(self, stages: int) -> None:
+        self.stages = stages
+        self.live = np.zeros((0, max(stages - 1, 1)), dtype=np.bool_)
+        self.start = np.zeros((0, max(stages - 1, 1)), dtype=np.int64)
+        self.refs = np.zeros((0, max(stages - 1, 1), stages), dtype=np.int64)
+
+    def fit(self, keys: int) -> None:
+        have = self.live.shape[0]
+        if keys <= have:
+            return
+        size = max(keys, 2 * have, 1024)
+        for name in ("live", "start", "refs"):
+            old = getattr(self, name)
+            new = np.zeros((size, *old.shape[1:]), dtype=old.dtype)
+            new[:have] = old
+            setattr(self, name, new)
+
+
+def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options,
+                 start: object, end: object) -> tuple[pa.Table, list[Correlation]]:
+    """All the sequences ``body`` finds in the snapshot, in the order they complete."""
+    missing = next((s for s in body.stages if s.missing), None)
+    if missing is not None:
+        raise syntax_error(text, missing.pos, "missing-event stages '![...]' are not "
+                           "supported yet")
+    stages = [s for s in body.stages for _ in range(s.runs)]
+    schema = snapshot.schema
+    matchers = [_stage_condition(s.query, schema, options, text) for s in stages]
+    key_exprs = [(*body.by, *s.by) for s in stages]
+    for exprs in key_exprs:
+        _check_keys(exprs, schema, text)
+    keys = [[compile_value(e, schema, options, text) for e in exprs] for exprs in key_exprs]
+    until = _stage_condition(body.until.query, schema, options, text) if body.until else None
+    until_keys = ([compile_value(e, schema, options, text) for e in (*body.by, *body.until.by)]
+                  if body.until else [])
+    coder = KeyCoder()
+    state = _State(len(stages))
+    kept: list[pa.Table] = []
+    done: list[np.ndarray] = []
+    offset = 0
+    maxspan_ns = body.maxspan_ns if body.maxspan_ns is not None else -1
+    ts_field = snapshot.ts_field
+    reader = snapshot.scan(start=start, end=end, order="time")
+    try:
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            hits = np.stack([m.mask(table) for m in matchers])
+            stops = until.mask(table) if until is not None else np.zeros(table.num_rows, bool)
+            rows = np.flatnonzero(hits.any(axis=0) | stops)
+            if not rows.size:
+                continue
+            sub = table.take(pa.array(rows))
+            hits, stops = hits[:, rows], stops[rows]
+            codes = np.full(hits.shape, -1, dtype=np.int64)
+            for s, compiled in enumerate(keys):
+                codes[s] = np.where(hits[s], coder.codes(_key_strings(compiled, sub)), -1)
+            until_codes = (np.where(stops, coder.codes(_key_strings(until_keys, sub)), -1)
+                           if until is not None else np.full(len(rows), -1, dtype=np.int64))
+            state.fit(len(coder))
+            ts = np.asarray(pc.cast(get_path(sub, ts_field), pa.int64()), dtype=np.int64)
+            ids = np.arange(offset, offset + len(rows), dtype=np.int64)
+            completed, count = advance(codes, hits, until_codes, ts, ids, maxspan_ns,
+                                       state.live, state.start, state.refs)
+            kept.append(sub)
+            offset += len(rows)
+            if count:
+                done.append(completed[:count])
+    finally:
+        reader.close()
+    return _results(kept, done, stages, body, schema, ts_field, text)
+
+
+def _stage_condition(query: EventQuery, schema: pa.Schema, options: Options, text: str
+                     ) -> Condition:
+    condition: Expr = query.condition
+    if query.category is not None:
+        if type_at(schema, options.category_field) is None:
+            raise syntax_error(text, query.pos,
+                               f"the category field {options.category_field!r} is in no "
+                               f"event of the store: use 'any where', or name the field "
+                               f"that holds the category with category_field=")
+        category = Compare("==", Field(tuple(options.category_field.split(".")), query.pos),
+                           Literal(query.category, query.pos), query.pos)
+        condition = BoolOp("and", (category, condition), query.pos)
+    return compile_condition(condition, schema, options, text)
+
+
+def _check_keys(exprs: tuple[Expr, ...], schema: pa.Schema, text: str) -> None:
+    for expr in exprs:
+        if isinstance(expr, Field):
+            found = type_at(schema, expr.name)
+            if found is not None and (pa.types.is_list(found) or pa.types.is_large_list(found)):
+                raise syntax_error(text, expr.pos, f"join keys that hold arrays ({expr.name!r})"
+                                   " are not supported yet")
+
+
+def _key_strings(compiled: list[Eval], table: pa.Table) -> pa.Array:
+    """One text key per row: the key values joined (null if any is null)."""
+    n = table.num_rows
+    if not compiled:
+        return pa.array([""] * n, pa.string())
+    parts = []
+    for evaluate in compiled:
+        value = evaluate(table)
+        if isinstance(value, Many):
+            raise ValueError("array keys")  # refused when compiled
+        if isinstance(value, pa.Scalar):
+            value = pa.array([value.as_py()] * n, value.type)
+        if pa.types.is_dictionary(value.type):
+            value = value.cast(value.type.value_type)
+        parts.append(value if pa.types.is_string(value.type) else value.cast(pa.string()))
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, _SEPARATOR)
+
+
+def _results(kept: list[pa.Table], done: list[np.ndarray], stages: list[Stage],
+             body: Sequence, schema: pa.Schema, ts_field: str, text: str
+             ) -> tuple[pa.Table, list[Correlation]]:
+    width = len(stages)
+    matches = np.concatenate(done) if done else np.zeros((0, width), dtype=np.int64)
+    candidates = concat_tables(kept) if kept else schema.empty_table()
+    events = candidates.take(pa.array(matches.ravel())) if len(matches) else (
+        candidates.slice(0, 0))
+    count = len(matches)
+    events = events.add_column(0, "_stage", pa.array(np.tile(np.arange(1, width + 1,
+                                                                       dtype=np.int16), count)))
+    events = events.add_column(0, "_sequence", pa.array(np.repeat(np.arange(count), width)))
+    ts = np.asarray(pc.cast(get_path(events, ts_field), pa.int64()), dtype=np.int64) if (
+        count) else np.zeros(0, np.int64)
+    names = [e.name if isinstance(e, Field) else f"key{i}"
+             for i, e in enumerate((*body.by, *stages[0].by))]
+    key_values = _first_stage_keys(events, body, stages[0], names, width)
+    correlations = [
+        Correlation(i, text, key_values[i], events.slice(i * width, width),
+                    int(ts[i * width]), int(ts[i * width + width - 1]))
+        for i in range(count)]
+    return events, correlations
+
+
+def _first_stage_keys(events: pa.Table, body: Sequence, first: Stage, names: list[str],
+                      width: int) -> list[dict[str, object]]:
+    """Each sequence's key: its by values, read from its first event."""
+    count = events.num_rows // width if width else 0
+    if not count or not names:
+        return [{} for _ in range(count)]
+    heads = events.take(pa.array(np.arange(count) * width))
+    columns = []
+    for expr in (*body.by, *first.by):
+        if isinstance(expr, Field):
+            column = get_path(heads, expr.name)
+            columns.append(column.to_pylist() if column is not None else [None] * count)
+        else:
+            columns.append([None] * count)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
