@@ -4,8 +4,9 @@ The snapshot is scanned once in (timestamp, ``_seq``) order. For each batch,
 every stage's condition (and the ``until`` condition) is evaluated over the
 whole batch; the events that match something are kept as candidates, their
 join keys (the sequence's ``by`` values followed by the stage's own) become
-integer codes, and :func:`~tidal.correlate._kernels_sequence.advance` moves the
-pending sequences along. A key whose value is null never joins. ``with
+integer codes (:class:`~tidal.correlate._kernels_keys.KeyCodes`), and
+:func:`~tidal.correlate._kernels_sequence.advance` moves the pending sequences
+along. A key whose value is null never joins. ``with
 runs=N`` is the stage written N times.
 
 Completed sequences come back in the order they completed (that is, by the
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tidal.correlate._kernels_keys import KeyCodes
 from tidal.correlate._kernels_sequence import advance
 from tidal.correlate.eql.ast import (
     BoolOp,
@@ -48,25 +50,6 @@ from tidal.store.readers import Snapshot
 __all__ = ["run_sequence"]
 
 _SEPARATOR = "\x1f"
-
-
-class KeyCoder:
-    """Join-key values → dense integer codes, the same code for the same value in
-    every batch (a null key gets -1)."""
-
-    def __init__(self) -> None:
-        self.known = pa.array([], pa.string())
-
-    def codes(self, keys: pa.Array) -> np.ndarray:
-        found = pc.index_in(keys, value_set=self.known)
-        fresh = pc.and_(pc.is_null(found), pc.is_valid(keys))
-        if pc.any(fresh).as_py():
-            self.known = pa.concat_arrays([self.known, pc.unique(keys.filter(fresh))])
-            found = pc.index_in(keys, value_set=self.known)
-        return np.asarray(found.fill_null(-1), dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.known)
 
 
 class _State:
@@ -107,7 +90,7 @@ def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options
     until = _stage_condition(body.until.query, schema, options, text) if body.until else None
     until_keys = ([compile_value(e, schema, options, text) for e in (*body.by, *body.until.by)]
                   if body.until else [])
-    coder = KeyCoder()
+    coder = KeyCodes()
     state = _State(len(stages))
     kept: list[pa.Table] = []
     done: list[np.ndarray] = []
@@ -127,9 +110,9 @@ def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options
             hits, stops = hits[:, rows], stops[rows]
             codes = np.full(hits.shape, -1, dtype=np.int64)
             for s, compiled in enumerate(keys):
-                codes[s] = np.where(hits[s], coder.codes(_key_strings(compiled, sub)), -1)
-            until_codes = (np.where(stops, coder.codes(_key_strings(until_keys, sub)), -1)
-                           if until is not None else np.full(len(rows), -1, dtype=np.int64))
+                codes[s] = _coded(coder, compiled, sub, hits[s])
+            until_codes = (_coded(coder, until_keys, sub, stops) if until is not None
+                           else np.full(len(rows), -1, dtype=np.int64))
             state.fit(len(coder))
             ts = np.asarray(pc.cast(get_path(sub, ts_field), pa.int64()), dtype=np.int64)
             ids = np.arange(offset, offset + len(rows), dtype=np.int64)
@@ -166,6 +149,16 @@ def _check_keys(exprs: tuple[Expr, ...], schema: pa.Schema, text: str) -> None:
             if found is not None and (pa.types.is_list(found) or pa.types.is_large_list(found)):
                 raise syntax_error(text, expr.pos, f"join keys that hold arrays ({expr.name!r})"
                                    " are not supported yet")
+
+
+def _coded(coder: KeyCodes, compiled: list[Eval], table: pa.Table, rows: np.ndarray
+           ) -> np.ndarray:
+    """The key codes of ``table``'s rows where ``rows`` is true (-1 elsewhere)."""
+    out = np.full(table.num_rows, -1, dtype=np.int64)
+    picked = np.flatnonzero(rows)
+    if picked.size:
+        out[picked] = coder.codes(_key_strings(compiled, table.take(pa.array(picked))))
+    return out
 
 
 def _key_strings(compiled: list[Eval], table: pa.Table) -> pa.Array:
