@@ -1,4 +1,5 @@
-"""``tidal demo``: generate the services and k8s workloads, ingest, query, show stats.
+"""``tidal demo``: generate the services, k8s and security workloads, ingest, query (SQL,
+timelines, the EQL rule pack), show stats.
 
 Two embedded stores live under the demo directory, because their entity fields
 differ: ``services/`` (entity ``pod``) and ``k8s/`` (entity
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVICES_SHARE", "run_demo"]
 
+RULES = Path(__file__).resolve().parents[2] / "rules" / "security.eql"
+"""The EQL rule pack, beside the source tree (the demo runs from a checkout)."""
+SECURITY_EVENTS = 200_000
 SERVICES_SHARE = 0.7
 """Share of the demo's events that are service request logs; the rest are k8s events."""
 MARKER = ".tidal-demo"
@@ -125,6 +129,7 @@ def run_demo(root: Path, events: int, console: Console) -> None:
         console.print(f"[bold]ingest total:      {_rate(events, svc_s + k8s_s)}[/]")
 
         _show_oom_timeline(kube, console)
+        _show_rules(stack, root, min(SECURITY_EVENTS, events), console)
         for title, store, query in (
             ("errors per service", svc, ERRORS_SQL),
             ("top Kubernetes event reasons", kube, REASONS_SQL),
@@ -144,6 +149,42 @@ def run_demo(root: Path, events: int, console: Console) -> None:
     console.print(f"  tidal sql \"SELECT level, count(*) FROM events GROUP BY level\" "
                   f"--store {root / 'services'}")
     console.print(f"  tidal timeline POD --store {root / 'k8s'}")
+    console.print(f"  tidal eql 'process where process.name : \"cmd*\"' "
+                  f"--store {root / 'security'}")
+
+
+def _show_rules(stack: ExitStack, root: Path, events: int, console: Console) -> None:
+    """Ingest the security workload and run the EQL rule pack over it."""
+    import tidal
+    from tidal.bench.workloads import security
+    from tidal.correlate.eql.rules import load_rules
+    from tidal.render import rich_table
+
+    console.print()
+    if not RULES.exists():
+        console.print(f"(no rule pack at {RULES}: the EQL detections are skipped)")
+        return
+    table, planted = security(events, seed=0)
+    store = stack.enter_context(tidal.open(root / "security", entity_field="host.name"))
+    _ingest(store, table, lambda n: None)
+    console.print(f"[bold]EQL rules[/] of {RULES.name} over {events:,} security events "
+                  f"(ECS: process, network, authentication)")
+    for rule in load_rules(RULES):
+        started = time.perf_counter()
+        result = store.eql(rule.query)
+        took_ms = (time.perf_counter() - started) * 1e3
+        found = len(result.correlations)
+        console.print(f"  {rule.name}: {found:,} sequences in {took_ms:.0f} ms "
+                      f"({planted.get(rule.name, 0):,} planted)")
+        first = result.correlations[:3]
+        if first:
+            import pyarrow as pa
+
+            console.print(rich_table(pa.table({
+                "key": [", ".join(f"{k}={v}" for k, v in c.key.items()) for c in first],
+                "start": pa.array([c.start for c in first], pa.timestamp("ns", "UTC")),
+                "end": pa.array([c.end for c in first], pa.timestamp("ns", "UTC")),
+                "events": [c.events.num_rows for c in first]})))
 
 
 def _show_oom_timeline(kube: Store, console: Console) -> None:

@@ -19,8 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.config import StoreConfig
-from tidal.correlate.eql.run import run_eql
-from tidal.correlate.result import Result
 from tidal.errors import ConfigError
 from tidal.ingest.pipeline import (
     OnError,
@@ -43,6 +41,7 @@ from tidal.store.repair import RepairReport
 from tidal.store.scan import Order
 
 if TYPE_CHECKING:
+    from tidal.correlate.result import Result
     from tidal.query.sql import SqlEngine
 
 
@@ -211,6 +210,8 @@ class Store:
                 or does not fit the data (an unknown field or function, a
                 comparison of text with a number).
         """
+        from tidal.correlate.eql.run import run_eql  # (numba loads on first use, not on open)
+
         with self.snapshot() as snap:
             return run_eql(snap, query, start=start, end=end, size=size,
                            case_insensitive=case_insensitive,

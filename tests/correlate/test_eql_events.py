@@ -196,3 +196,17 @@ def test_the_command_line_prints_matches(store, tmp_path, capsys):
     assert [r["id"] for r in rows] == [1]
     assert main(["eql", "process where", "--store", str(path)]) != 0
     assert "line 1, column 14" in capsys.readouterr().err
+
+
+def test_a_field_declared_a_date_compares_as_one(tmp_path):
+    with tidal.open(tmp_path / "s") as s:
+        s.append([{"timestamp": "2026-01-01T00:00:00Z", "seen": when, "id": i}
+                  for i, when in enumerate(["2025-06-01T00:00:00Z", "2026-02-01T12:00:00Z",
+                                            "not a date"])])
+        query = 'any where seen > "2026-01-01T00:00:00Z"'
+        with pytest.raises(tidal.QueryError, match="cannot compare|not a date"):
+            s.eql("any where seen > 5")
+        got = s.eql(query, field_types={"seen": "date"}).events
+        assert got.column("id").to_pylist() == [1]  # text that is no date is null
+        with pytest.raises(tidal.ConfigError, match="field_types"):
+            s.eql(query, field_types={"seen": "version"})

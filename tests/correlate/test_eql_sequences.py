@@ -100,21 +100,57 @@ def test_the_kernel_alone():
 
     hits = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], dtype=bool)
     keys = np.where(hits, np.array([[0, 0, 1, 1]] * 2), -1).astype(np.int64)
-    live = np.zeros((2, 1), bool)
-    start = np.zeros((2, 1), np.int64)
-    refs = np.zeros((2, 1, 2), np.int64)
-    done, count = advance(keys, hits, np.full(4, -1, np.int64), np.arange(4, dtype=np.int64),
-                          np.arange(10, 14, dtype=np.int64), -1, live, start, refs)
-    assert done[:count].tolist() == [[10, 11], [12, 13]]
+    live = np.zeros((2, 2), bool)
+    start = np.zeros((2, 2), np.int64)
+    refs = np.zeros((2, 2, 2), np.int64)
+    none = np.full((2, 4), -1, np.int64)
+    done, done_ns, count = advance(keys, hits, none, np.full(4, -1, np.int64),
+                                   np.arange(4, dtype=np.int64),
+                                   np.arange(10, 14, dtype=np.int64), -1, False, live, start,
+                                   refs)
+    assert done.tolist() == [[10, 11], [12, 13]] and done_ns.tolist() == [1, 3]
 
 
 def test_unsupported_parts_say_so(tmp_path):
     with tidal.open(tmp_path / "s", entity_field="user") as store:
         store.append(events(BASE))
         for query, says in [
-            (f"sequence by user {W} ![process where true] {H}", "missing-event stages"),
+            (f"sequence by user ![process where true] {H}", "cannot start with a missing"),
+            (f"sequence by user {W} ![process where true]", "needs 'with maxspan"),
             (f"sequence by user {W} {H} | count", "'count' pipe on sequences"),
             (f"sample by user {W} {H}", "sample queries are not supported yet"),
         ]:
             with pytest.raises(tidal.QueryError, match=says):
                 store.eql(query)
+
+
+MISSING = [
+    Case("a missing middle stage: nothing of it between its neighbours",
+         f'sequence by user {W} ![process where p == "x"] {H}',
+         "1:a:w@1 2:a:x@2 3:a:h@3 4:b:w@4 5:b:h@5 6:a:w@6 7:a:h@7", [[4, None, 5], [6, None, 7]]),
+    Case("a missing stage's event of another key changes nothing",
+         f'sequence by user {W} ![process where p == "x"] {H}',
+         "1:a:w@1 2:b:x@2 3:a:h@3", [[1, None, 3]]),
+    Case("a trailing missing stage completes when maxspan has passed",
+         f'sequence by user with maxspan=10s {W} ![process where p == "x"]',
+         # a: no x within 10 s (seen at 20 s); b: x at 6 s; c: too recent to know
+         "1:a:w@1 2:b:w@2 3:b:x@6 4:z:h@20 5:c:w@15", [[1, None]]),
+    Case("an event after maxspan does not cancel it",
+         f'sequence by user with maxspan=10s {W} ![process where p == "x"]',
+         "1:a:w@1 2:a:x@30", [[1, None]]),
+    Case("maxspan bounds a trailing missing stage inclusively",
+         f'sequence by user with maxspan=10s {W} ![process where p == "x"]',
+         "1:a:w@1 2:a:x@11 3:z:h@40", []),
+    Case("a new start after the window completes the old one first",
+         f'sequence by user with maxspan=10s {W} ![process where p == "x"]',
+         "1:a:w@1 2:a:w@20 3:z:h@25", [[1, None]]),
+]
+
+
+@pytest.mark.parametrize("case", MISSING, ids=lambda c: c.name)
+def test_missing_event_stages(tmp_path, case):
+    with tidal.open(tmp_path / "s", entity_field="user") as store:
+        store.append(events(case.data))
+        result = store.eql(case.query)
+    assert [c.events.column("id").to_pylist() for c in result.correlations] == case.found
+    assert all(c.completeness == "complete" for c in result.correlations)

@@ -18,7 +18,8 @@ Semantics (Elastic's EQL):
   every string comparison case-insensitive (the Endgame behaviour).
 * ``:`` and ``like`` take wildcards ``*`` (any run) and ``?`` (one character);
   ``regex`` is a full match.
-* A timestamp field compares with an ISO 8601 string or with int nanoseconds.
+* A timestamp field compares with an ISO 8601 string or with int nanoseconds;
+  ``field_types={"f": "date"}`` reads a text or number field ``f`` as one.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from tidal.correlate.eql.values import (
 )
 from tidal.errors import QueryError
 from tidal.model.paths import get_path, type_at
-from tidal.model.time import parse_instant
+from tidal.model.time import TIMESTAMP_TYPE, parse_instant, to_timestamp_array
 
 __all__ = ["Condition", "Options", "compile_condition", "compile_value"]
 
@@ -130,6 +131,8 @@ class _Compiler:
             return _literal_kind(node.value)
         if isinstance(node, Field):
             found = self.field_type(node)
+            if found is not None and self.options.field_types.get(node.name) == "date":
+                return "time"
             return "null" if found is None else _type_kind(found)
         if isinstance(node, Compare | InList | Match | Not | BoolOp):
             return "bool"
@@ -173,12 +176,16 @@ class _Compiler:
         if found is None:
             return lambda batch: pa.nulls(batch.num_rows)
         is_list = pa.types.is_list(found) or pa.types.is_large_list(found)
+        as_date = self.options.field_types.get(name) == "date" and not is_list
 
         def read(batch: pa.Table) -> Vec:
             column = get_path(batch, name)
             if column is None:
-                return pa.nulls(batch.num_rows, found)
+                return pa.nulls(batch.num_rows, TIMESTAMP_TYPE if as_date else found)
             array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            if as_date:  # declared a date: text (ISO 8601) or numbers, as event times are read
+                stamps, bad = to_timestamp_array(array)
+                return pc.if_else(pa.array(bad), pa.scalar(None, TIMESTAMP_TYPE), stamps)
             if is_list and (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
                 return Many(pc.list_flatten(array),
                             np.asarray(pc.list_parent_indices(array)), len(array))

@@ -21,7 +21,6 @@ from tidal.correlate.eql.evaluate import Condition, Options, compile_condition, 
 from tidal.correlate.eql.lexer import syntax_error
 from tidal.correlate.eql.parser import parse
 from tidal.correlate.eql.pushdown import pushdown
-from tidal.correlate.eql.sequence import run_sequence
 from tidal.correlate.result import Result
 from tidal.errors import ConfigError, QueryError
 from tidal.model.paths import type_at
@@ -63,6 +62,8 @@ def run_eql(snapshot: Snapshot, text: str, *, start: object = None, end: object 
 
 def _sequence(snapshot: Snapshot, query: Query, body: Sequence, options: Options,
               start: object, end: object, size: int | None) -> Result:
+    from tidal.correlate.eql.sequence import run_sequence  # (loads numba: only when needed)
+
     events, found = run_sequence(snapshot, query.text, body, options, start, end)
     keep = np.arange(len(found))
     for pipe in query.pipes:

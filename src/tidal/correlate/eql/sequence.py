@@ -9,10 +9,11 @@ integer codes (:class:`~tidal.correlate._kernels_keys.KeyCodes`), and
 along. A key whose value is null never joins. ``with
 runs=N`` is the stage written N times.
 
-Completed sequences come back in the order they completed (that is, by the
-time of their last event), as :class:`~tidal.correlate.result.Correlation`
+Completed sequences come back in the order they completed (by the time of
+their last event; a sequence that ends with a missing-event stage completes
+when its ``maxspan`` has passed), as :class:`~tidal.correlate.result.Correlation`
 objects and as rows of ``Result.events`` with ``_sequence`` (its number) and
-``_stage`` (1-based) first.
+``_stage`` (1-based) first; a missing-event stage has a row of nulls.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.correlate._kernels_keys import KeyCodes
-from tidal.correlate._kernels_sequence import advance
+from tidal.correlate._kernels_sequence import advance, expired
 from tidal.correlate.eql.ast import (
     BoolOp,
     Compare,
@@ -57,9 +58,9 @@ class _State:
 
     def __init__(self, stages: int) -> None:
         self.stages = stages
-        self.live = np.zeros((0, max(stages - 1, 1)), dtype=np.bool_)
-        self.start = np.zeros((0, max(stages - 1, 1)), dtype=np.int64)
-        self.refs = np.zeros((0, max(stages - 1, 1), stages), dtype=np.int64)
+        self.live = np.zeros((0, stages), dtype=np.bool_)
+        self.start = np.zeros((0, stages), dtype=np.int64)
+        self.refs = np.zeros((0, stages, stages), dtype=np.int64)
 
     def fit(self, keys: int) -> None:
         have = self.live.shape[0]
@@ -76,55 +77,83 @@ class _State:
 def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options,
                  start: object, end: object) -> tuple[pa.Table, list[Correlation]]:
     """All the sequences ``body`` finds in the snapshot, in the order they complete."""
-    missing = next((s for s in body.stages if s.missing), None)
-    if missing is not None:
-        raise syntax_error(text, missing.pos, "missing-event stages '![...]' are not "
-                           "supported yet")
     stages = [s for s in body.stages for _ in range(s.runs)]
+    if stages[0].missing:
+        raise syntax_error(text, stages[0].pos, "a sequence cannot start with a missing-event "
+                           "stage; put a stage that must occur first")
+    trailing = stages[-1].missing
+    if trailing and body.maxspan_ns is None:
+        raise syntax_error(text, stages[-1].pos, "a sequence that ends with a missing-event "
+                           "stage needs 'with maxspan=...' (how long to wait for it)")
+    real = [i for i, stage in enumerate(stages) if not stage.missing]
+    gap_of = {i: sum(1 for r in real if r < i) - 1 for i, st in enumerate(stages) if st.missing}
     schema = snapshot.schema
+    for stage in (*stages, *([body.until] if body.until else [])):
+        _check_keys((*body.by, *stage.by), schema, text)
     matchers = [_stage_condition(s.query, schema, options, text) for s in stages]
-    key_exprs = [(*body.by, *s.by) for s in stages]
-    for exprs in key_exprs:
-        _check_keys(exprs, schema, text)
-    keys = [[compile_value(e, schema, options, text) for e in exprs] for exprs in key_exprs]
+    keys = [[compile_value(e, schema, options, text) for e in (*body.by, *s.by)]
+            for s in stages]
     until = _stage_condition(body.until.query, schema, options, text) if body.until else None
     until_keys = ([compile_value(e, schema, options, text) for e in (*body.by, *body.until.by)]
                   if body.until else [])
     coder = KeyCodes()
-    state = _State(len(stages))
+    state = _State(len(real))
     kept: list[pa.Table] = []
     done: list[np.ndarray] = []
+    done_at: list[np.ndarray] = []
     offset = 0
+    watermark = None
     maxspan_ns = body.maxspan_ns if body.maxspan_ns is not None else -1
     ts_field = snapshot.ts_field
     reader = snapshot.scan(start=start, end=end, order="time")
     try:
         for batch in reader:
             table = pa.Table.from_batches([batch])
-            hits = np.stack([m.mask(table) for m in matchers])
+            if not table.num_rows:
+                continue
+            matched = np.stack([m.mask(table) for m in matchers])
             stops = until.mask(table) if until is not None else np.zeros(table.num_rows, bool)
-            rows = np.flatnonzero(hits.any(axis=0) | stops)
+            rows = np.flatnonzero(matched.any(axis=0) | stops)
+            watermark = _last_ns(table, ts_field)
             if not rows.size:
                 continue
             sub = table.take(pa.array(rows))
-            hits, stops = hits[:, rows], stops[rows]
-            codes = np.full(hits.shape, -1, dtype=np.int64)
-            for s, compiled in enumerate(keys):
-                codes[s] = _coded(coder, compiled, sub, hits[s])
+            matched, stops = matched[:, rows], stops[rows]
+            hits = matched[real]
+            codes = np.stack([_coded(coder, keys[i], sub, matched[i]) for i in real])
+            kills = np.full(hits.shape, -1, dtype=np.int64)
+            for i, gap in gap_of.items():
+                found = _coded(coder, keys[i], sub, matched[i])
+                kills[gap] = np.where(kills[gap] >= 0, kills[gap], found)
             until_codes = (_coded(coder, until_keys, sub, stops) if until is not None
                            else np.full(len(rows), -1, dtype=np.int64))
             state.fit(len(coder))
             ts = np.asarray(pc.cast(get_path(sub, ts_field), pa.int64()), dtype=np.int64)
             ids = np.arange(offset, offset + len(rows), dtype=np.int64)
-            completed, count = advance(codes, hits, until_codes, ts, ids, maxspan_ns,
-                                       state.live, state.start, state.refs)
+            completed, completed_ns, count = advance(
+                codes, hits, kills, until_codes, ts, ids, maxspan_ns, trailing,
+                state.live, state.start, state.refs)
             kept.append(sub)
             offset += len(rows)
             if count:
-                done.append(completed[:count])
+                done.append(completed)
+                done_at.append(completed_ns)
     finally:
         reader.close()
-    return _results(kept, done, stages, body, schema, ts_field, text)
+    if trailing and watermark is not None:
+        late, late_ns = expired(state.live, state.start, state.refs, len(coder), maxspan_ns,
+                                watermark)
+        done.append(late)
+        done_at.append(late_ns)
+    matches = np.concatenate(done) if done else np.zeros((0, len(real)), dtype=np.int64)
+    if done_at:
+        matches = matches[np.argsort(np.concatenate(done_at), kind="stable")]
+    return _results(kept, matches, stages, real, body, schema, ts_field, text)
+
+
+def _last_ns(table: pa.Table, ts_field: str) -> int:
+    column = get_path(table, ts_field)
+    return int(pc.cast(pc.max(column), pa.int64()).as_py())
 
 
 def _stage_condition(query: EventQuery, schema: pa.Schema, options: Options, text: str
@@ -181,26 +210,30 @@ def _key_strings(compiled: list[Eval], table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(*parts, _SEPARATOR)
 
 
-def _results(kept: list[pa.Table], done: list[np.ndarray], stages: list[Stage],
+def _results(kept: list[pa.Table], matches: np.ndarray, stages: list[Stage], real: list[int],
              body: Sequence, schema: pa.Schema, ts_field: str, text: str
              ) -> tuple[pa.Table, list[Correlation]]:
     width = len(stages)
-    matches = np.concatenate(done) if done else np.zeros((0, width), dtype=np.int64)
-    candidates = concat_tables(kept) if kept else schema.empty_table()
-    events = candidates.take(pa.array(matches.ravel())) if len(matches) else (
-        candidates.slice(0, 0))
     count = len(matches)
+    candidates = concat_tables(kept) if kept else schema.empty_table()
+    rows = np.full((count, width), -1, dtype=np.int64)
+    rows[:, real] = matches
+    flat = rows.ravel()
+    index = pa.array(flat, mask=flat < 0)  # a missing-event stage: a row of nulls
+    events = candidates.take(index) if count else candidates.slice(0, 0)
     events = events.add_column(0, "_stage", pa.array(np.tile(np.arange(1, width + 1,
                                                                        dtype=np.int16), count)))
     events = events.add_column(0, "_sequence", pa.array(np.repeat(np.arange(count), width)))
-    ts = np.asarray(pc.cast(get_path(events, ts_field), pa.int64()), dtype=np.int64) if (
-        count) else np.zeros(0, np.int64)
+    ts = (np.asarray(pc.fill_null(pc.cast(get_path(events, ts_field), pa.int64()), 0),
+                     dtype=np.int64).reshape(count, width) if count
+          else np.zeros((0, width), np.int64))
+    first, last = real[0], real[-1]
     names = [e.name if isinstance(e, Field) else f"key{i}"
              for i, e in enumerate((*body.by, *stages[0].by))]
     key_values = _first_stage_keys(events, body, stages[0], names, width)
-    correlations = [
+    correlations = [  # (a missing-event stage that did not occur is part of a full match)
         Correlation(i, text, key_values[i], events.slice(i * width, width),
-                    int(ts[i * width]), int(ts[i * width + width - 1]))
+                    int(ts[i, first]), int(ts[i, last]))
         for i in range(count)]
     return events, correlations
 
