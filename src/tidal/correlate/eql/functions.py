@@ -62,6 +62,17 @@ def _text(value: Vec, n: int) -> pa.Array:
     return array
 
 
+def _on_text(test: Callable[[pa.Array], pa.Array]) -> Run:
+    """A function of its first argument's text, applied to each element of an array field."""
+    def run(args: list[Vec], n: int) -> Vec:
+        value = args[0]
+        if isinstance(value, Many):
+            return Many(test(_text(value.values, len(value.values))), value.parents,
+                        value.rows)
+        return test(_text(value, n))
+    return run
+
+
 def _literal_text(literals: Sequence[object], i: int, name: str) -> str:
     value = literals[i] if i < len(literals) else None
     if not isinstance(value, str):
@@ -81,15 +92,7 @@ def _text_test(name: str, kernel: Callable[..., pa.Array]) -> Callable[..., Run]
     """``name(text, pattern)``: startsWith, endsWith, stringContains."""
     def build(literals: Sequence[object], insensitive: bool) -> Run:
         pattern = _literal_text(literals, 1, name)
-
-        def run(args: list[Vec], n: int) -> Vec:
-            subject = args[0]
-            if isinstance(subject, Many):
-                return Many(kernel(_text(subject.values, len(subject.values)), pattern=pattern,
-                                   ignore_case=insensitive), subject.parents, subject.rows)
-            return kernel(_text(subject, n), pattern=pattern, ignore_case=insensitive)
-
-        return run
+        return _on_text(lambda text: kernel(text, pattern=pattern, ignore_case=insensitive))
     return build
 
 
@@ -116,13 +119,7 @@ def _wildcard(literals: Sequence[object], insensitive: bool) -> Run:
                                                   ignore_case=insensitive))
         return out
 
-    def run(args: list[Vec], n: int) -> Vec:
-        value = args[0]
-        if isinstance(value, Many):
-            return Many(test(_text(value.values, len(value.values))), value.parents,
-                        value.rows)
-        return test(_text(value, n))
-    return run
+    return _on_text(test)
 
 
 def _concat(literals: Sequence[object], insensitive: bool) -> Run:
@@ -229,13 +226,7 @@ def _cidr_match(literals: Sequence[object], insensitive: bool) -> Run:
             hit[good[valid & ((address & mask) == net)]] = True
         return pa.array(hit, mask=np.asarray(pc.is_null(text), dtype=bool))
 
-    def run(args: list[Vec], n: int) -> Vec:
-        value = args[0]
-        if isinstance(value, Many):
-            return Many(test(_text(value.values, len(value.values))), value.parents,
-                        value.rows)
-        return test(_text(value, n))
-    return run
+    return _on_text(test)
 
 
 def _array_contains(literals: Sequence[object], insensitive: bool) -> Run:
