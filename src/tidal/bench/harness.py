@@ -27,7 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tidal.bench import cases, concurrency, consume, positions, reads  # noqa: F401 - they register
+from tidal.bench import (  # noqa: F401 - they register
+    cases,
+    concurrency,
+    consume,
+    eql,
+    positions,
+    reads,
+)
 from tidal.bench.figures import Context, Figure, median_of, seconds
 from tidal.bench.registry import CASES
 from tidal.errors import ConfigError

@@ -1,0 +1,76 @@
+"""The EQL benchmarks of ``tidal bench``: an event query and a sequence over the
+``security`` workload, stored by ordinary appends with default settings.
+
+* **eql-filter**: ``process where`` three conditions, one a wildcard; baseline:
+  the same predicate in DuckDB SQL over the same stored data (``Store.sql``),
+  with the row counts checked equal.
+* **eql-sequence**: the ``process_then_connect`` rule of ``rules/security.eql``
+  (a 2-stage ``sequence by`` with ``maxspan`` and stage predicates); it must find
+  exactly the planted sequences. Reported as events scanned per second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tidal.bench import workloads
+from tidal.bench.cases import open_store
+from tidal.bench.figures import Context, Figure, median_of, seconds
+from tidal.bench.registry import case
+
+FILTER_EQL = ('process where process.name : "power*" and host.name != "host-0001" '
+              'and process.pid >= 1000')
+FILTER_SQL = ("SELECT count(*) FROM events WHERE event.category = 'process' "
+              "AND process.name ILIKE 'power%' AND host.name <> 'host-0001' "
+              "AND process.pid >= 1000")
+SEQUENCE_EQL = """sequence by host.name, process.pid with maxspan=5s
+  [process where event.type == "start"]
+  [network where network.direction == "outbound"]"""
+APPEND_EVENTS = 50_000
+
+
+def _security_store(ctx: Context, n: int) -> tuple[Path, dict[str, int]]:
+    """A store of ``n`` security events, appended in batches with default settings."""
+    table, planted = workloads.security(n, seed=5)
+    path = ctx.fresh_dir("security") / "store"
+    with open_store(path, entity_field="host.name") as store:
+        for i in range(0, table.num_rows, APPEND_EVENTS):
+            store.append(table.slice(i, APPEND_EVENTS))
+    ctx.note(f"stored {n:,} security events by appends of {APPEND_EVENTS:,}")
+    return path, planted
+
+
+@case("eql-filter", "an EQL event query (3 conditions, a wildcard) vs DuckDB SQL")
+def eql_filter(ctx: Context) -> list[Figure]:
+    n = ctx.size(10_000_000)
+    path, _ = _security_store(ctx, n)
+    tidal_s, duck_s = [], []
+    with open_store(path) as store:
+        found = store.eql(FILTER_EQL).events.num_rows
+        expected = store.sql(FILTER_SQL).column(0)[0].as_py()
+        if found != expected:
+            raise RuntimeError(f"eql found {found} events, DuckDB {expected}")
+        for _ in range(ctx.runs):
+            tidal_s.append(seconds(lambda: store.eql(FILTER_EQL)))
+            duck_s.append(seconds(lambda: store.sql(FILTER_SQL)))
+    ctx.note(f"{found:,} matching events")
+    return [Figure("eql-filter", "security", n, "time", median_of(tidal_s) * 1e3, "ms",
+                   "duckdb sql, same predicate and data", median_of(duck_s) * 1e3,
+                   higher_is_better=False, runs=ctx.runs)]
+
+
+@case("eql-sequence", "an EQL 2-stage sequence by host and pid with maxspan")
+def eql_sequence(ctx: Context) -> list[Figure]:
+    n = ctx.size(10_000_000)
+    path, planted = _security_store(ctx, n)
+    rates = []
+    with open_store(path) as store:
+        found = len(store.eql(SEQUENCE_EQL).correlations)  # also compiles the kernels
+        if found != planted["process_then_connect"]:
+            raise RuntimeError(f"found {found} sequences, planted "
+                               f"{planted['process_then_connect']}")
+        for _ in range(ctx.runs):
+            rates.append(n / seconds(lambda: store.eql(SEQUENCE_EQL)))
+    ctx.note(f"{found:,} sequences, as planted")
+    return [Figure("eql-sequence", "security", n, "events_scanned_per_s", median_of(rates),
+                   "events/s", runs=ctx.runs)]
