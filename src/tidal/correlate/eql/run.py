@@ -23,7 +23,7 @@ from tidal.correlate.eql.parser import parse
 from tidal.correlate.eql.pushdown import pushdown
 from tidal.correlate.result import Result
 from tidal.errors import ConfigError, QueryError
-from tidal.model.paths import type_at
+from tidal.model.paths import get_path, type_at
 from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 
@@ -108,7 +108,11 @@ def _event_query(snapshot: Snapshot, query: Query, body: EventQuery, options: Op
                      if body.category is not None else None)
     matched: list[pa.Table] = []
     found = 0
-    reader = snapshot.scan(where=where, start=start, end=end, order="time")
+    # With a limit, read in time order and stop early; else read as stored (cheaper:
+    # no merge of every column) and order only the matches.
+    ordered = limit is not None
+    reader = snapshot.scan(where=where, start=start, end=end,
+                           order="time" if ordered else None)
     try:
         for batch in reader:
             table = pa.Table.from_batches([batch])
@@ -126,7 +130,18 @@ def _event_query(snapshot: Snapshot, query: Query, body: EventQuery, options: Op
         reader.close()
     if not matched:
         return schema.empty_table()
-    return concat_tables(matched)
+    events = concat_tables(matched)
+    return events if ordered else _in_time_order(events, snapshot.ts_field)
+
+
+def _in_time_order(events: pa.Table, ts_field: str) -> pa.Table:
+    """``events`` sorted by (timestamp, ``_seq``)."""
+    ts = np.asarray(pc.cast(get_path(events, ts_field), pa.int64()), dtype=np.int64)
+    seq = np.asarray(events.column("_seq"), dtype=np.int64)
+    order = np.lexsort((seq, ts))
+    if np.array_equal(order, np.arange(len(order))):
+        return events
+    return events.take(pa.array(order))
 
 
 def _category(body: EventQuery, schema: pa.Schema, options: Options, text: str
