@@ -177,3 +177,14 @@ def test_any_json_shape_round_trips(records: list[dict[str, Any]]) -> None:
         return  # mixed kinds: the decoders widen those before they get here
     back = restored(parquet_round_trip(storable(table)))
     assert back.to_pylist() == table.to_pylist()
+
+
+def test_a_list_of_nulls_beside_an_empty_object_round_trips() -> None:
+    """Found by hypothesis: pyarrow's struct cast built an invalid list<null> child."""
+    records = [{"y": {"a": None, "b": {}}}, {"y": {"a": [None, None, None]}}, None]
+    table = pa.Table.from_struct_array(pa.array([{"t": 1, **(r or {})} for r in records]))
+    for part in (table, table.slice(1)):
+        stored = storable(part)
+        stored.validate(full=True)
+        back = restored(parquet_round_trip(stored))
+        assert back.to_pylist() == part.to_pylist()

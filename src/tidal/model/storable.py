@@ -105,8 +105,33 @@ def _apply(table: pa.Table, rule: TypeRule) -> pa.Table:
     for i, field in enumerate(table.schema):
         new_type = _rewrite(field.type, rule)
         if new_type is not None:
-            out = out.set_column(i, field.with_type(new_type), table.column(i).cast(new_type))
+            column = table.column(i)
+            chunks = [_cast(chunk, new_type) for chunk in column.chunks]
+            out = out.set_column(i, field.with_type(new_type),
+                                 pa.chunked_array(chunks, type=new_type))
     return out
+
+
+def _cast(array: pa.Array, new_type: pa.DataType) -> pa.Array:
+    """``array`` as ``new_type``, struct by struct: pyarrow's own cast of a struct whose
+    children change can build an invalid list child (list<null> beside an empty struct)."""
+    if array.type == new_type:
+        return array
+    if pa.types.is_struct(array.type) and pa.types.is_struct(new_type):
+        n = len(array)
+        mask = array.is_null() if array.null_count else None
+        old = {array.type.field(i).name: i for i in range(array.type.num_fields)}
+        children = []
+        for j in range(new_type.num_fields):
+            target = new_type.field(j)
+            if target.name in old:
+                children.append(_cast(array.field(old[target.name]), target.type))
+            else:  # a placeholder for an empty struct
+                children.append(pa.nulls(n, target.type))
+        if not children:
+            return array.cast(new_type)
+        return pa.StructArray.from_arrays(children, fields=list(new_type), mask=mask)
+    return array.cast(new_type)
 
 
 def storable(table: pa.Table) -> pa.Table:
