@@ -45,7 +45,7 @@ EXPECTED_METRICS = {
 
 MAY_BE_ZERO = {"bytes_read_share_cold"}
 NO_BASELINE = {"rss_growth_25_to_100pct", "appends_per_fsync", "p50_append_latency",
-               "append_throughput", "time_warm", "events_scanned_per_s"}
+               "append_throughput", "time_warm"}
 
 
 @pytest.fixture(scope="module")

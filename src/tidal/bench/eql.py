@@ -11,7 +11,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidal.bench import workloads
 from tidal.bench.cases import open_store
@@ -59,6 +66,31 @@ def eql_filter(ctx: Context) -> list[Figure]:
                    higher_is_better=False, runs=ctx.runs)]
 
 
+REFERENCE = Path(__file__).resolve().parents[3] / "bench" / "eql_reference.py"
+REFERENCE_EVENTS = 100_000
+
+
+def _reference_rate(ctx: Context, n: int) -> float | None:
+    """The ``eql`` package's PythonEngine on the first ``n`` events, in events/s, run in
+    its own process by ``bench/eql_reference.py`` (None when it is not installed)."""
+    if not REFERENCE.exists() or importlib.util.find_spec("eql") is None:
+        ctx.note("the eql package (dev extra) is not installed: no baseline")
+        return None
+    table, _ = workloads.security(n, seed=5)
+    at = table.schema.get_field_index("timestamp")
+    table = table.set_column(at, "timestamp", pc.cast(table.column(at), pa.int64()))  # ns
+    path = ctx.tmp / "reference.ndjson"
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in table.to_pylist())
+    rates = []
+    for _ in range(ctx.runs):
+        out = subprocess.run([sys.executable, str(REFERENCE), str(path), SEQUENCE_EQL],
+                             capture_output=True, text=True, check=True, timeout=3600)
+        answer = json.loads(out.stdout)
+        rates.append(answer["events"] / answer["seconds"])
+    return median_of(rates)
+
+
 @case("eql-sequence", "an EQL 2-stage sequence by host and pid with maxspan")
 def eql_sequence(ctx: Context) -> list[Figure]:
     n = ctx.size(10_000_000)
@@ -72,5 +104,7 @@ def eql_sequence(ctx: Context) -> list[Figure]:
         for _ in range(ctx.runs):
             rates.append(n / seconds(lambda: store.eql(SEQUENCE_EQL)))
     ctx.note(f"{found:,} sequences, as planted")
+    reference = _reference_rate(ctx, min(n, REFERENCE_EVENTS))
     return [Figure("eql-sequence", "security", n, "events_scanned_per_s", median_of(rates),
-                   "events/s", runs=ctx.runs)]
+                   "events/s", f"eql PythonEngine, first {min(n, REFERENCE_EVENTS):,} events"
+                   if reference is not None else None, reference, runs=ctx.runs)]
