@@ -37,6 +37,7 @@ from tidal.correlate.eql.ast import (
     BoolOp,
     Call,
     Compare,
+    EventQuery,
     Expr,
     Field,
     InList,
@@ -60,7 +61,7 @@ from tidal.errors import QueryError
 from tidal.model.paths import get_path, type_at
 from tidal.model.time import TIMESTAMP_TYPE, parse_instant, to_timestamp_array
 
-__all__ = ["Condition", "Options", "compile_condition", "compile_value"]
+__all__ = ["Condition", "Options", "compile_condition", "compile_event_query", "compile_value"]
 
 Eval = Callable[[pa.Table], Vec]
 _COMPARE = {"==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
@@ -101,6 +102,24 @@ def compile_condition(expr: Expr, schema: pa.Schema, options: Options, query: st
         raise compiler.error(expr, "a condition must be true or false, not a "
                              f"{compiler.kind(expr)} value")
     return Condition(evaluate)
+
+
+def compile_event_query(query: EventQuery, schema: pa.Schema, options: Options, text: str
+                        ) -> Condition:
+    """The condition of ``category where condition``: the category test (on
+    ``options.category_field``; an array matches if it holds the category) and the
+    condition."""
+    condition: Expr = query.condition
+    if query.category is not None:
+        if type_at(schema, options.category_field) is None:
+            raise syntax_error(text, query.pos,
+                               f"the category field {options.category_field!r} is in no "
+                               f"event of the store: use 'any where', or name the field "
+                               f"that holds the category with category_field=")
+        category = Compare("==", Field(tuple(options.category_field.split(".")), query.pos),
+                           Literal(query.category, query.pos), query.pos)
+        condition = BoolOp("and", (category, condition), query.pos)
+    return compile_condition(condition, schema, options, text)
 
 
 def compile_value(expr: Expr, schema: pa.Schema, options: Options, query: str) -> Eval:

@@ -16,14 +16,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidal.correlate.eql.ast import Compare, EventQuery, Field, Literal, Pipe, Query, Sequence
-from tidal.correlate.eql.evaluate import Condition, Options, compile_condition, compile_value
+from tidal.correlate.eql.ast import EventQuery, Field, Literal, Pipe, Query, Sequence
+from tidal.correlate.eql.evaluate import (
+    Options,
+    compile_condition,
+    compile_event_query,
+    compile_value,
+)
 from tidal.correlate.eql.lexer import syntax_error
 from tidal.correlate.eql.parser import parse
 from tidal.correlate.eql.pushdown import pushdown
 from tidal.correlate.result import Result
 from tidal.errors import ConfigError, QueryError
-from tidal.model.paths import get_path, type_at
+from tidal.model.paths import get_path
 from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 
@@ -101,8 +106,7 @@ def _scan_limit(pipes: tuple[Pipe, ...], size: int | None) -> int | None:
 def _event_query(snapshot: Snapshot, query: Query, body: EventQuery, options: Options,
                  start: object, end: object, limit: int | None) -> pa.Table:
     schema = snapshot.schema
-    condition = compile_condition(body.condition, schema, options, query.text)
-    category = _category(body, schema, options, query.text)
+    condition = compile_event_query(body, schema, options, query.text)
     where = pushdown(body.condition, schema, case_insensitive=options.case_insensitive,
                      category=(options.category_field, body.category)
                      if body.category is not None else None)
@@ -117,8 +121,6 @@ def _event_query(snapshot: Snapshot, query: Query, body: EventQuery, options: Op
         for batch in reader:
             table = pa.Table.from_batches([batch])
             mask = condition.mask(table)
-            if category is not None:
-                mask &= category.mask(table)
             if not mask.any():
                 continue
             kept = table.filter(pa.array(mask))
@@ -142,20 +144,6 @@ def _in_time_order(events: pa.Table, ts_field: str) -> pa.Table:
     if np.array_equal(order, np.arange(len(order))):
         return events
     return events.take(pa.array(order))
-
-
-def _category(body: EventQuery, schema: pa.Schema, options: Options, text: str
-              ) -> Condition | None:
-    if body.category is None:
-        return None
-    path = tuple(options.category_field.split("."))
-    if type_at(schema, options.category_field) is None:
-        raise syntax_error(text, body.pos,
-                           f"the category field {options.category_field!r} is in no event "
-                           f"of the store: use 'any where', or name the field that holds "
-                           f"the category with category_field=")
-    test = Compare("==", Field(path, body.pos), Literal(body.category, body.pos), body.pos)
-    return compile_condition(test, schema, options, text)
 
 
 def _pipe(events: pa.Table, pipe: Pipe, options: Options, text: str) -> pa.Table:

@@ -25,20 +25,15 @@ import pyarrow.compute as pc
 from tidal.correlate._kernels_keys import KeyCodes
 from tidal.correlate._kernels_sequence import advance, expired
 from tidal.correlate.eql.ast import (
-    BoolOp,
-    Compare,
-    EventQuery,
     Expr,
     Field,
-    Literal,
     Sequence,
     Stage,
 )
 from tidal.correlate.eql.evaluate import (
-    Condition,
     Eval,
     Options,
-    compile_condition,
+    compile_event_query,
     compile_value,
 )
 from tidal.correlate.eql.lexer import syntax_error
@@ -90,10 +85,10 @@ def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options
     schema = snapshot.schema
     for stage in (*stages, *([body.until] if body.until else [])):
         _check_keys((*body.by, *stage.by), schema, text)
-    matchers = [_stage_condition(s.query, schema, options, text) for s in stages]
+    matchers = [compile_event_query(s.query, schema, options, text) for s in stages]
     keys = [[compile_value(e, schema, options, text) for e in (*body.by, *s.by)]
             for s in stages]
-    until = _stage_condition(body.until.query, schema, options, text) if body.until else None
+    until = compile_event_query(body.until.query, schema, options, text) if body.until else None
     until_keys = ([compile_value(e, schema, options, text) for e in (*body.by, *body.until.by)]
                   if body.until else [])
     coder = KeyCodes()
@@ -154,21 +149,6 @@ def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options
 def _last_ns(table: pa.Table, ts_field: str) -> int:
     column = get_path(table, ts_field)
     return int(pc.cast(pc.max(column), pa.int64()).as_py())
-
-
-def _stage_condition(query: EventQuery, schema: pa.Schema, options: Options, text: str
-                     ) -> Condition:
-    condition: Expr = query.condition
-    if query.category is not None:
-        if type_at(schema, options.category_field) is None:
-            raise syntax_error(text, query.pos,
-                               f"the category field {options.category_field!r} is in no "
-                               f"event of the store: use 'any where', or name the field "
-                               f"that holds the category with category_field=")
-        category = Compare("==", Field(tuple(options.category_field.split(".")), query.pos),
-                           Literal(query.category, query.pos), query.pos)
-        condition = BoolOp("and", (category, condition), query.pos)
-    return compile_condition(condition, schema, options, text)
 
 
 def _check_keys(exprs: tuple[Expr, ...], schema: pa.Schema, text: str) -> None:
