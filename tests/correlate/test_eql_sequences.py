@@ -6,6 +6,7 @@ Events are written as ``id:user:what@second``; each case lists the sequences
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import pytest
@@ -69,8 +70,16 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=["keep all", "drop often"])
+def keep_rows(request, monkeypatch):
+    """Candidate rows kept until the end, or dropped whenever unneeded (after every event)."""
+    if request.param == "drop often":
+        monkeypatch.setattr(importlib.import_module("tidal.correlate.eql.sequence"),
+                            "KEEP_ROWS", 1)
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_sequences(tmp_path, case):
+def test_sequences(tmp_path, case, keep_rows):
     with tidal.open(tmp_path / "s", entity_field="user") as store:
         store.append(events(case.data))
         result = store.eql(case.query)
@@ -148,7 +157,7 @@ MISSING = [
 
 
 @pytest.mark.parametrize("case", MISSING, ids=lambda c: c.name)
-def test_missing_event_stages(tmp_path, case):
+def test_missing_event_stages(tmp_path, case, keep_rows):
     with tidal.open(tmp_path / "s", entity_field="user") as store:
         store.append(events(case.data))
         result = store.eql(case.query)

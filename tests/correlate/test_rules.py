@@ -60,3 +60,20 @@ def test_a_rule_that_does_not_parse_is_named(tmp_path):
     path.write_text("// rule: fine\nany where true\n\n// rule: broken\nany where (\n")
     with pytest.raises(tidal.QueryError, match="rule 'broken' \\(from line 4\\)"):
         load_rules(path)
+
+
+def test_dropping_rows_no_sequence_needs_changes_nothing(found, tmp_path, monkeypatch):
+    import importlib
+
+    table, _, results = found
+    sequence = importlib.import_module("tidal.correlate.eql.sequence")
+    monkeypatch.setattr(sequence, "KEEP_ROWS", 100)  # drop unneeded rows very often
+    with tidal.open(tmp_path / "s", entity_field="host.name") as store:
+        for i in range(0, table.num_rows, 7_000):
+            store.append(table.slice(i, 7_000))
+        store.flush()
+        for rule in load_rules(RULES):
+            again = store.eql(rule.query)
+            before = results[rule.name]
+            assert again.events.equals(before.events), rule.name
+            assert [c.key for c in again.correlations] == [c.key for c in before.correlations]

@@ -2,7 +2,8 @@
 
 The snapshot is scanned once in (timestamp, ``_seq``) order. For each batch,
 every stage's condition (and the ``until`` condition) is evaluated over the
-whole batch; the events that match something are kept as candidates, their
+whole batch; the events that match something are kept as candidates (only
+while a pending or completed sequence may refer to them), their
 join keys (the sequence's ``by`` values followed by the stage's own) become
 integer codes (:class:`~tidal.correlate._kernels_keys.KeyCodes`), and
 :func:`~tidal.correlate._kernels_sequence.advance` moves the pending sequences
@@ -46,6 +47,8 @@ from tidal.store.readers import Snapshot
 __all__ = ["run_sequence"]
 
 _SEPARATOR = "\x1f"
+KEEP_ROWS = 1 << 16
+"""Candidate rows held before the ones no sequence needs are dropped (at least)."""
 
 
 class _State:
@@ -67,6 +70,47 @@ class _State:
             new = np.zeros((size, *old.shape[1:]), dtype=old.dtype)
             new[:have] = old
             setattr(self, name, new)
+
+
+class _Candidates:
+    """The events a sequence may still need: those of pending and completed sequences.
+
+    Each batch's matching events are added with their ids; once the rows held
+    outgrow twice what was needed at the last look, the rows no pending or
+    completed sequence refers to are dropped (no later event can refer back to
+    them), so memory follows the open and found sequences, not the matches.
+    """
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        self.ids: list[np.ndarray] = []
+        self.rows = 0
+        self.limit = KEEP_ROWS
+
+    def add(self, table: pa.Table, ids: np.ndarray, state: _State,
+            done: list[np.ndarray]) -> None:
+        self.tables.append(table)
+        self.ids.append(ids)
+        self.rows += table.num_rows
+        if self.rows > self.limit:
+            self._drop_unneeded(state, done)
+
+    def _drop_unneeded(self, state: _State, done: list[np.ndarray]) -> None:
+        pending = [state.refs[state.live[:, s], s, :s + 1].ravel()
+                   for s in range(state.live.shape[1])]
+        needed = np.unique(np.concatenate([*pending, *(d.ravel() for d in done)]))
+        ids = np.concatenate(self.ids)
+        keep = np.isin(ids, needed, assume_unique=True)
+        table = concat_tables(self.tables).filter(pa.array(keep))
+        self.tables, self.ids = [table], [ids[keep]]
+        self.rows = table.num_rows
+        self.limit = max(KEEP_ROWS, 2 * self.rows)
+
+    def all(self, schema: pa.Schema) -> tuple[pa.Table, np.ndarray]:
+        """Every row still held, and its id (ascending)."""
+        if not self.tables:
+            return schema.empty_table(), np.zeros(0, dtype=np.int64)
+        return concat_tables(self.tables), np.concatenate(self.ids)
 
 
 def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options,
@@ -93,7 +137,7 @@ def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options
                   if body.until else [])
     coder = KeyCodes()
     state = _State(len(real))
-    kept: list[pa.Table] = []
+    kept = _Candidates()
     done: list[np.ndarray] = []
     done_at: list[np.ndarray] = []
     offset = 0
@@ -128,11 +172,11 @@ def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options
             completed, completed_ns, count = advance(
                 codes, hits, kills, until_codes, ts, ids, maxspan_ns, trailing,
                 state.live, state.start, state.refs)
-            kept.append(sub)
             offset += len(rows)
             if count:
                 done.append(completed)
                 done_at.append(completed_ns)
+            kept.add(sub, ids, state, done)
     finally:
         reader.close()
     if trailing and watermark is not None:
@@ -143,7 +187,9 @@ def run_sequence(snapshot: Snapshot, text: str, body: Sequence, options: Options
     matches = np.concatenate(done) if done else np.zeros((0, len(real)), dtype=np.int64)
     if done_at:
         matches = matches[np.argsort(np.concatenate(done_at), kind="stable")]
-    return _results(kept, matches, stages, real, body, schema, ts_field, text)
+    candidates, candidate_ids = kept.all(schema)
+    return _results(candidates, np.searchsorted(candidate_ids, matches), stages, real, body,
+                    ts_field, text)
 
 
 def _last_ns(table: pa.Table, ts_field: str) -> int:
@@ -190,12 +236,12 @@ def _key_strings(compiled: list[Eval], table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(*parts, _SEPARATOR)
 
 
-def _results(kept: list[pa.Table], matches: np.ndarray, stages: list[Stage], real: list[int],
-             body: Sequence, schema: pa.Schema, ts_field: str, text: str
+def _results(candidates: pa.Table, matches: np.ndarray, stages: list[Stage], real: list[int],
+             body: Sequence, ts_field: str, text: str
              ) -> tuple[pa.Table, list[Correlation]]:
+    """``matches`` holds, per sequence, the rows of ``candidates`` of its real stages."""
     width = len(stages)
     count = len(matches)
-    candidates = concat_tables(kept) if kept else schema.empty_table()
     rows = np.full((count, width), -1, dtype=np.int64)
     rows[:, real] = matches
     flat = rows.ravel()
