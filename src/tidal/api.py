@@ -202,8 +202,10 @@ class Store:
         ``case_insensitive=True`` makes every comparison so (Endgame's EQL). The
         category is read from ``category_field`` (the store's setting, default
         ``event.category``). ``field_types={"f": "date"}`` declares a field a date.
-        Returns a :class:`~tidal.correlate.result.Result`; the events come in
-        timestamp order. Sequences, samples and joins are not supported yet.
+        Returns a :class:`~tidal.correlate.result.Result`: an event query's events
+        in timestamp order, or a sequence's matches as ``correlations`` (see the
+        README, "EQL", for the matching rules). Samples and joins are not
+        supported yet.
 
         Raises:
             QueryError: the query is malformed (the message names line and column)

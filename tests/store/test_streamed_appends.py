@@ -174,9 +174,12 @@ def test_appends_queued_with_a_large_one_keep_arrival_order(tmp_path, streaming)
         threads = [threading.Thread(target=append, args=(name, data)) for name, data in
                    [("before", "\n".join(lines(range(0, 5)))), ("big", path),
                     ("after", "\n".join(lines(range(900, 903))))]]
-        for t in threads:
+        for queued, t in enumerate(threads, start=1):
             t.start()
-            time.sleep(0.05)  # arrival order
+            deadline = time.monotonic() + 10
+            while len(group._queue) < queued and time.monotonic() < deadline:
+                time.sleep(0.001)  # each queues before the next starts: arrival order
+            assert len(group._queue) == queued
     for t in threads:
         t.join()
     assert [(r.first_seq, r.count) for r in

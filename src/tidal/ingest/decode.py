@@ -33,7 +33,15 @@ import pyarrow as pa
 
 from tidal.errors import DecodeError, Problem
 from tidal.ingest.files import open_raw, path_kind, read_head, read_path, reading
-from tidal.ingest.formats import FORMATS, decode_buffer, detect_format, remap, sniff_bytes
+from tidal.ingest.formats import (
+    FORMATS,
+    HEAD_BYTES,
+    decode_buffer,
+    head_of,
+    is_ndjson,
+    remap,
+    sniff_bytes,
+)
 from tidal.ingest.ndjson import (
     Decoded,
     decode_ndjson,
@@ -55,8 +63,6 @@ _ABRIDGED = reprlib.Repr()  # keyword arguments need Python 3.12
 _ABRIDGED.maxlevel, _ABRIDGED.maxdict, _ABRIDGED.maxlist = MAX_DEPTH + 2, 20, 20
 _ABRIDGED.maxstring = _ABRIDGED.maxother = 200
 _TEXT_START = re.compile(r"[\ufeff\s]*[{\[]")
-_BOM = b"\xef\xbb\xbf"
-_HEAD_BYTES = 64 << 10
 STREAM_MIN_BYTES = 64 << 20
 """NDJSON this large (a file, decompressed, or bytes) is decoded and stored in blocks."""
 
@@ -90,10 +96,10 @@ def decode_blocks(data: object, *, format: str | None = None) -> Decoded | Itera
         if compression is None:
             with reading(name):
                 size = os.stat(name).st_size
-            if size >= STREAM_MIN_BYTES and _is_ndjson(read_head(name, _HEAD_BYTES), fmt):
+            if size >= STREAM_MIN_BYTES and is_ndjson(read_head(name, HEAD_BYTES), fmt):
                 return _checked_blocks(_read_blocks(name), name)
         buf, fmt = read_path(name, format)
-        if buf.size >= STREAM_MIN_BYTES and _is_ndjson(_head(buf), fmt):
+        if buf.size >= STREAM_MIN_BYTES and is_ndjson(head_of(buf), fmt):
             return _checked_blocks(line_blocks(buf), name)
         decoded = decode_buffer(buf, format=fmt, source=name)
         check_table(decoded.table, decoded.source)
@@ -101,7 +107,7 @@ def decode_blocks(data: object, *, format: str | None = None) -> Decoded | Itera
     if (isinstance(data, bytes | bytearray | memoryview) and format in (None, "ndjson")
             and memoryview(data).nbytes >= STREAM_MIN_BYTES):
         buf = pa.py_buffer(data)
-        if _is_ndjson(_head(buf), format or sniff_bytes(_head(buf))):
+        if is_ndjson(head_of(buf), format or sniff_bytes(head_of(buf))):
             return _checked_blocks(line_blocks(buf), "ndjson bytes")
     return decode(data, format=format)
 
@@ -112,19 +118,6 @@ def _is_path(data: object) -> bool:
         return True
     return (isinstance(data, str) and bool(data) and "\n" not in data
             and not _TEXT_START.match(data))
-
-
-def _is_ndjson(head: bytes, format: str | None) -> bool:
-    """Whether content starting with ``head`` in ``format`` (None: as ``head`` says) is
-    NDJSON (a ``.json`` file may hold NDJSON, or a JSON array)."""
-    fmt = format or detect_format(head)
-    if fmt == "json":
-        return head.removeprefix(_BOM).lstrip().startswith(b"{")
-    return fmt == "ndjson"
-
-
-def _head(buf: pa.Buffer) -> bytes:
-    return buf.slice(0, min(buf.size, _HEAD_BYTES)).to_pybytes()
 
 
 def _read_blocks(name: str) -> Iterator[pa.Buffer]:

@@ -23,12 +23,13 @@ from tidal.errors import DecodeError, Problem
 from tidal.ingest.ndjson import Decoded, decode_ndjson, empty_decoded, raw_text
 from tidal.ingest.nesting import MAX_DEPTH, TOO_DEEP, array_items, check_table
 
-__all__ = ["FORMATS", "decode_buffer", "decode_json_array", "detect_format", "remap",
-           "sniff_bytes"]
+__all__ = ["FORMATS", "HEAD_BYTES", "decode_buffer", "decode_json_array", "detect_format",
+           "head_of", "is_ndjson", "remap", "sniff_bytes"]
 
 FORMATS = ("ndjson", "json", "csv", "parquet", "arrow")
 _BOM = b"\xef\xbb\xbf"
-_HEAD = 64 << 10
+HEAD_BYTES = 64 << 10
+"""How much of an input's start format detection looks at."""
 _array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -71,7 +72,7 @@ def decode_buffer(
     """Decode a whole in-memory input in ``format``, or in the one ``guess`` finds
     in its first bytes (a guessed JSON document that is no array may be NDJSON)."""
     buf = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
-    fmt = format or guess(_head(buf))
+    fmt = format or guess(head_of(buf))
     if fmt is None:
         raise DecodeError(f"cannot detect the format of {source}", source=source)
     decoder = _DECODERS.get(fmt)
@@ -85,7 +86,7 @@ def _ndjson(buf: pa.Buffer, source: str | None, strict: bool) -> Decoded:
 
 
 def _json(buf: pa.Buffer, source: str | None, strict: bool) -> Decoded:
-    head = _head(buf).removeprefix(_BOM).lstrip()
+    head = head_of(buf).removeprefix(_BOM).lstrip()
     if head.startswith(b"["):
         return decode_json_array(buf, source=source, strict=strict)
     return decode_ndjson(buf, source=source)  # .json files may hold NDJSON
@@ -101,8 +102,19 @@ def _arrow(buf: pa.Buffer, source: str | None, strict: bool) -> Decoded:
     return Decoded(check_table(table, source), [], None, source)
 
 
-def _head(buf: pa.Buffer) -> bytes:
-    return buf.slice(0, min(buf.size, _HEAD)).to_pybytes()
+def head_of(buf: pa.Buffer) -> bytes:
+    """The first :data:`HEAD_BYTES` of ``buf``."""
+    return buf.slice(0, min(buf.size, HEAD_BYTES)).to_pybytes()
+
+
+def is_ndjson(head: bytes, format: str | None) -> bool:
+    """Whether content starting with ``head`` in ``format`` (None: as ``head`` says) is
+    NDJSON; a ``.json`` document is NDJSON unless it opens with ``[``, as :func:`decode_buffer`
+    decodes it."""
+    fmt = format or detect_format(head)
+    if fmt == "json":
+        return not head.removeprefix(_BOM).lstrip().startswith(b"[")
+    return fmt == "ndjson"
 
 
 def _guard(read: Callable[[], pa.Table], what: str, source: str | None) -> pa.Table:

@@ -19,7 +19,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidal.correlate.eql.values import Many, Vec, like_pattern, lower, many_any, modulo
+from tidal.correlate.eql.values import (
+    Many,
+    Vec,
+    as_column,
+    like_pattern,
+    lower,
+    many_any,
+    modulo,
+)
 from tidal.errors import QueryError
 
 __all__ = ["FUNCTIONS", "Spec"]
@@ -42,18 +50,8 @@ class Spec:
         return [self.kinds[min(i, len(self.kinds) - 1)] for i in range(n)]
 
 
-def _column(value: Vec, n: int) -> pa.Array:
-    """A value as one array of ``n`` rows (a list field's elements are refused)."""
-    if isinstance(value, Many):
-        raise QueryError("this function takes one value per event, not a field that holds "
-                         "an array")
-    if isinstance(value, pa.Scalar):
-        return pa.array([value.as_py()] * n, value.type if value.is_valid else pa.null())
-    return value
-
-
 def _text(value: Vec, n: int) -> pa.Array:
-    array = _column(value, n)
+    array = as_column(value, n)
     if pa.types.is_dictionary(array.type):
         array = array.cast(array.type.value_type)
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
@@ -101,7 +99,7 @@ def _length(literals: Sequence[object], insensitive: bool) -> Run:
         value = args[0]
         if isinstance(value, Many):
             return pa.array(np.bincount(value.parents, minlength=value.rows))
-        array = _column(value, n)
+        array = as_column(value, n)
         if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
             return pc.list_value_length(array)
         return pc.utf8_length(_text(array, n))
@@ -190,7 +188,7 @@ def _string(literals: Sequence[object], insensitive: bool) -> Run:
 def _arith(kernel: Callable[..., pa.Array]) -> Callable[..., Run]:
     def build(literals: Sequence[object], insensitive: bool) -> Run:
         def run(args: list[Vec], n: int) -> Vec:
-            return kernel(_column(args[0], n), _column(args[1], n))
+            return kernel(as_column(args[0], n), as_column(args[1], n))
         return run
     return build
 
@@ -244,7 +242,7 @@ def _array_contains(literals: Sequence[object], insensitive: bool) -> Run:
         if isinstance(array, Many):
             found = pc.is_in(array.values, value_set=values.cast(array.values.type))
             return many_any(Many(found, array.parents, array.rows))
-        column = _column(array, n)
+        column = as_column(array, n)
         return pc.is_in(column, value_set=values.cast(column.type))
     return run
 

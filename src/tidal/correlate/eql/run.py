@@ -97,9 +97,7 @@ def _scan_limit(pipes: tuple[Pipe, ...], size: int | None) -> int | None:
     """How many matches the scan needs at most (a leading ``head``, or ``size``)."""
     limits = [size] if size is not None and not pipes else []
     if pipes and pipes[0].name == "head":
-        value = pipes[0].args[0]
-        assert isinstance(value, Literal) and isinstance(value.value, int)
-        limits.append(value.value)
+        limits.append(_count_arg(pipes[0]))
     return min(limits) if limits else None
 
 

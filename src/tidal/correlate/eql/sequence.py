@@ -38,7 +38,7 @@ from tidal.correlate.eql.evaluate import (
     compile_value,
 )
 from tidal.correlate.eql.lexer import syntax_error
-from tidal.correlate.eql.values import Many
+from tidal.correlate.eql.values import as_column
 from tidal.correlate.result import Correlation
 from tidal.model.paths import get_path, type_at
 from tidal.model.schema import concat_tables
@@ -223,11 +223,7 @@ def _key_strings(compiled: list[Eval], table: pa.Table) -> pa.Array:
         return pa.array([""] * n, pa.string())
     parts = []
     for evaluate in compiled:
-        value = evaluate(table)
-        if isinstance(value, Many):
-            raise ValueError("array keys")  # refused when compiled
-        if isinstance(value, pa.Scalar):
-            value = pa.array([value.as_py()] * n, value.type)
+        value = as_column(evaluate(table), n)  # (array keys were refused when compiled)
         if pa.types.is_dictionary(value.type):
             value = value.cast(value.type.value_type)
         parts.append(value if pa.types.is_string(value.type) else value.cast(pa.string()))

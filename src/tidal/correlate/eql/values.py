@@ -12,7 +12,8 @@ import pyarrow.compute as pc
 
 from tidal.errors import QueryError
 
-__all__ = ["Many", "Vec", "like_pattern", "lower", "many_any", "modulo", "scalar_type"]
+__all__ = ["Many", "Vec", "as_column", "like_pattern", "lower", "many_any", "modulo",
+           "scalar_type"]
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,7 @@ def like_pattern(pattern: str) -> str:
 
 def modulo(a: Vec, b: Vec, n: int) -> Vec:
     """``a % b`` (the sign follows the dividend, as in Java and Elastic); null on zero."""
-    def arr(v: Vec) -> pa.Array:
-        return _column(v, n)
-    x, y = arr(a), arr(b)
+    x, y = as_column(a, n), as_column(b, n)
     quotient = pc.divide(pc.cast(x, pa.float64()), pc.cast(y, pa.float64()))
     truncated = pc.trunc(quotient)
     out = pc.subtract(pc.cast(x, pa.float64()), pc.multiply(truncated, pc.cast(y, pa.float64())))
@@ -97,9 +96,10 @@ def modulo(a: Vec, b: Vec, n: int) -> Vec:
     return out
 
 
-def _column(value: Vec, n: int) -> pa.Array:
-    if isinstance(value, pa.Scalar):
-        return pa.array([value.as_py()] * n, value.type)
+def as_column(value: Vec, n: int) -> pa.Array:
+    """A value as one array of ``n`` rows (a field that holds arrays is refused)."""
     if isinstance(value, Many):
-        raise QueryError("arithmetic on a field that holds an array is not supported")
+        raise QueryError("this takes one value per event, not a field that holds an array")
+    if isinstance(value, pa.Scalar):
+        return pa.array([value.as_py()] * n, value.type if value.is_valid else pa.null())
     return value
