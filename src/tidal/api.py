@@ -192,7 +192,8 @@ class Store:
     def eql(self, query: str, *, start: object = None, end: object = None,
             size: int | None = None, case_insensitive: bool = False,
             category_field: str | None = None,
-            field_types: Mapping[str, str] | None = None) -> Result:
+            field_types: Mapping[str, str] | None = None,
+            max_samples_per_key: int = 1) -> Result:
         """Run an EQL query (Elastic's Event Query Language) over the store.
 
         ``process where process.name == "cmd.exe" | head 10`` finds events;
@@ -201,11 +202,12 @@ class Store:
         through ``:``, ``in~``, ``like~``, ``regex~`` and the ``~`` functions;
         ``case_insensitive=True`` makes every comparison so (Endgame's EQL). The
         category is read from ``category_field`` (the store's setting, default
-        ``event.category``). ``field_types={"f": "date"}`` declares a field a date.
-        Returns a :class:`~tidal.correlate.result.Result`: an event query's events
-        in timestamp order, or a sequence's matches as ``correlations`` (see the
-        README, "EQL", for the matching rules). Samples and joins are not
-        supported yet.
+        ``event.category``). ``field_types={"f": "date"}`` declares a field a date
+        (``"version"``: a software version). ``max_samples_per_key``: how many
+        samples a ``sample`` query returns per key. Returns a
+        :class:`~tidal.correlate.result.Result`: an event query's events in
+        timestamp order, or a sequence's, sample's or join's matches as
+        ``correlations`` (see the README, "EQL", for the matching rules).
 
         Raises:
             QueryError: the query is malformed (the message names line and column)
@@ -218,7 +220,7 @@ class Store:
             return run_eql(snap, query, start=start, end=end, size=size,
                            case_insensitive=case_insensitive,
                            category_field=category_field or self.config.category_field,
-                           field_types=field_types)
+                           field_types=field_types, max_samples_per_key=max_samples_per_key)
 
     def snapshot(self) -> Snapshot:
         """A consistent view of the store as it is now, until closed.

@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare every string case-insensitively (Endgame's EQL)")
     p.add_argument("--category-field", metavar="FIELD",
                    help="the field holding the event category (default: the store's)")
+    p.add_argument("--max-samples-per-key", type=_positive_int, metavar="N", default=1,
+                   help="samples a 'sample' query returns per key (default 1)")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_eql)
 
@@ -361,7 +363,8 @@ def cmd_eql(args: argparse.Namespace) -> int:
     with _open(args, read_only=True) as store:
         result = store.eql(args.query, start=args.start, end=args.end, size=args.size,
                            case_insensitive=args.case_insensitive,
-                           category_field=args.category_field)
+                           category_field=args.category_field,
+                           max_samples_per_key=args.max_samples_per_key)
     _write(result.events, args.fmt)
     return 0
 

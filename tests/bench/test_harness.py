@@ -39,8 +39,9 @@ EXPECTED_METRICS = {
                             "wall_warm_without_pandas"},
     "scan-full": {"throughput", "throughput_seq_order"},
     "scan-window": {"bytes_read_share_cold", "time_cold", "time_warm"},
-    "eql-filter": {"time"},
+    "eql-filter": {"time", "time_rows"},
     "eql-sequence": {"events_scanned_per_s"},
+    "eql-sequence-memory": {"peak_rss_ratio"},
 }
 
 MAY_BE_ZERO = {"bytes_read_share_cold"}

@@ -296,19 +296,44 @@ def connect_oracle(rows: list[dict]) -> int:
     return found
 
 
+def end_oracle(rows: list[dict]) -> int:
+    """Process starts followed by an outbound connection, then the process's end, of the
+    same host and pid, all within 10 s."""
+    times: dict[tuple[str, str, int], list[int]] = defaultdict(list)
+    for r in rows:
+        if r["process"] is not None or r["network"] is not None:
+            what = "conn" if r["event"]["category"] == "network" else r["event"]["type"]
+            if what == "conn" and r["network"]["direction"] != "outbound":
+                continue
+            times[(what, r["host"]["name"], r["process"]["pid"])].append(r["timestamp"])
+    found = 0
+    for (what, host, pid), starts in times.items():
+        if what != "start":
+            continue
+        for t0 in starts:
+            conns = [t for t in times.get(("conn", host, pid), [])
+                     if t0 < t <= t0 + 10 * 10**9]
+            found += bool(conns) and any(min(conns) < t <= t0 + 10 * 10**9
+                                         for t in times.get(("end", host, pid), []))
+    return found
+
+
 def test_security_planted_sequences_match_the_oracle():
     table, planted = w.security(20_000, seed=5, hosts=50, users=400, incident_rate=0.003)
-    assert planted == {"logon_without_logoff": 30, "process_then_connect": 30}
+    assert planted == {"logon_without_logoff": 30, "process_then_connect": 30,
+                       "start_connect_end": 30}
     rows = _rows(table)
     assert logon_oracle(rows) == planted["logon_without_logoff"]
     assert connect_oracle(rows) == planted["process_then_connect"]
+    assert end_oracle(rows) == planted["start_connect_end"]
 
 
 def test_security_background_forms_no_sequence_and_has_ecs_shape():
     table, planted = w.security(20_000, seed=6, hosts=30, users=100, incident_rate=0.0)
-    assert planted == {"logon_without_logoff": 0, "process_then_connect": 0}
+    assert planted == {"logon_without_logoff": 0, "process_then_connect": 0,
+                       "start_connect_end": 0}
     rows = _rows(table)
-    assert logon_oracle(rows) == 0 and connect_oracle(rows) == 0
+    assert logon_oracle(rows) == 0 and connect_oracle(rows) == 0 and end_oracle(rows) == 0
     assert {r["event"]["category"] for r in rows} == {"process", "network", "authentication"}
     assert {r["event"]["action"] for r in rows} >= {"logon", "logoff", "start", "connection"}
     flat = table.flatten()

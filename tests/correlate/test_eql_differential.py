@@ -129,3 +129,31 @@ def test_sequences_match_the_reference_engine(events, text_query):
     engine.stream_events([eql.Event.from_data({**r, "timestamp": r["timestamp"]})
                           for r in rows])
     assert mine == theirs, text_query
+
+
+correlation_pipe = st.sampled_from([
+    "| head 2", "| tail 1", "| unique user", "| unique events[1].kind",
+    "| sort events[1].id", "| filter events[1].id > 3", "| filter events[0].kind == \"w\"",
+    "| unique user | tail 1"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(seq_event, min_size=1, max_size=14), seq_query, correlation_pipe)
+def test_pipes_on_sequences_match_the_reference_engine(events, text_query, pipe):
+    rows, at = [], 0
+    for i, e in enumerate(events):
+        at += e["gap"]
+        rows.append({"event_type": "process", "user": e["user"], "kind": e["kind"], "id": i,
+                     "timestamp": 1_767_225_600_000_000_000 + at * 10**9})
+    text_query = f"{text_query} {pipe}"
+    with tidal.open(None, category_field="event_type") as store:
+        store.append(rows)
+        got = store.eql(text_query, case_insensitive=True)
+    mine = [c.events.column("id").to_pylist() for c in got.correlations]
+    theirs: list[list[int]] = []
+    engine = eql.PythonEngine({"time_unit": 10**9})
+    with eql.parser.skip_optimizations:
+        engine.add_query(eql.parse_query(text_query))
+    engine.add_output_hook(lambda result: theirs.append([e.data["id"] for e in result.events]))
+    engine.stream_events([eql.Event.from_data(r) for r in rows])
+    assert mine == theirs, text_query

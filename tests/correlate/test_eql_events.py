@@ -168,7 +168,7 @@ def test_category_field_can_be_named(store):
     ("any where size", "a condition must be true or false, not a number"),
     ('any where cidrMatch(destination.ip, "nope")', "is not a network"),
     ('any where timestamp > "yesterday"', "not a date"),
-    ("sample [process where true] [network where true]", "not supported yet"),
+    ("sample [process where true] [network where true]", "a sample needs join keys"),
 ])
 def test_queries_that_do_not_fit_the_data_say_why(store, query, says):
     with pytest.raises(tidal.QueryError) as info:
@@ -209,4 +209,4 @@ def test_a_field_declared_a_date_compares_as_one(tmp_path):
         got = s.eql(query, field_types={"seen": "date"}).events
         assert got.column("id").to_pylist() == [1]  # text that is no date is null
         with pytest.raises(tidal.ConfigError, match="field_types"):
-            s.eql(query, field_types={"seen": "version"})
+            s.eql(query, field_types={"seen": "ipv6"})

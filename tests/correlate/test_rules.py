@@ -25,9 +25,9 @@ def found(tmp_path_factory):
     return table, planted, results
 
 
-def test_the_pack_holds_the_two_rules():
+def test_the_pack_holds_the_three_rules():
     assert [r.name for r in load_rules(RULES)] == ["logon_without_logoff",
-                                                   "process_then_connect"]
+                                                   "process_then_connect", "start_connect_end"]
 
 
 def test_logons_without_logoff_are_exactly_the_planted_ones(found):
@@ -55,6 +55,18 @@ def test_process_then_connect_are_exactly_the_planted_ones(found):
     assert all(0 < c.end - c.start <= 5 * 10**9 for c in got)
 
 
+def test_start_connect_end_are_exactly_the_planted_ones(found):
+    _, planted, results = found
+    got = results["start_connect_end"].correlations
+    assert len(got) == planted["start_connect_end"] > 0
+    assert all(c.key["process.pid"] >= 40_000 for c in got)
+    assert [c.events.column("_stage").to_pylist() for c in got[:1]] == [[1, 2, 3]]
+    assert all(0 < c.end - c.start <= 10 * 10**9 for c in got)
+    ends = {(c.key["host.name"], c.key["process.pid"]) for c in got}
+    assert ends == {(c.key["host.name"], c.key["process.pid"])
+                    for c in results["process_then_connect"].correlations}
+
+
 def test_a_rule_that_does_not_parse_is_named(tmp_path):
     path = tmp_path / "bad.eql"
     path.write_text("// rule: fine\nany where true\n\n// rule: broken\nany where (\n")
@@ -66,8 +78,8 @@ def test_dropping_rows_no_sequence_needs_changes_nothing(found, tmp_path, monkey
     import importlib
 
     table, _, results = found
-    sequence = importlib.import_module("tidal.correlate.eql.sequence")
-    monkeypatch.setattr(sequence, "KEEP_ROWS", 100)  # drop unneeded rows very often
+    matching = importlib.import_module("tidal.correlate.matching")
+    monkeypatch.setattr(matching, "KEEP_ROWS", 100)  # drop unneeded rows very often
     with tidal.open(tmp_path / "s", entity_field="host.name") as store:
         for i in range(0, table.num_rows, 7_000):
             store.append(table.slice(i, 7_000))

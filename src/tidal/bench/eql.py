@@ -3,10 +3,13 @@
 
 * **eql-filter**: ``process where`` three conditions, one a wildcard; baseline:
   the same predicate in DuckDB SQL over the same stored data (``Store.sql``),
-  with the row counts checked equal.
-* **eql-sequence**: the ``process_then_connect`` rule of ``rules/security.eql``
-  (a 2-stage ``sequence by`` with ``maxspan`` and stage predicates); it must find
+  with the row counts checked equal: ``count(*)`` (the issue's baseline), and
+  (metric ``time_rows``) ``SELECT *`` in time order, the rows EQL returns.
+* **eql-sequence**: the ``start_connect_end`` rule of ``rules/security.eql``
+  (a 3-stage ``sequence by`` with ``maxspan`` and stage predicates); it must find
   exactly the planted sequences. Reported as events scanned per second.
+* **eql-sequence-memory**: the peak RSS of that query, run in a fresh process
+  on the stored data, against the process's RSS with the store open before it.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ FILTER_EQL = ('process where process.name : "power*" and host.name != "host-0001
 FILTER_SQL = ("SELECT count(*) FROM events WHERE event.category = 'process' "
               "AND process.name ILIKE 'power%' AND host.name <> 'host-0001' "
               "AND process.pid >= 1000")
-SEQUENCE_EQL = """sequence by host.name, process.pid with maxspan=5s
+ROWS_SQL = ("SELECT * FROM events WHERE event.category = 'process' "
+            "AND process.name ILIKE 'power%' AND host.name <> 'host-0001' "
+            "AND process.pid >= 1000 ORDER BY timestamp, _seq")
+SEQUENCE_EQL = """sequence by host.name, process.pid with maxspan=10s
   [process where event.type == "start"]
-  [network where network.direction == "outbound"]"""
+  [network where network.direction == "outbound"]
+  [process where event.type == "end"]"""
+PLANTED = "start_connect_end"
 APPEND_EVENTS = 50_000
 
 
@@ -51,19 +59,25 @@ def _security_store(ctx: Context, n: int) -> tuple[Path, dict[str, int]]:
 def eql_filter(ctx: Context) -> list[Figure]:
     n = ctx.size(10_000_000)
     path, _ = _security_store(ctx, n)
-    tidal_s, duck_s = [], []
+    tidal_s, duck_s, rows_s = [], [], []
     with open_store(path) as store:
         found = store.eql(FILTER_EQL).events.num_rows
         expected = store.sql(FILTER_SQL).column(0)[0].as_py()
-        if found != expected:
-            raise RuntimeError(f"eql found {found} events, DuckDB {expected}")
+        rows = store.sql(ROWS_SQL).num_rows
+        if not found == expected == rows:
+            raise RuntimeError(f"eql found {found} events, DuckDB {expected} ({rows} rows)")
         for _ in range(ctx.runs):
             tidal_s.append(seconds(lambda: store.eql(FILTER_EQL)))
             duck_s.append(seconds(lambda: store.sql(FILTER_SQL)))
+            rows_s.append(seconds(lambda: store.sql(ROWS_SQL)))
     ctx.note(f"{found:,} matching events")
-    return [Figure("eql-filter", "security", n, "time", median_of(tidal_s) * 1e3, "ms",
-                   "duckdb sql, same predicate and data", median_of(duck_s) * 1e3,
-                   higher_is_better=False, runs=ctx.runs)]
+    tidal_ms = median_of(tidal_s) * 1e3
+    return [Figure("eql-filter", "security", n, "time", tidal_ms, "ms",
+                   "duckdb sql count(*), same predicate and data", median_of(duck_s) * 1e3,
+                   higher_is_better=False, runs=ctx.runs),
+            Figure("eql-filter", "security", n, "time_rows", tidal_ms, "ms",
+                   "duckdb sql select * in time order, same predicate and data",
+                   median_of(rows_s) * 1e3, higher_is_better=False, runs=ctx.runs)]
 
 
 REFERENCE = Path(__file__).resolve().parents[3] / "bench" / "eql_reference.py"
@@ -91,16 +105,15 @@ def _reference_rate(ctx: Context, n: int) -> float | None:
     return median_of(rates)
 
 
-@case("eql-sequence", "an EQL 2-stage sequence by host and pid with maxspan")
+@case("eql-sequence", "an EQL 3-stage sequence by host and pid with maxspan")
 def eql_sequence(ctx: Context) -> list[Figure]:
     n = ctx.size(10_000_000)
     path, planted = _security_store(ctx, n)
     rates = []
     with open_store(path) as store:
         found = len(store.eql(SEQUENCE_EQL).correlations)  # also compiles the kernels
-        if found != planted["process_then_connect"]:
-            raise RuntimeError(f"found {found} sequences, planted "
-                               f"{planted['process_then_connect']}")
+        if found != planted[PLANTED]:
+            raise RuntimeError(f"found {found} sequences, planted {planted[PLANTED]}")
         for _ in range(ctx.runs):
             rates.append(n / seconds(lambda: store.eql(SEQUENCE_EQL)))
     ctx.note(f"{found:,} sequences, as planted")
@@ -108,3 +121,39 @@ def eql_sequence(ctx: Context) -> list[Figure]:
     return [Figure("eql-sequence", "security", n, "events_scanned_per_s", median_of(rates),
                    "events/s", f"eql PythonEngine, first {min(n, REFERENCE_EVENTS):,} events"
                    if reference is not None else None, reference, runs=ctx.runs)]
+
+
+RSS_PROBE = """
+import resource, sys, time
+import tidal
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) * 1024
+store = tidal.open(sys.argv[1], read_only=True)
+store.eql(sys.argv[2], end=0)  # (loads what a query loads: numba, the kernels)
+before = rss()
+found = len(store.eql(sys.argv[2]).correlations)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(before, peak, found)
+"""
+
+
+@case("eql-sequence-memory", "peak RSS of the eql-sequence query vs the store's RSS before it")
+def eql_sequence_memory(ctx: Context) -> list[Figure]:
+    n = ctx.size(10_000_000)
+    path, planted = _security_store(ctx, n)
+    ratios, peaks, befores = [], [], []
+    for _ in range(ctx.runs):
+        out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path), SEQUENCE_EQL],
+                             capture_output=True, text=True, check=True, timeout=3600)
+        before, peak, found = (int(x) for x in out.stdout.split())
+        if found != planted[PLANTED]:
+            raise RuntimeError(f"found {found} sequences, planted {planted[PLANTED]}")
+        ratios.append(peak / before)
+        peaks.append(peak)
+        befores.append(before)
+    ctx.note(f"RSS before the query {median_of(befores) / 2**20:,.0f} MiB, peak "
+             f"{median_of(peaks) / 2**20:,.0f} MiB")
+    return [Figure("eql-sequence-memory", "security", n, "peak_rss_ratio", median_of(ratios),
+                   "x", "the store's RSS before the query (1x)", 1.0, higher_is_better=False,
+                   runs=ctx.runs)]

@@ -387,7 +387,9 @@ def security(n: int, *, seed: int = 0, hosts: int = 500, users: int = 2000,
     ``logon_without_logoff``: a logon with no logoff of the same ``user.name`` and
     ``host.name`` within 8 h (all planted logons are 8 h before the last event);
     ``process_then_connect``: a process start, then an outbound network
-    connection from the same ``host.name`` and ``process.pid`` within 5 s.
+    connection from the same ``host.name`` and ``process.pid`` within 5 s, then
+    (``start_connect_end``, the same chains) the process's end within 10 s of its
+    start.
     Background logons all get a logoff within 8 h, background connections come
     from long-running daemons (pid < 1000), and planted pids (>= 40000) and
     planted user/host pairs are used by nothing else.
@@ -409,7 +411,7 @@ def security(n: int, *, seed: int = 0, hosts: int = 500, users: int = 2000,
     p_t = np.sort(rng.integers(0, span - 10 * S, n_pc))
     p_host = rng.integers(0, hosts, n_pc)
     p_pid = 40_000 + np.arange(n_pc) % 25_000
-    nb = n - n_logon - int(late.sum()) - 2 * n_pc
+    nb = n - n_logon - int(late.sum()) - 3 * n_pc
     n_sess, n_proc = nb * 6 // 100, nb * 15 // 100
     n_net = nb - 2 * n_sess - 2 * n_proc
     s_len = np.clip(rng.lognormal(np.log(HOUR), 1.0, n_sess), MIN, 7.5 * HOUR).astype(np.int64)
@@ -427,22 +429,24 @@ def security(n: int, *, seed: int = 0, hosts: int = 500, users: int = 2000,
     x_name = len(_PROCS) + len(_DAEMONS) + rng.integers(0, len(_DROPPERS), n_pc)
     none = np.full
     cat = np.concatenate
+    p_connect = p_t + rng.integers(S // 20, 45 * S // 10, n_pc)
     ts = cat([s_t, s_t + s_len, q_t, q_t + q_len, rng.integers(0, span, n_net), l_t,
-              l_off[late], p_t, p_t + rng.integers(S // 20, 45 * S // 10, n_pc)])
+              l_off[late], p_t, p_connect,
+              p_connect + rng.integers(S // 20, p_t + 10 * S - p_connect, n_pc)])
     kind = cat([none(n_sess, LOGON), none(n_sess, LOGOFF), none(n_proc, PSTART),
                 none(n_proc, PEND), np.where(rng.random(n_net) < 0.7, NET_OUT, NET_IN),
                 none(n_logon, LOGON), none(int(late.sum()), LOGOFF), none(n_pc, PSTART),
-                none(n_pc, NET_OUT)])
+                none(n_pc, NET_OUT), none(n_pc, PEND)])
     l_user, l_host = users - reserved + pair % reserved, pair // reserved
     host = cat([s_host, s_host, q_host, q_host, rng.integers(0, hosts, n_net), l_host,
-                l_host[late], p_host, p_host])
+                l_host[late], p_host, p_host, p_host])
     bg_user = rng.integers(0, users - reserved, n_pc)
     user = cat([s_user, s_user, q_user, q_user, none(n_net, -1), l_user, l_user[late],
-                bg_user, bg_user]).astype(np.int64)
+                bg_user, bg_user, bg_user]).astype(np.int64)
     pid = cat([none(2 * n_sess, -1), q_pid, q_pid, d_pid, none(n_logon + late.sum(), -1),
-               p_pid, p_pid])
+               p_pid, p_pid, p_pid])
     pname = cat([none(2 * n_sess, 0), q_name, q_name, d_name, none(n_logon + late.sum(), 0),
-                 x_name, x_name])
+                 x_name, x_name, x_name])
     order = np.argsort(ts, kind="stable")
     ts, kind, host, user, pid, pname = (a[order] for a in (ts, kind, host, user, pid, pname))
     is_net, no_user, no_proc = kind >= NET_OUT, user < 0, pid < 0
@@ -464,7 +468,8 @@ def security(n: int, *, seed: int = 0, hosts: int = 500, users: int = 2000,
             pa.array(rng.choice(_PORTS, n)), ~is_net)}, ~is_net),
         "network": _struct({"direction": _null_where(
             _take(("outbound", "inbound"), (kind == NET_IN).astype(np.int8)), ~is_net)}, ~is_net),
-    }), {"logon_without_logoff": n_logon, "process_then_connect": n_pc}
+    }), {"logon_without_logoff": n_logon, "process_then_connect": n_pc,
+         "start_connect_end": n_pc}
 
 
 # --- NDJSON ----------------------------------------------------------------------------------

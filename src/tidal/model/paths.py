@@ -13,14 +13,14 @@ whose own name contains dots (the longest such name is tried first).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.errors import SchemaError
 
-__all__ = ["get_path", "has_path", "set_path", "type_at"]
+__all__ = ["get_path", "has_path", "nested_column", "outermost", "root_at", "set_path", "type_at"]
 
 
 def _index(fields: Sequence[pa.Field], name: str) -> int:
@@ -69,6 +69,42 @@ def root_at(schema: pa.Schema, path: str) -> str | None:
     """
     steps = _resolve_schema(schema, path)
     return None if steps is None else schema.field(steps[0]).name
+
+
+def nested_column(schema: pa.Schema, path: str) -> str | None:
+    """The column path that reads just ``path`` from a Parquet file of ``schema``:
+    its top-level column, or its struct leaf (``"k8s.pod"``) when every step is a
+    struct child whose name has no dot; None when ``schema`` has no ``path``.
+
+    >>> nested_column(pa.schema([("k8s", pa.struct([("pod", pa.string())]))]), "k8s.pod")
+    'k8s.pod'
+    """
+    steps = _resolve_schema(schema, path)
+    if steps is None:
+        return None
+    names = []
+    fields: Sequence[pa.Field] = list(schema)
+    for i in steps:
+        names.append(fields[i].name)
+        fields = _struct_fields(fields[i].type) or []
+    if len(names) > 1 and any("." in name for name in names):
+        return names[0]
+    return ".".join(names)
+
+
+def outermost(paths: Sequence[str], top: Collection[str] = ()) -> list[str]:
+    """``paths`` once each, without those inside another (``"a.b"`` when ``"a"`` is
+    there), but for the names in ``top`` (top-level columns: a flat ``"a.b"`` beside
+    ``"a"`` is a column of its own).
+
+    >>> outermost(["a.b", "c", "a", "c"])
+    ['c', 'a']
+    >>> outermost(["a.b", "a"], top=["a", "a.b"])
+    ['a.b', 'a']
+    """
+    found = dict.fromkeys(paths)
+    return [p for p in found
+            if p in top or not any(p.startswith(other + ".") for other in found)]
 
 
 def type_at(schema: pa.Schema, path: str) -> pa.DataType | None:

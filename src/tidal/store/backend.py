@@ -10,8 +10,10 @@ split: :class:`~tidal.store.wal.WalWriter` or :class:`NullLog`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,8 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from tidal.errors import CorruptionError
+from tidal.model.paths import outermost, root_at
 from tidal.model.storable import restored
 from tidal.store import manifest as manifest_io
 from tidal.store import segment as segment_io
@@ -77,9 +81,13 @@ class SegmentStore(Protocol):
         ...
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
-                where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """The segment's rows matching ``where`` (fields it has), top-level ``columns``
-        only; row groups that statistics rule out are not read."""
+                where: pc.Expression | None, batch_rows: int,
+                prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+        """The segment's rows matching ``where`` (fields it has), ``columns`` only
+        (top-level columns, or struct leaves as dotted Parquet column paths: a leaf
+        comes back inside its struct, or as a column named by its path); row groups
+        whose statistics rule out ``where`` or ``prune`` (which filters nothing
+        itself) are not read."""
         ...
 
     def entities(self, meta: SegmentMeta) -> pa.Array:
@@ -102,6 +110,63 @@ class SegmentStore(Protocol):
     def cache_bytes(self) -> int:
         """Decoded row groups held in memory."""
         ...
+
+
+_LOCAL = pafs.LocalFileSystem()
+
+
+def _row_groups(path: Path, where: pc.Expression) -> list[int]:
+    """The row groups of a segment file whose statistics do not rule ``where`` out."""
+    fragment = _PARQUET.make_fragment(str(path), _LOCAL)
+    return [group.id for group in fragment.subset(where).row_groups]
+
+
+@functools.lru_cache(maxsize=256)
+def _paths_used(where_text: str, schema: pa.Schema, where: _Hashed) -> tuple[str, ...]:
+    """The Parquet column paths of ``schema`` that ``where`` reads (a top-level column,
+    or the children of a struct it reads): those it cannot do without (a filter
+    that names a missing field fails to bind)."""
+    used = []
+    for i, field in enumerate(schema):
+        if _binds(where.expression, schema.remove(i)):
+            continue
+        if not pa.types.is_struct(field.type) or "." in field.name:
+            used.append(field.name)
+            continue
+        children = list(field.type)
+        needed = [child.name for j, child in enumerate(children) if not _binds(
+            where.expression, schema.set(i, field.with_type(
+                pa.struct(children[:j] + children[j + 1:]))))]
+        if not needed or any("." in name for name in needed):  # (the struct as a whole)
+            used.append(field.name)
+        else:
+            used += [f"{field.name}.{name}" for name in needed]
+    return tuple(used)
+
+
+def _binds(where: pc.Expression, schema: pa.Schema) -> bool:
+    try:
+        schema.empty_table().filter(where)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, eq=False)
+class _Hashed:
+    """An expression carried through a cache keyed on its text."""
+
+    expression: pc.Expression
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+
+def _root(path: str, schema: pa.Schema) -> str:
+    return path if path in schema.names else path.split(".")[0]
 
 
 class LazySegment:
@@ -186,17 +251,37 @@ class DiskSegments:
         return self.source(meta).schema
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
-                where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
+                where: pc.Expression | None, batch_rows: int,
+                prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
         segment = self.source(meta)
         path = segment.path
         try:
-            if where is None:  # every row group: decode across them in full-size batches
-                found = segment.reader().iter_batches(batch_size=batch_rows, columns=columns)
-            else:  # row groups ruled out by their statistics are skipped
-                found = ds.dataset(path, format=_PARQUET).to_batches(
-                    columns=columns, filter=where, batch_size=batch_rows)
-            for batch in found:
-                yield from restored(pa.Table.from_batches([batch])).to_batches()
+            if where is None and prune is None:  # every row group, in full-size batches
+                for batch in segment.reader().iter_batches(batch_size=batch_rows,
+                                                           columns=columns):
+                    yield from restored(pa.Table.from_batches([batch])).to_batches()
+                return
+            # the row groups their statistics do not rule out
+            groups = _row_groups(path, where if prune is None else
+                                 prune if where is None else where & prune)
+            if not groups:
+                return
+            if where is None:
+                for batch in segment.reader().iter_batches(batch_size=batch_rows,
+                                                           row_groups=groups, columns=columns):
+                    yield from restored(pa.Table.from_batches([batch])).to_batches()
+                return
+            schema = segment.schema
+            read = None if columns is None else outermost(
+                [*columns, *_paths_used(str(where), schema, _Hashed(where))],
+                top=schema.names)
+            for batch in segment.reader().iter_batches(batch_size=batch_rows,
+                                                       row_groups=groups, columns=read):
+                table = restored(pa.Table.from_batches([batch])).filter(where)
+                if columns is not None:  # (without the columns only where reads)
+                    table = table.select(list(dict.fromkeys(_root(c, schema)
+                                                            for c in columns)))
+                yield from table.to_batches()
         except FileNotFoundError as exc:
             raise CorruptionError("segment file is missing", path=str(path)) from exc
         except (OSError, pa.ArrowException) as exc:
@@ -275,12 +360,14 @@ class MemorySegments:
         return self._runs[meta.id].table.schema
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
-                where: pc.Expression | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        table = self._runs[meta.id].table
+                where: pc.Expression | None, batch_rows: int,
+                prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+        table = self._runs[meta.id].table  # (no row groups: nothing to prune)
         if where is not None:
             table = table.filter(where)
-        if columns is not None:
-            table = table.select(list(columns))
+        if columns is not None:  # (a struct's leaf reads its whole struct here)
+            table = table.select(list(dict.fromkeys(
+                root for name in columns if (root := root_at(table.schema, name)))))
         yield from table.to_batches(max_chunksize=batch_rows)
 
     def entities(self, meta: SegmentMeta) -> pa.Array:

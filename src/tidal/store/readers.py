@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.errors import QueryError
-from tidal.model.paths import root_at
+from tidal.model.paths import nested_column, outermost
 from tidal.model.schema import conform, unify
 from tidal.model.time import parse_instant
 from tidal.store.backend import SegmentStore
@@ -36,6 +36,13 @@ def _applies(where: pc.Expression, schema: pa.Schema) -> bool:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return False
     return True
+
+
+def _columns_of(schema: pa.Schema, names: Sequence[str]) -> list[str]:
+    """The Parquet columns that read ``names`` from a segment of ``schema`` (a struct's
+    leaves, unless the whole struct is wanted too)."""
+    return outermost([c for name in names if (c := nested_column(schema, name))],
+                     top=schema.names)
 
 
 class Snapshot:
@@ -111,12 +118,13 @@ class Snapshot:
         return self._store.schema(meta)
 
     def segment_batches(self, meta: SegmentMeta, wanted: pa.Schema,
-                        where: pc.Expression | None, batch_rows: int
-                        ) -> Iterator[pa.RecordBatch]:
+                        where: pc.Expression | None, batch_rows: int,
+                        prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
         """Rows of segment ``meta`` matching ``where``, holding the columns ``wanted``
         names (those the segment has). ``where`` goes into the read when the segment
         has every field it names; otherwise the segment is read whole, widened to the
-        snapshot's schema and filtered."""
+        snapshot's schema and filtered. ``prune`` only skips row groups (when the
+        segment has its fields)."""
         if self.closed:
             raise QueryError("the snapshot was closed before its scan was read; read "
                              "scans inside the snapshot's with-block")
@@ -126,13 +134,16 @@ class Snapshot:
                                                                    batch_rows)), own)
             yield from conform(whole, self.schema).filter(where).to_batches(batch_rows)
             return
-        roots = [r for name in wanted.names if (r := root_at(own, name)) is not None]
-        yield from self._store.batches(meta, list(dict.fromkeys(roots)), where, batch_rows)
+        if prune is not None and not _applies(prune, own):
+            prune = None
+        yield from self._store.batches(meta, _columns_of(own, wanted.names), where, batch_rows,
+                                       prune)
 
     def scan(self, columns: Sequence[str] | None = None, where: pc.Expression | None = None,
              *, start: object = None, end: object = None,
              from_seq: int | None = None, to_seq: int | None = None,
-             order: Order = "seq") -> pa.RecordBatchReader:
+             order: Order = "seq", prune: pc.Expression | None = None
+             ) -> pa.RecordBatchReader:
         """Stream the matching events as Arrow batches (``_seq`` first).
 
         ``columns`` names the columns to read (dotted paths for nested fields;
@@ -140,12 +151,13 @@ class Snapshot:
         (inclusive) and ``end`` (exclusive) are instants (ns, aware datetime,
         ISO 8601); ``from_seq`` is inclusive, ``to_seq`` exclusive. ``order``
         is ``"seq"``, ``"time"`` ((timestamp, ``_seq``)) or None (as stored,
-        fastest). Read the reader
+        fastest). ``prune`` (an expression, like ``where``) skips the row groups
+        whose statistics rule it out and filters nothing. Read the reader
         before closing the snapshot; see :mod:`tidal.store.scan`.
         """
         return scan(self, columns, where, start=parse_instant(start, name="start"),
                     end=parse_instant(end, name="end"), from_seq=from_seq, to_seq=to_seq,
-                    order=order, ts_field=self.ts_field)
+                    order=order, ts_field=self.ts_field, prune=prune)
 
     @property
     def closed(self) -> bool:

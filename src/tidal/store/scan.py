@@ -7,7 +7,9 @@ returns a :class:`pyarrow.RecordBatchReader`. It reads as little as it can:
   entries say their ranges);
 * inside a segment, the bounds and the simple parts of ``where`` (a pyarrow
   compute expression) go into the Parquet read, so row groups whose
-  statistics rule them out are skipped, and only the named columns are read;
+  statistics rule them out are skipped, and only the named columns (a
+  struct's named fields alone) are read; ``prune`` skips row groups the same
+  way but filters nothing (for a caller that tests every row itself);
 * the memtable is filtered in Arrow.
 
 Every batch has the requested columns (``_seq`` always first; dotted paths
@@ -50,8 +52,8 @@ class Scannable(Protocol):
     @property
     def memtable_parts(self) -> tuple[pa.Table, ...]: ...
     def segment_batches(self, meta: SegmentMeta, wanted: pa.Schema,
-                        where: pc.Expression | None, batch_rows: int
-                        ) -> Iterator[pa.RecordBatch]: ...
+                        where: pc.Expression | None, batch_rows: int,
+                        prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]: ...
 
 Order = Literal["seq", "time"] | None
 BATCH_ROWS = 65_536
@@ -137,7 +139,8 @@ class _Reader:
     """Reads one scan's sources and turns them into the output's batches."""
 
     def __init__(self, snapshot: Scannable, target: pa.Schema, where: pc.Expression | None,
-                 bounds: Bounds, ts_field: str, batch_rows: int) -> None:
+                 bounds: Bounds, ts_field: str, batch_rows: int,
+                 prune: pc.Expression | None = None) -> None:
         self.snapshot = snapshot
         self.target = target
         self.where = where
@@ -145,6 +148,7 @@ class _Reader:
         self.ts_field = ts_field
         self.batch_rows = batch_rows
         self.filter = _and([where, bounds.expression(ts_field)])
+        self.prune = prune
         sorting = [SEQ] + ([ts_field] if type_at(snapshot.schema, ts_field) else [])
         self.read_schema = output_schema(
             snapshot.schema, list(dict.fromkeys(target.names[1:] + sorting[1:])), ts_field,
@@ -153,7 +157,7 @@ class _Reader:
     def segment(self, meta: SegmentMeta) -> pa.Table:
         """The wanted rows and columns of one segment, as read (in no particular order)."""
         batches = self.snapshot.segment_batches(meta, self.read_schema, self.filter,
-                                                self.batch_rows)
+                                                self.batch_rows, self.prune)
         parts = [_project(pa.Table.from_batches([b]), self.read_schema) for b in batches]
         if not parts:
             return self.read_schema.empty_table()
@@ -267,7 +271,7 @@ def _by_seq(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordB
 def _as_stored(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
     for meta in sorted(segments, key=lambda m: m.min_seq):
         for batch in reader.snapshot.segment_batches(meta, reader.read_schema, reader.filter,
-                                                     reader.batch_rows):
+                                                     reader.batch_rows, reader.prune):
             yield from reader.out(_project(pa.Table.from_batches([batch]), reader.read_schema))
     for table in reader.memtable():
         yield from reader.out(table)
@@ -302,7 +306,8 @@ def scan(snapshot: Scannable, columns: Sequence[str] | None = None,
          where: pc.Expression | None = None, *, start: int | None = None,
          end: int | None = None, from_seq: int | None = None, to_seq: int | None = None,
          order: Order = "seq", ts_field: str = "timestamp",
-         batch_rows: int = BATCH_ROWS) -> pa.RecordBatchReader:
+         batch_rows: int = BATCH_ROWS, prune: pc.Expression | None = None
+         ) -> pa.RecordBatchReader:
     """Stream the events of ``snapshot`` that match; see the module docstring."""
     if order not in ("seq", "time", None):
         raise QueryError(f"order must be 'seq', 'time' or None, not {order!r}")
@@ -310,10 +315,11 @@ def scan(snapshot: Scannable, columns: Sequence[str] | None = None,
         raise QueryError(f"where must be a pyarrow compute expression, not "
                          f"{type(where).__name__}")
     target = output_schema(snapshot.schema, columns, ts_field, order)
-    if where is not None:
-        check_where(where, snapshot.schema)
+    for expression in (where, prune):
+        if expression is not None:
+            check_where(expression, snapshot.schema)
     bounds = Bounds(start, end, from_seq, to_seq)
-    reader = _Reader(snapshot, target, where, bounds, ts_field, batch_rows)
+    reader = _Reader(snapshot, target, where, bounds, ts_field, batch_rows, prune)
     segments = [m for m in snapshot.segments if bounds.overlaps(m)]
     read = {"seq": _by_seq, "time": _by_time, None: _as_stored}[order]
     batches: Iterable[pa.RecordBatch] = read(reader, segments)

@@ -121,7 +121,8 @@ def describe(run: SortedRun, segment_id: int, *, level: int, data: bytes | pa.Bu
 def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
                ) -> tuple[list[str], dict[str, str]]:
     """Choose encodings: ``_seq`` and the timestamp by the profile's number
-    encoding; dictionary encoding for columns with few distinct values.
+    encoding; dictionary encoding for columns (and struct fields) with few
+    distinct values.
 
     Dictionary encoding is tried only where (a sample of) the column shows few
     distinct values: attempting it on high-cardinality columns costs more time
@@ -136,17 +137,26 @@ def _encodings(table: pa.Table, ts_field: str, profile: WriteProfile
     sample = table.take(pa.array(range(0, table.num_rows, step))) if step > 1 else table
     dictionary = []
     for name in schema.names:
-        if name in delta:
-            continue
-        column = sample.column(name)
-        if pa.types.is_null(column.type):
-            continue  # nothing to encode
-        if pa.types.is_nested(column.type):
-            dictionary.append(name)
-        elif len(sample) == 0 or (pc.count_distinct(column).as_py()
-                                  <= DICTIONARY_MAX_DISTINCT_RATIO * len(sample)):
-            dictionary.append(name)
+        if name not in delta:
+            dictionary += _dictionary_leaves(name, sample.column(name), len(sample))
     return dictionary, delta
+
+
+def _dictionary_leaves(path: str, column: pa.ChunkedArray, rows: int) -> list[str]:
+    """The column paths under ``path`` to dictionary-encode: a struct's fields each
+    on their own (by their dotted Parquet path), other nested columns whole."""
+    kind = column.type
+    if pa.types.is_null(kind):
+        return []  # nothing to encode
+    if pa.types.is_struct(kind) and kind.num_fields and not any(
+            "." in kind.field(i).name for i in range(kind.num_fields)):
+        return [leaf for i in range(kind.num_fields)
+                for leaf in _dictionary_leaves(f"{path}.{kind.field(i).name}",
+                                               pc.struct_field(column, [i]), rows)]
+    if pa.types.is_nested(kind) or rows == 0 or (
+            pc.count_distinct(column).as_py() <= DICTIONARY_MAX_DISTINCT_RATIO * rows):
+        return [path]
+    return []
 
 
 def encode(run: SortedRun, ts_field: str, entity_field: str, profile: WriteProfile,

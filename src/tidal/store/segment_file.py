@@ -34,6 +34,10 @@ def slice_bytes(part: Slice) -> int:
     return part.table.nbytes + part.ts.nbytes
 
 
+TAKE_THREADS = 8
+"""Row groups a take reads before it decodes their columns on several threads."""
+
+
 class SegmentFile:
     """One segment's Parquet file, opened for reads by row group."""
 
@@ -141,7 +145,8 @@ class SegmentFile:
         group_of = np.searchsorted(self.starts, positions, "right") - 1
         groups = np.unique(group_of)
         try:
-            table = self.reader().read_row_groups(groups.tolist(), use_threads=False)
+            table = self.reader().read_row_groups(groups.tolist(),  # (columns in parallel)
+                                                  use_threads=len(groups) >= TAKE_THREADS)
         except (OSError, pa.ArrowException) as exc:
             raise CorruptionError(f"segment row groups unreadable: {exc}",
                                   path=str(self.path)) from exc

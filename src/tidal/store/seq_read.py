@@ -73,3 +73,30 @@ def read_seq_range(snapshot: Snapshot, from_seq: int, to_seq: int | None,
         batches += piece.to_batches()
         rows += piece.num_rows
     return batches
+
+
+def read_seqs(snapshot: Snapshot, seqs: np.ndarray) -> pa.Table:
+    """Every column of the events whose ``_seq`` is in ``seqs`` (ascending, distinct),
+    in ``_seq`` order. A segment is read only when its ``_seq`` range holds one of
+    them: its ``_seq`` column, then the row groups that hold them."""
+    seqs = np.asarray(seqs, dtype=np.int64)
+    parts = []
+    for meta in snapshot.segments:
+        lo, hi = np.searchsorted(seqs, [meta.min_seq, meta.max_seq + 1])
+        if not meta.rows or lo == hi:
+            continue
+        stored = snapshot.segment_seqs(meta)
+        positions = np.flatnonzero(np.isin(stored, seqs[lo:hi]))
+        if positions.size:
+            parts.append(snapshot.segment_take(meta, positions))
+    for part in snapshot.memtable_parts:
+        keep = np.isin(seq_array(part), seqs)
+        if keep.any():
+            parts.append(part.filter(pa.array(keep)))
+    if not parts:
+        return in_snapshot_schema(snapshot, snapshot.schema.empty_table(),
+                                  ts_field=snapshot.ts_field)
+    table = concat_tables([in_snapshot_schema(snapshot, p, ts_field=snapshot.ts_field)
+                           for p in parts])
+    order = np.argsort(seq_array(table), kind="stable")
+    return table if np.all(order[1:] > order[:-1]) else table.take(pa.array(order))

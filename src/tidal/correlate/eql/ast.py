@@ -6,11 +6,13 @@ Every node keeps ``pos``, its offset in the query text, so that later errors
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 
 __all__ = [
     "Arith", "BoolOp", "Call", "Compare", "EventQuery", "Expr", "Field", "InList", "Join",
     "Literal", "Match", "Neg", "Not", "Pipe", "Query", "Sample", "Sequence", "Stage",
+    "field_names",
 ]
 
 Value = str | int | float | bool | None
@@ -186,3 +188,20 @@ class Query:
     body: EventQuery | Sequence | Sample | Join
     pipes: tuple[Pipe, ...] = ()
     text: str = field(default="", compare=False)
+
+
+def field_names(*nodes: object) -> list[str]:
+    """The names of the fields that ``nodes`` (and everything under them) read, each
+    once, in the order first met."""
+    return list(dict.fromkeys(f.name for node in nodes for f in _fields_under(node)))
+
+
+def _fields_under(node: object) -> Iterator[Field]:
+    if isinstance(node, Field):
+        yield node
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from _fields_under(item)
+    elif is_dataclass(node) and not isinstance(node, type):
+        for slot in fields(node):
+            yield from _fields_under(getattr(node, slot.name))

@@ -20,12 +20,22 @@ Semantics (Elastic's EQL):
   ``regex`` is a full match.
 * A timestamp field compares with an ISO 8601 string or with int nanoseconds;
   ``field_types={"f": "date"}`` reads a text or number field ``f`` as one.
+* ``field_types={"f": "version"}``: ``< <= > >=`` compare the text field ``f`` (and
+  what it is compared with) as software versions, in the order of
+  :func:`~tidal.correlate.eql.values.version_key` (``1.9 < 1.10``,
+  ``1.0.0-rc.1 < 1.0.0``); a literal there must be a version. ``==``, ``!=`` and
+  ``in`` compare the text.
+* ``arraySearch(array, x, condition)`` is true when ``condition`` holds for an
+  element of the array field ``array``, ``x`` naming the element (``x.name``: a
+  field of a struct element); ``arrayCount`` counts those elements. The condition
+  may read the event's fields too (``x`` hides a field of that name), and nest.
+  A missing or null array: false and 0 (as the ``eql`` package has it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,19 +56,27 @@ from tidal.correlate.eql.ast import (
     Neg,
     Not,
 )
-from tidal.correlate.eql.functions import FUNCTIONS
+from tidal.correlate.eql.functions import FUNCTIONS, Spec
 from tidal.correlate.eql.lexer import syntax_error
 from tidal.correlate.eql.values import (
     Many,
     Vec,
+    binary,
+    each,
+    flatten,
+    is_in,
     like_pattern,
     lower,
     many_any,
     modulo,
+    negate,
+    presence,
+    rows,
     scalar_type,
+    versions,
 )
 from tidal.errors import QueryError
-from tidal.model.paths import get_path, type_at
+from tidal.model.paths import get_path, root_at, type_at
 from tidal.model.time import TIMESTAMP_TYPE, parse_instant, to_timestamp_array
 
 __all__ = ["Condition", "Options", "compile_condition", "compile_event_query", "compile_value"]
@@ -176,7 +194,7 @@ class _Compiler:
             return self.match(node)
         if isinstance(node, Not):
             inner = self.boolean(node.expr)
-            return lambda batch: _not(inner(batch))
+            return lambda batch: negate(inner(batch))
         if isinstance(node, BoolOp):
             return self.bool_op(node)
         if isinstance(node, Arith):
@@ -184,7 +202,7 @@ class _Compiler:
         if isinstance(node, Neg):
             self.numeric(node.expr, "'-'")
             inner = self.value(node.expr)
-            return lambda batch: _map(inner(batch), pc.negate)
+            return lambda batch: each(inner(batch), pc.negate)
         if isinstance(node, Call):
             return self.call(node)
         raise self.error(node, f"cannot evaluate {type(node).__name__}")
@@ -194,7 +212,7 @@ class _Compiler:
         name = node.name
         if found is None:
             return lambda batch: pa.nulls(batch.num_rows)
-        is_list = pa.types.is_list(found) or pa.types.is_large_list(found)
+        is_list = _is_list(found)
         as_date = self.options.field_types.get(name) == "date" and not is_list
 
         def read(batch: pa.Table) -> Vec:
@@ -205,9 +223,8 @@ class _Compiler:
             if as_date:  # declared a date: text (ISO 8601) or numbers, as event times are read
                 stamps, bad = to_timestamp_array(array)
                 return pc.if_else(pa.array(bad), pa.scalar(None, TIMESTAMP_TYPE), stamps)
-            if is_list and (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
-                return Many(pc.list_flatten(array),
-                            np.asarray(pc.list_parent_indices(array)), len(array))
+            if is_list and _is_list(array.type):
+                return flatten(array)
             return array
 
         return read
@@ -254,15 +271,34 @@ class _Compiler:
         assert ns is not None  # (only None gives None)
         return ns
 
+    def is_version(self, node: Expr) -> bool:
+        return isinstance(node, Field) and self.options.field_types.get(node.name) == "version"
+
+    def as_version(self, node: Expr, evaluate: Eval) -> Eval:
+        """A text value as version keys (a literal must be a version)."""
+        insensitive = self.options.case_insensitive
+        if isinstance(node, Literal):
+            key = versions(pa.scalar(node.value), insensitive)
+            assert isinstance(key, pa.Scalar)
+            if not str(key.as_py()).startswith("\x01"):
+                raise self.error(node, f"not a version: {node.value!r} (a version is dotted "
+                                 "numbers, then -pre.release and +build parts: 1.2.3-rc.1)")
+            return lambda batch: key
+        return lambda batch: versions(evaluate(batch), insensitive)
+
     def compare(self, node: Compare) -> Eval:
         left, right = node.left, node.right
         for side, other in ((left, right), (right, left)):
             if isinstance(other, Literal) and other.value is None:
                 present = self.value(side)
                 want_valid = node.op == "!="
-                return lambda batch: _presence(present(batch), want_valid)
+                return lambda batch: presence(present(batch), want_valid)
         lhs, rhs = self.comparable(left, right, node)
         function = _COMPARE[node.op]
+        if node.op not in ("==", "!=") and (self.is_version(left) or self.is_version(right)) \
+                and {self.kind(left), self.kind(right)} <= {"text", "null", "other"}:
+            lhs, rhs = self.as_version(left, lhs), self.as_version(right, rhs)
+            return lambda batch: binary(function, lhs(batch), rhs(batch))
         insensitive = self.options.case_insensitive and "text" in (self.kind(left),
                                                                    self.kind(right))
 
@@ -270,7 +306,7 @@ class _Compiler:
             a, b = lhs(batch), rhs(batch)
             if insensitive:
                 a, b = lower(a), lower(b)
-            return _binary(function, a, b)
+            return binary(function, a, b)
 
         return run
 
@@ -294,13 +330,13 @@ class _Compiler:
                 a = subject(batch)
                 if insensitive:
                     a = lower(a)
-                found = _map(a, lambda arr: _is_in(arr, values))
-                return _not(found) if negated else found
+                found = each(a, lambda arr: is_in(arr, values))
+                return negate(found) if negated else found
 
             return run
         items = [Compare("==", node.expr, v, node.pos) for v in node.values]
         either = self.bool_op(BoolOp("or", tuple(items), node.pos))
-        return (lambda batch: _not(either(batch))) if node.negated else either
+        return (lambda batch: negate(either(batch))) if node.negated else either
 
     def match(self, node: Match) -> Eval:
         if self.kind(node.expr) not in ("text", "null", "other"):
@@ -334,7 +370,7 @@ class _Compiler:
                                                     ignore_case=ignore_case))
                 return out
 
-            return _map(values, test)
+            return each(values, test)
 
         return run
 
@@ -343,9 +379,9 @@ class _Compiler:
         join = pc.and_kleene if node.op == "and" else pc.or_kleene
 
         def run(batch: pa.Table) -> Vec:
-            out = _rows(parts[0](batch), batch.num_rows)
+            out = rows(parts[0](batch), batch.num_rows)
             for part in parts[1:]:
-                out = join(out, _rows(part(batch), batch.num_rows))
+                out = join(out, rows(part(batch), batch.num_rows))
             return out
 
         return run
@@ -357,7 +393,7 @@ class _Compiler:
         if node.op == "%":
             return lambda batch: modulo(lhs(batch), rhs(batch), batch.num_rows)
         function = _ARITH[node.op]
-        return lambda batch: _binary(function, lhs(batch), rhs(batch))
+        return lambda batch: binary(function, lhs(batch), rhs(batch))
 
     def call(self, node: Call) -> Eval:
         spec = FUNCTIONS.get(node.name)
@@ -371,6 +407,8 @@ class _Compiler:
                              f"got {len(node.args)}")
         if node.insensitive and not spec.tilde:
             raise self.error(node, f"{node.name}() has no case-insensitive '~' form")
+        if spec.binds:
+            return self.bound_call(node, spec)
         for i, (arg, want_kind) in enumerate(zip(node.args, spec.arg_kinds(len(node.args)),
                                                  strict=True)):
             got = self.kind(arg)
@@ -385,6 +423,91 @@ class _Compiler:
         except QueryError as exc:
             raise self.error(node, str(exc)) from None
         return lambda batch: run([a(batch) for a in args], batch.num_rows)
+
+    def bound_call(self, node: Call, spec: Spec) -> Eval:
+        """``arraySearch(array, x, condition)`` and ``arrayCount``: the condition is
+        compiled once for a table of the array's elements (column ``x``) with the event
+        columns it reads repeated per element, and its test is reduced per event."""
+        array, var, body = node.args
+        if not isinstance(array, Field):
+            raise self.error(array, f"argument 1 of {node.name}() must be a field that holds "
+                             "an array")
+        if not isinstance(var, Field) or len(var.path) != 1 or var.optional:
+            raise self.error(var, f"argument 2 of {node.name}() must be a name for the "
+                             f"element, as x in {node.name}(array, x, x == 1)")
+        found = self.field_type(array)
+        if found is not None and not _is_list(found):
+            raise self.error(array, f"argument 1 of {node.name}() must be a field that holds "
+                             f"an array, and {array.name!r} holds {found}")
+        x = var.path[0]
+        element = found.value_type if found is not None else pa.null()
+        outer = [self.schema.field(r) for r in sorted(_roots(body, frozenset({x}), self.schema))
+                 if r != x]
+        fields = [*outer, pa.field(x, element)]
+        types = {k: v for k, v in self.options.field_types.items() if k.split(".")[0] != x}
+        for k, v in self.options.field_types.items():  # the array's declared types: x's
+            if k == array.name or k.startswith(array.name + "."):
+                types[x + k[len(array.name):]] = v
+        inner = _Compiler(pa.schema(fields), replace(self.options, field_types=types),
+                          self.query)
+        if inner.kind(body) not in ("bool", "null"):
+            raise self.error(body, f"argument 3 of {node.name}() must be a condition, not a "
+                             f"{inner.kind(body)} value")
+        test = inner.value(body)
+        elements = self.value(array)
+        reduce = spec.build([], False)
+
+        def run(batch: pa.Table) -> Vec:
+            many = _elements(elements(batch), batch.num_rows, element)
+            parents = pa.array(many.parents)
+            columns = [batch.column(f.name).take(parents) if f.name in batch.schema.names
+                       else pa.nulls(len(parents), f.type) for f in outer]
+            table = pa.Table.from_arrays([*columns, many.values], names=[f.name for f in fields])
+            tested = rows(test(table), table.num_rows)
+            return reduce([Many(tested, many.parents, many.rows)], batch.num_rows)
+
+        return run
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)
+
+
+def _elements(value: Vec, n: int, element: pa.DataType) -> Many:
+    """The elements of an array field's value (none for null or a missing field)."""
+    if isinstance(value, Many):
+        return value
+    if isinstance(value, pa.Array) and _is_list(value.type):
+        return flatten(value)
+    return Many(pa.array([], element), np.zeros(0, np.int64), n)
+
+
+def _children(node: Expr) -> tuple[Expr, ...]:
+    if isinstance(node, Compare | Arith):
+        return (node.left, node.right)
+    if isinstance(node, InList):
+        return (node.expr, *node.values)
+    if isinstance(node, Match | Not | Neg):
+        return (node.expr,)
+    if isinstance(node, BoolOp):
+        return node.items
+    if isinstance(node, Call):
+        return node.args
+    return ()
+
+
+def _roots(node: Expr, bound: frozenset[str], schema: pa.Schema) -> set[str]:
+    """The top-level columns of ``schema`` that ``node`` reads; a field whose first
+    name is in ``bound`` is a variable of an enclosing ``arraySearch``."""
+    if isinstance(node, Field):
+        root = None if node.path[0] in bound else root_at(schema, node.name)
+        return {root} if root is not None else set()
+    spec = FUNCTIONS.get(node.name) if isinstance(node, Call) else None
+    if isinstance(node, Call) and spec is not None and spec.binds and len(node.args) == 3 \
+            and isinstance(node.args[1], Field):
+        inner = bound | {node.args[1].path[0]}
+        return _roots(node.args[0], bound, schema) | _roots(node.args[2], inner, schema)
+    return set().union(*(_roots(child, bound, schema) for child in _children(node)))
 
 
 def _literal_kind(value: object) -> str:
@@ -418,61 +541,3 @@ def _describe(node: Expr, kind: str) -> str:
     if isinstance(node, Literal):
         return f"{node.value!r} ({kind})"
     return f"a {kind} value"
-
-
-def _rows(value: Vec, n: int) -> pa.Array:
-    """A per-row boolean array from a condition's value."""
-    if isinstance(value, Many):
-        return many_any(value)
-    if isinstance(value, pa.Scalar):
-        return pa.array(np.full(n, value.as_py()), pa.bool_()) if value.is_valid else pa.nulls(
-            n, pa.bool_())
-    return value
-
-
-def _map(value: Vec, function: Callable[[Any], Any]) -> Vec:
-    """``function`` over each value (a list field's elements, a column, a scalar)."""
-    if isinstance(value, Many):
-        return Many(function(value.values), value.parents, value.rows)
-    return function(value)
-
-
-def _binary(function: Callable[[Any, Any], Any], a: Vec, b: Vec) -> Vec:
-    if isinstance(a, Many) and isinstance(b, Many):
-        raise QueryError("comparing two fields that both hold arrays is not supported")
-    if isinstance(a, Many):
-        other = b if isinstance(b, pa.Scalar) else pc.take(b, pa.array(a.parents))
-        return Many(function(a.values, other), a.parents, a.rows)
-    if isinstance(b, Many):
-        other = a if isinstance(a, pa.Scalar) else pc.take(a, pa.array(b.parents))
-        return Many(function(other, b.values), b.parents, b.rows)
-    return function(a, b)
-
-
-def _not(value: Vec) -> Vec:
-    if isinstance(value, Many):
-        value = many_any(value)
-    return pc.invert(value)
-
-
-def _presence(value: Vec, valid: bool) -> Vec:
-    if isinstance(value, Many):
-        has = np.zeros(value.rows, dtype=bool)
-        ok = np.asarray(pc.is_valid(value.values), dtype=bool)
-        has[value.parents[ok]] = True
-        return pa.array(has if valid else ~has)
-    if isinstance(value, pa.Scalar):
-        return pa.scalar(value.is_valid == valid)
-    return pc.is_valid(value) if valid else pc.is_null(value)
-
-
-def _is_in(array: pa.Array | pa.Scalar, values: pa.Array) -> pa.Array:
-    if isinstance(array, pa.Scalar):
-        return pa.scalar(array.is_valid and array.as_py() in values.to_pylist())
-    if pa.types.is_null(array.type):
-        return pa.nulls(len(array), pa.bool_())
-    try:
-        found = pc.is_in(array, value_set=values.cast(array.type))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        found = pc.is_in(array.cast(values.type), value_set=values)
-    return pc.if_else(pc.is_valid(array), found, pa.scalar(None, pa.bool_()))

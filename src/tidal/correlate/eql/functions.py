@@ -6,6 +6,11 @@ whether it has a ``~`` (case-insensitive) form and what it returns;
 arguments (None where an argument is not a literal) and returns the function
 over evaluated arguments. Arguments that must be literals (patterns,
 offsets) are checked then.
+
+``binds`` marks the functions that name a variable (``arraySearch(a, x, x == 1)``):
+the compiler evaluates their condition over each element of the array and hands
+the function that test, a :class:`~tidal.correlate.eql.values.Many` of booleans,
+to reduce per event.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from tidal.correlate.eql.values import (
     Many,
     Vec,
     as_column,
+    as_text,
+    count_true,
     like_pattern,
     lower,
     many_any,
@@ -37,7 +44,8 @@ Run = Callable[[list[Vec], int], Vec]
 
 @dataclass(frozen=True)
 class Spec:
-    """One function: arity, argument kinds (the last one repeats), ``~`` form, result."""
+    """One function: arity, argument kinds (the last one repeats), ``~`` form, result,
+    and whether it binds a variable (argument 2) in a condition (argument 3)."""
 
     min_args: int
     max_args: int | None
@@ -45,19 +53,10 @@ class Spec:
     returns: str
     tilde: bool
     build: Callable[[Sequence[object], bool], Run]
+    binds: bool = False
 
     def arg_kinds(self, n: int) -> list[str]:
         return [self.kinds[min(i, len(self.kinds) - 1)] for i in range(n)]
-
-
-def _text(value: Vec, n: int) -> pa.Array:
-    array = as_column(value, n)
-    if pa.types.is_dictionary(array.type):
-        array = array.cast(array.type.value_type)
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        array = array.cast(pa.string()) if not pa.types.is_null(array.type) else pa.nulls(
-            n, pa.string())
-    return array
 
 
 def _on_text(test: Callable[[pa.Array], pa.Array]) -> Run:
@@ -65,9 +64,9 @@ def _on_text(test: Callable[[pa.Array], pa.Array]) -> Run:
     def run(args: list[Vec], n: int) -> Vec:
         value = args[0]
         if isinstance(value, Many):
-            return Many(test(_text(value.values, len(value.values))), value.parents,
+            return Many(test(as_text(value.values, len(value.values))), value.parents,
                         value.rows)
-        return test(_text(value, n))
+        return test(as_text(value, n))
     return run
 
 
@@ -102,7 +101,7 @@ def _length(literals: Sequence[object], insensitive: bool) -> Run:
         array = as_column(value, n)
         if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
             return pc.list_value_length(array)
-        return pc.utf8_length(_text(array, n))
+        return pc.utf8_length(as_text(array, n))
     return run
 
 
@@ -122,7 +121,7 @@ def _wildcard(literals: Sequence[object], insensitive: bool) -> Run:
 
 def _concat(literals: Sequence[object], insensitive: bool) -> Run:
     def run(args: list[Vec], n: int) -> Vec:
-        return pc.binary_join_element_wise(*[_text(a, n) for a in args], "")
+        return pc.binary_join_element_wise(*[as_text(a, n) for a in args], "")
     return run
 
 
@@ -131,7 +130,7 @@ def _substring(literals: Sequence[object], insensitive: bool) -> Run:
     stop = _literal_int(literals, 2, "substring")
 
     def run(args: list[Vec], n: int) -> Vec:
-        return pc.utf8_slice_codeunits(_text(args[0], n), start=start,
+        return pc.utf8_slice_codeunits(as_text(args[0], n), start=start,
                                        stop=stop if stop is not None else 2**62)
     return run
 
@@ -141,7 +140,7 @@ def _index_of(literals: Sequence[object], insensitive: bool) -> Run:
     start = _literal_int(literals, 2, "indexOf", 0) or 0
 
     def run(args: list[Vec], n: int) -> Vec:
-        text = _text(args[0], n)
+        text = as_text(args[0], n)
         tail = pc.utf8_slice_codeunits(text, start=start, stop=2**62) if start else text
         found = pc.find_substring(tail, pattern=needle, ignore_case=insensitive)
         found = pc.if_else(pc.equal(found, -1), pa.scalar(None, found.type), found)
@@ -159,7 +158,7 @@ def _between(literals: Sequence[object], insensitive: bool) -> Run:
     pattern = f"{flags}{re.escape(left)}(?P<v>.{'*' if greedy else '*?'}){re.escape(right)}"
 
     def run(args: list[Vec], n: int) -> Vec:
-        extracted = pc.extract_regex(_text(args[0], n), pattern=pattern)
+        extracted = pc.extract_regex(as_text(args[0], n), pattern=pattern)
         return pc.struct_field(extracted, [0])
     return run
 
@@ -170,7 +169,7 @@ def _number(literals: Sequence[object], insensitive: bool) -> Run:
         raise QueryError("number() reads base 10 only")
 
     def run(args: list[Vec], n: int) -> Vec:
-        text = pc.utf8_trim_whitespace(_text(args[0], n))
+        text = pc.utf8_trim_whitespace(as_text(args[0], n))
         try:
             return pc.cast(text, pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -182,7 +181,7 @@ def _number(literals: Sequence[object], insensitive: bool) -> Run:
 
 
 def _string(literals: Sequence[object], insensitive: bool) -> Run:
-    return lambda args, n: _text(args[0], n)
+    return lambda args, n: as_text(args[0], n)
 
 
 def _arith(kernel: Callable[..., pa.Array]) -> Callable[..., Run]:
@@ -247,6 +246,24 @@ def _array_contains(literals: Sequence[object], insensitive: bool) -> Run:
     return run
 
 
+def _array_search(literals: Sequence[object], insensitive: bool) -> Run:
+    """``arraySearch``: true if the test holds for any element (no array: false)."""
+    def run(args: list[Vec], n: int) -> Vec:
+        tested = args[0]
+        assert isinstance(tested, Many)
+        return pa.array(count_true(tested) > 0)
+    return run
+
+
+def _array_count(literals: Sequence[object], insensitive: bool) -> Run:
+    """``arrayCount``: how many elements the test holds for (no array: 0)."""
+    def run(args: list[Vec], n: int) -> Vec:
+        tested = args[0]
+        assert isinstance(tested, Many)
+        return pa.array(count_true(tested))
+    return run
+
+
 FUNCTIONS: dict[str, Spec] = {
     "add": Spec(2, 2, ("number",), "number", False, _arith(pc.add)),
     "subtract": Spec(2, 2, ("number",), "number", False, _arith(pc.subtract)),
@@ -267,5 +284,9 @@ FUNCTIONS: dict[str, Spec] = {
     "substring": Spec(2, 3, ("text", "number"), "text", False, _substring),
     "wildcard": Spec(2, None, ("text",), "bool", True, _wildcard),
     "arraycontains": Spec(2, None, ("any",), "bool", True, _array_contains),
+    "arraysearch": Spec(3, 3, ("array", "variable", "bool"), "bool", False, _array_search,
+                        binds=True),
+    "arraycount": Spec(3, 3, ("array", "variable", "bool"), "number", False, _array_count,
+                       binds=True),
 }
 """Every function by its lower-case name."""

@@ -452,6 +452,16 @@ class _Parser:
     def field(self) -> Field:
         start = self.tok
         path = [self.advance().value]
+        if path == ["events"] and self.adjacent_op("["):  # a match's N-th event (pipes)
+            self.advance()
+            index = self.tok
+            if index.kind != "number" or not str(index.value).isdigit():
+                raise self.error("expected an event number in 'events[N]' (0 for the first)")
+            self.advance()
+            self.expect_op("]", "']' after the event number")
+            path = [f"events[{int(index.value)}]"]
+            if not self.adjacent_op("."):
+                raise self.error("expected '.field' after 'events[N]'")
         while self.tok.is_op(".") and self.peek().kind in ("name", "quoted") and (
                 self.peek().pos == self.tok.pos + 1):
             self.advance()
@@ -461,6 +471,12 @@ class _Parser:
             raise self.error("array indexes ('field[0]') are not supported; a field that "
                              "holds an array matches when any element matches")
         return Field(tuple(path), start.pos)
+
+    def adjacent_op(self, op: str) -> bool:
+        """Whether the next token is ``op`` right after the previous one (no space)."""
+        before = self.tokens[self.i - 1]
+        return self.tok.is_op(op) and self.tok.pos == before.pos + len(str(before.value)) \
+            if before.kind == "name" else self.tok.is_op(op)
 
     def call(self) -> Call:
         name = self.advance()

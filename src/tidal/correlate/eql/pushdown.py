@@ -1,4 +1,8 @@
-"""The parts of an EQL condition the store's scan can filter on by itself.
+"""What an EQL query asks of the store's scan: the columns it reads, and the parts
+of a condition the scan can filter on by itself.
+
+The columns are the stored fields the query names (with the category and
+timestamp fields): a scan reads those alone.
 
 Conjuncts of the form ``field == literal`` and ``field in (literals...)`` over a
 scalar (not array) text or number field, compared case-sensitively, become
@@ -14,10 +18,17 @@ from functools import reduce
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidal.correlate.eql.ast import BoolOp, Compare, Expr, Field, InList, Literal
+from tidal.correlate.eql.ast import BoolOp, Compare, Expr, Field, InList, Literal, field_names
 from tidal.model.paths import type_at
 
-__all__ = ["pushdown"]
+__all__ = ["pushdown", "read_columns", "simple_conjuncts"]
+
+
+def read_columns(schema: pa.Schema, node: object, category_field: str, ts_field: str
+                 ) -> list[str]:
+    """The stored fields a query part reads (with the category and timestamp fields)."""
+    names = [*field_names(node), category_field, ts_field]
+    return [n for n in dict.fromkeys(names) if type_at(schema, n) is not None]
 
 
 def pushdown(condition: Expr, schema: pa.Schema, *, case_insensitive: bool,
@@ -26,14 +37,23 @@ def pushdown(condition: Expr, schema: pa.Schema, *, case_insensitive: bool,
     (field, value) pair), or None when there are none."""
     if case_insensitive:
         return None
-    items = list(condition.items) if isinstance(condition, BoolOp) and condition.op == "and" \
-        else [condition]
-    found = [e for e in (_simple(item, schema) for item in items) if e is not None]
+    found = [e for e in (_simple(item, schema) for item in _conjuncts(condition))
+             if e is not None]
     if category is not None:
         cat = _equals(Field(tuple(category[0].split("."))), [category[1]], schema)
         if cat is not None:
             found.append(cat)
     return reduce(lambda a, b: a & b, found) if found else None
+
+
+def simple_conjuncts(condition: Expr, schema: pa.Schema) -> int:
+    """How many conjuncts of ``condition`` a pushdown holds (besides the category)."""
+    return sum(1 for item in _conjuncts(condition) if _simple(item, schema) is not None)
+
+
+def _conjuncts(condition: Expr) -> list[Expr]:
+    return list(condition.items) if isinstance(condition, BoolOp) and condition.op == "and" \
+        else [condition]
 
 
 def _simple(node: Expr, schema: pa.Schema) -> pc.Expression | None:

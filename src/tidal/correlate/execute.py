@@ -1,0 +1,135 @@
+"""Running a plan (:mod:`tidal.correlate.plan`) over a store snapshot.
+
+A :class:`~tidal.correlate.plan.Filter` streams through the snapshot's
+``scan`` reading only the fields its predicate needs, with its pushdown and
+time bounds; it keeps the ``_seq`` of each match, then reads the matches
+whole (:func:`~tidal.store.seq_read.read_seqs`) and puts them in (timestamp,
+``_seq``) order. With a limit it scans in time order and stops early.
+
+Sequences, joins and samples run in their own modules (they load numba, so
+only when a query needs them). Their pipes see one row per match (the first
+event's fields, and each event's as ``events[N]``); what the pipes keep, in
+the order they leave it, is the result, renumbered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidal.correlate.pipes import apply_pipes
+from tidal.correlate.plan import Filter, Join, Plan, Sample, Sequence
+from tidal.correlate.result import Correlation, Result
+from tidal.model.paths import get_path
+from tidal.store.readers import Snapshot
+from tidal.store.seq_read import read_seqs
+
+__all__ = ["MATCH", "execute"]
+
+MATCH = "_match"
+"""The column that numbers the matches in the rows pipes see."""
+
+
+def execute(snapshot: Snapshot, plan: Plan) -> Result:
+    """The result of ``plan`` over ``snapshot``."""
+    root = plan.root
+    if isinstance(root, Filter):
+        events = apply_pipes(run_filter(snapshot, root), plan.pipes)
+        if plan.size is not None:
+            events = events.slice(0, plan.size)
+        return Result(events, [], plan.text)
+    events, found = _correlate(snapshot, root, plan.text)
+    if not plan.pipes and (plan.size is None or plan.size >= len(found)):
+        return Result(events, found, plan.text)
+    width = len(root.stages)
+    rows = apply_pipes(_match_rows(events, len(found), width), plan.pipes)
+    if MATCH not in rows.column_names:  # a count: its table is the answer
+        return Result(rows, [], plan.text)
+    keep = np.asarray(rows.column(MATCH), dtype=np.int64)
+    if plan.size is not None:
+        keep, rows = keep[:plan.size], rows.slice(0, plan.size)
+    return _kept(events, found, keep, width, rows, plan.text)
+
+
+def _correlate(snapshot: Snapshot, root: Sequence | Join | Sample, text: str
+               ) -> tuple[pa.Table, list[Correlation]]:
+    if isinstance(root, Sequence):
+        from tidal.correlate.sequence import run_sequence
+
+        return run_sequence(snapshot, root, text)
+    if isinstance(root, Join):
+        from tidal.correlate.join import run_join
+
+        return run_join(snapshot, root, text)
+    from tidal.correlate.sample import run_sample
+
+    return run_sample(snapshot, root, text)
+
+
+def run_filter(snapshot: Snapshot, node: Filter) -> pa.Table:
+    """The events that match ``node``, in (timestamp, ``_seq``) order."""
+    matched: list[np.ndarray] = []
+    found = 0
+    read = node.read
+    reader = snapshot.scan(list(read.columns), prune=read.prune, start=read.start,
+                           end=read.end, order="time" if node.limit is not None else None)
+    try:
+        for batch in reader:
+            picked = np.flatnonzero(node.predicate.mask(pa.Table.from_batches([batch])))
+            if not picked.size:
+                continue
+            matched.append(np.asarray(batch.column(0), dtype=np.int64)[picked])  # _seq
+            found += picked.size
+            if node.limit is not None and found >= node.limit:
+                break
+    finally:
+        reader.close()
+    seqs = np.concatenate(matched) if matched else np.zeros(0, dtype=np.int64)
+    if node.limit is not None:
+        seqs = seqs[:node.limit]
+    return _in_time_order(read_seqs(snapshot, np.sort(seqs)), snapshot.ts_field)
+
+
+def _in_time_order(events: pa.Table, ts_field: str) -> pa.Table:
+    """``events`` sorted by (timestamp, ``_seq``)."""
+    column = get_path(events, ts_field)
+    if column is None or events.num_rows < 2:
+        return events
+    ts = np.asarray(pc.fill_null(pc.cast(column, pa.int64()), 0), dtype=np.int64)
+    seq = np.asarray(events.column("_seq"), dtype=np.int64)
+    order = np.lexsort((seq, ts))
+    if np.all(order[1:] > order[:-1]):
+        return events
+    return events.take(pa.array(order))
+
+
+def _match_rows(events: pa.Table, count: int, width: int) -> pa.Table:
+    """One row per match: ``_match`` (its number), the first event's fields, and each
+    event's as a struct column ``events[N]``."""
+    fields = events.drop_columns(["_sequence", "_stage"])
+    stages = [fields.take(pa.array(np.arange(count) * width + i)) for i in range(width)]
+    rows = stages[0].add_column(0, MATCH, pa.array(np.arange(count)))
+    for i, stage in enumerate(stages):
+        struct = pa.StructArray.from_arrays([c.combine_chunks() for c in stage.columns],
+                                            names=stage.column_names)
+        rows = rows.append_column(f"events[{i}]", struct)
+    return rows
+
+
+def _kept(events: pa.Table, found: list[Correlation], keep: np.ndarray, width: int,
+          rows: pa.Table, text: str) -> Result:
+    """The matches ``keep`` names, in its order, renumbered; ``count``/``percent``
+    columns a pipe added go with each match's events."""
+    take = (keep[:, None] * width + np.arange(width)).ravel()
+    kept = events.take(pa.array(take)).set_column(
+        0, "_sequence", pa.array(np.repeat(np.arange(len(keep)), width)))
+    for name in ("count", "percent"):
+        if name in rows.column_names:
+            values = np.repeat(np.asarray(rows.column(name)), width)
+            kept = kept.append_column(name, pa.array(values))
+    picked = [replace(found[i], id=n, events=kept.slice(n * width, width))
+              for n, i in enumerate(keep.tolist())]
+    return Result(kept, picked, text)

@@ -1,0 +1,94 @@
+"""Running an EQL ``sample`` (Elastic's EQL, 8.x) over a store snapshot.
+
+``sample by k, ... [stage] [stage] ...`` finds, per join key, one event of each
+stage, in no particular time order. The join key of a stage is the sample's
+``by`` values followed by the stage's own (a sample needs at least one, as in
+Elastic); a null key never joins. The rules follow Elastic's
+``SampleIterator``, with events taken in (timestamp, ``_seq``) order where
+Elastic takes them as its shards return them:
+
+* per key, each stage's candidates are its first ``stages + max_samples_per_key
+  - 1`` matching events (what Elastic fetches per key and filter);
+* a sample takes one candidate per stage, all distinct events (one event that
+  matches two stages serves only one of them in a sample); the samples of a
+  key are found in order: the first candidate of each stage not taken by an
+  earlier stage, then (for ``max_samples_per_key`` > 1) the next pick that
+  varies the last stage first, backing up to earlier stages when a stage runs
+  out, as a backtracking search does. Samples of one key may share events;
+* samples come back ordered by their key values (ascending, each key in
+  turn, as Elastic's composite aggregation orders them), then in the order
+  found.
+
+Each sample is rows of ``Result.events`` (``_sequence``, its number, and
+``_stage``, 1-based, first; one row per stage, in stage order) and a
+:class:`~tidal.correlate.result.Correlation` (``start``/``end``: its earliest
+and latest event). Memory: the candidate lists, at most ``stages × (stages +
+max_samples_per_key - 1)`` events per key.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidal.correlate._kernels_keys import KeyCodes
+from tidal.correlate._kernels_sample import collect, pick
+from tidal.correlate.matching import (
+    Kept,
+    KeyedStages,
+    grown,
+    key_columns,
+    results,
+    time_batches,
+)
+from tidal.correlate.plan import Sample
+from tidal.correlate.result import Correlation
+from tidal.store.readers import Snapshot
+
+__all__ = ["run_sample"]
+
+
+def run_sample(snapshot: Snapshot, node: Sample, text: str
+               ) -> tuple[pa.Table, list[Correlation]]:
+    """Up to ``node.max_per_key`` samples of each join key, ordered by key."""
+    width = len(node.stages)
+    keyed = KeyedStages.of(node.stages, node.key_names)
+    coder = KeyCodes()
+    counts = np.zeros((0, width), dtype=np.int64)
+    lists = np.zeros((0, width, width + node.max_per_key - 1), dtype=np.int64)
+    kept = Kept()
+    offset = 0
+    with closing(time_batches(snapshot, node.read)) as batches:
+        for table in batches:
+            sub, _, codes = keyed.codes(coder, table)
+            if not sub.num_rows:
+                continue
+            counts, lists = grown(counts, len(coder)), grown(lists, len(coder))
+            ids = np.arange(offset, offset + sub.num_rows, dtype=np.int64)
+            offset += sub.num_rows
+            taken = collect(codes, ids, counts, lists)
+            if taken.any():  # (every candidate may end up in a sample: none is dropped)
+                kept.add(sub.filter(pa.array(taken)), ids[taken])
+    found, _ = pick(counts, lists, len(coder), node.max_per_key)
+    candidates, candidate_ids = kept.all(snapshot.schema)
+    heads = candidates.take(pa.array(np.searchsorted(candidate_ids, found[:, 0]))) \
+        if len(found) else candidates.slice(0, 0)
+    order = _by_key(key_columns(heads, keyed.keys[0]), len(found))
+    return results(snapshot, kept, snapshot.schema, found[order], keyed, text)
+
+
+def _by_key(keys: list[pa.Array], count: int) -> np.ndarray:
+    """The order of the samples by their key values (stable: ties keep their order)."""
+    if not count:
+        return np.zeros(0, dtype=np.int64)
+    ranks = []
+    for key in keys:
+        try:
+            rank = pc.rank(key, sort_keys="ascending", tiebreaker="dense")
+        except pa.ArrowNotImplementedError:  # (a type without an order: by its text)
+            rank = pc.rank(key.cast(pa.string()), sort_keys="ascending", tiebreaker="dense")
+        ranks.append(np.asarray(rank, dtype=np.int64))
+    return np.lexsort([np.arange(count), *reversed(ranks)])
