@@ -139,7 +139,6 @@ def test_an_empty_store_finds_nothing():
     assert result.correlations == [] and result.events.column_names[:2] == ["_sequence", "_stage"]
 
 @pytest.mark.parametrize(("query", "says"), [
-    (f"join by tags {W} {H}", "join keys that hold arrays"),
     (f"join by user {W} ![process where true]", "not allowed in a join"),
     (f"join by user {W} {H} by user", "same number of 'by' keys"),
 ])

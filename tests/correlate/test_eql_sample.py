@@ -174,7 +174,6 @@ def test_an_empty_store_finds_nothing():
 
 @pytest.mark.parametrize(("query", "says"), [
     (f"sample {W} {H}", "a sample needs join keys"),
-    (f"sample by tags {W} {H}", "join keys that hold arrays"),
     (f"sample by user {W} {H} until {W}", "unexpected 'until'"),
     (f"sample by user {W} with runs=2 {H}", "'with runs' is not allowed"),
 ])

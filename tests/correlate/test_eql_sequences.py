@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tidal
 from tidal.correlate._kernels_sequence import advance
@@ -72,10 +75,13 @@ CASES = [
 
 @pytest.fixture(params=["keep all", "drop often"])
 def keep_rows(request, monkeypatch):
-    """Candidate rows kept until the end, or dropped whenever unneeded (after every event)."""
+    """Candidate rows and keys kept until the end, or dropped whenever unneeded (rows after
+    every event, keys with no open sequence after every batch)."""
     if request.param == "drop often":
         monkeypatch.setattr(importlib.import_module("tidal.correlate.matching"),
                             "KEEP_ROWS", 1)
+        monkeypatch.setattr(importlib.import_module("tidal.correlate.sequence"),
+                            "COMPACT_KEYS", 1)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -161,3 +167,51 @@ def test_missing_event_stages(tmp_path, case, keep_rows):
         result = store.eql(case.query)
     assert [c.events.column("id").to_pylist() for c in result.correlations] == case.found
     assert all(c.completeness == "complete" for c in result.correlations)
+
+
+class OneRowBatches:
+    """A snapshot whose scans return one event per batch (batch edges must not matter)."""
+
+    def __init__(self, snapshot):
+        self.snapshot = snapshot
+
+    def __getattr__(self, name):
+        return getattr(self.snapshot, name)
+
+    def scan(self, *args, **kwargs):
+        table = self.snapshot.scan(*args, **kwargs).read_all()
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=1))
+
+
+compact_event = st.fixed_dictionaries({"user": st.sampled_from("abcdef"),
+                                       "p": st.sampled_from("whx"), "gap": st.integers(0, 3)})
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(compact_event, min_size=1, max_size=40),
+       st.sampled_from([f"sequence by user with maxspan=3s {W} {H}",
+                        f'sequence by user with maxspan=4s {W} {H} until [process where p == "x"]',
+                        f'sequence by user with maxspan=2s {W} ![process where p == "x"]',
+                        f"sequence by user {W} {W} {H}"]))
+def test_forgetting_keys_without_open_sequences_changes_nothing(events, query):
+    import importlib
+
+    from tidal.correlate.eql.run import run_eql
+
+    sequence = importlib.import_module("tidal.correlate.sequence")
+    rows, at = [], 1_767_225_600_000_000_000
+    for i, e in enumerate(events):
+        at += e["gap"] * 10**9
+        rows.append({"timestamp": at, "user": e["user"], "p": e["p"], "id": i,
+                     "event": {"category": "process"}})
+    with tidal.open(None) as store:
+        store.append(rows)
+        with store.snapshot() as snap:
+            whole = run_eql(snap, query)
+            saved, sequence.COMPACT_KEYS = sequence.COMPACT_KEYS, 1
+            try:
+                compacted = run_eql(OneRowBatches(snap), query)
+            finally:
+                sequence.COMPACT_KEYS = saved
+    assert [c.events.column("id").to_pylist() for c in compacted.correlations] == [
+        c.events.column("id").to_pylist() for c in whole.correlations]

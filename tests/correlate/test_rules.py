@@ -80,6 +80,8 @@ def test_dropping_rows_no_sequence_needs_changes_nothing(found, tmp_path, monkey
     table, _, results = found
     matching = importlib.import_module("tidal.correlate.matching")
     monkeypatch.setattr(matching, "KEEP_ROWS", 100)  # drop unneeded rows very often
+    sequence = importlib.import_module("tidal.correlate.sequence")
+    monkeypatch.setattr(sequence, "COMPACT_KEYS", 50)  # and keys without open sequences
     with tidal.open(tmp_path / "s", entity_field="host.name") as store:
         for i in range(0, table.num_rows, 7_000):
             store.append(table.slice(i, 7_000))

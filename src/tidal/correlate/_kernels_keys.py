@@ -111,6 +111,25 @@ def _rehash(slot_values: np.ndarray, slot_codes: np.ndarray, size: int
     return values, codes
 
 
+@numba.njit(cache=True, nogil=True)
+def _renumbered(slot_values: np.ndarray, slot_codes: np.ndarray, new_codes: np.ndarray,
+                size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries whose code ``new_codes`` keeps (>= 0), with their new codes, in a
+    table of ``size`` slots (a power of two)."""
+    values = np.zeros(size, dtype=np.int64)
+    codes = np.full(size, -1, dtype=np.int64)
+    mask = np.uint64(size - 1)
+    for i in range(len(slot_values)):
+        if slot_codes[i] < 0 or new_codes[slot_codes[i]] < 0:
+            continue
+        at = _spread(slot_values[i]) & mask
+        while codes[at] >= 0:
+            at = (at + np.uint64(1)) & mask
+        values[at] = slot_values[i]
+        codes[at] = new_codes[slot_codes[i]]
+    return values, codes
+
+
 def _text_hashes(strings: pa.Array) -> np.ndarray:
     """FNV-1a of each string (nulls: any value; the caller masks them)."""
     if pa.types.is_large_string(strings.type):
@@ -167,6 +186,18 @@ class KeyCodes:
             self._values, self._codes = _rehash(self._values, self._codes, size)
         out, self._next = _dense(mixed, valid, self._values, self._codes, self._next)
         return out
+
+    def keep(self, kept: np.ndarray) -> None:
+        """Forget the keys whose code ``kept`` (bool, one per code) says not to keep;
+        the others are renumbered 0, 1, ... in their order."""
+        count = int(kept.sum())
+        new_codes = np.full(self._next, -1, dtype=np.int64)
+        new_codes[kept[:self._next]] = np.arange(count)
+        size = 1024
+        while size < 4 * count:
+            size *= 2
+        self._values, self._codes = _renumbered(self._values, self._codes, new_codes, size)
+        self._next = count
 
     def __len__(self) -> int:
         return self._next

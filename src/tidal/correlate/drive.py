@@ -76,9 +76,11 @@ def narrowed(snapshot: Snapshot, node: Sequence) -> Sequence:
 
 def _driver_events(snapshot: Snapshot, node: Sequence, driver: Stage
                    ) -> tuple[list[pa.Array], np.ndarray] | None:
-    """The driver's events' key values (one array per key, nulls dropped) and times;
-    None when they are more than :data:`EVENTS`."""
-    keys: list[list[pa.Array]] = [[] for _ in driver.keys]
+    """The driver's events' key values (one array per key, nulls dropped; none when
+    a key is not a stored field) and times; None when they are more than
+    :data:`EVENTS`."""
+    keyed = all(f is not None for f in driver.key_fields)  # (stored, not arrays)
+    keys: list[list[pa.Array]] = [[] for _ in driver.keys] if keyed else []
     times: list[np.ndarray] = []
     count = 0
     reader = snapshot.scan(list(driver.columns), prune=driver.prune, start=node.read.start,
@@ -93,7 +95,7 @@ def _driver_events(snapshot: Snapshot, node: Sequence, driver: Stage
             if count > EVENTS:
                 return None
             rows = table.take(pa.array(picked))
-            values = [key(rows) for key in driver.keys]
+            values = [key(rows) for key in driver.keys] if keyed else []
             valid = np.ones(rows.num_rows, dtype=bool)
             for value in values:
                 valid &= np.asarray(value.is_valid(), dtype=bool)

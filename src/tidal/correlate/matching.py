@@ -2,7 +2,11 @@
 
 * :class:`KeyedStages`: a plan node's stages, each with its join key; per
   batch, the events that match some stage and their key codes (stages with
-  the same key expressions share one coding).
+  the same key expressions share one coding). A key that holds arrays joins
+  on each of its values: the event becomes one row (an *entry*) per key it
+  takes part under, each with an id of its own; per key code an event has at
+  most one entry, and the kernels work per key code, so no match holds two
+  entries of one event, and the event is read back by its ``_seq``.
 * :func:`time_batches`: the snapshot in (timestamp, ``_seq``) order, only the
   fields the node reads (and ``_seq``).
 * :class:`Kept`: the rows a pending or found match may refer to.
@@ -20,19 +24,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidal.correlate._kernels_keys import KeyCodes
-from tidal.correlate.plan import KeyFn, Predicate, Read, Stage
+from tidal.correlate._kernels_keys import KeyCodes, combinations
+from tidal.correlate.plan import KeyFn, Many, Predicate, Read, Stage
 from tidal.correlate.result import Correlation
 from tidal.model.paths import get_path
 from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 from tidal.store.seq_read import read_seqs
 
-__all__ = ["KEEP_ROWS", "Kept", "KeyedStages", "grown", "key_columns", "results",
-           "time_batches"]
+__all__ = ["KEEP_ROWS", "KEY_COMBINATIONS", "Kept", "KeyedStages", "grown", "key_columns",
+           "key_values", "results", "time_batches"]
 
 KEEP_ROWS = 1 << 18
 """Rows held before the ones no match refers to are dropped (at least)."""
+KEY_COMBINATIONS = 1024
+"""The most keys one event takes part under when its keys hold arrays (the first ones
+of the cross product of their values; the rest are dropped)."""
+_JOINED = "\x00joined"
+"""The prefix of the columns in which an entry carries the first stage's key values."""
 
 
 @dataclass(frozen=True)
@@ -58,34 +67,127 @@ class KeyedStages:
               ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         """The rows of ``table`` that match some stage, which stages each matches
         (bool ``[stages, rows]``) and its key code under each (int64 ``[stages,
-        rows]``; -1: no match, or a null key)."""
+        rows]``; -1: no match, or a null key).
+
+        When a key holds arrays (its key function gives a
+        :class:`~tidal.correlate.plan.Many`), a returned row is an *entry*
+        instead: one per event and distinct key it takes part under, as if the
+        event were written once per key value (same fields, same time). Its keys
+        are the cross product of its key values (the first
+        :data:`KEY_COMBINATIONS`, the last key varying fastest); an empty or null
+        array gives none (the event never joins), a null element is skipped. An
+        entry matches the stages whose keys give it its code, so per key code an
+        event has at most one entry. An event's entries are adjacent, in the
+        order its key values first appear; events without a key are left out.
+        Entries carry the first stage's key values they stand for (read by
+        :func:`key_columns`).
+        """
         matched = np.stack([p.mask(table) for p in self.predicates])
         rows = np.flatnonzero(matched.any(axis=0))
         sub = table.take(pa.array(rows)) if len(rows) < table.num_rows else table
         matched = matched[:, rows]
-        codes = np.full(matched.shape, -1, dtype=np.int64)
+        evaluated = []
         for group in self.groups:
-            coded = _coded(coder, self.keys[group[0]], sub,
-                           np.asarray(matched[group].any(axis=0)))
+            picked = np.flatnonzero(matched[group].any(axis=0))
+            part = sub.take(pa.array(picked)) if picked.size < sub.num_rows else sub
+            evaluated.append((picked, key_values(part, self.keys[group[0]])))
+        if any(isinstance(v, Many) for _, values in evaluated for v in values):
+            return self._entries(coder, sub, matched, evaluated)
+        codes = np.full(matched.shape, -1, dtype=np.int64)
+        for group, (picked, values) in zip(self.groups, evaluated, strict=True):
+            coded = np.full(sub.num_rows, -1, dtype=np.int64)
+            if picked.size:
+                coded[picked] = coder.codes(values, picked.size)
             for s in group:
                 codes[s] = np.where(matched[s], coded, -1)
         return sub, matched, codes
 
+    def _entries(self, coder: KeyCodes, sub: pa.Table, matched: np.ndarray,
+                 evaluated: list[tuple[np.ndarray, list[pa.Array | Many]]]
+                 ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """:meth:`codes` with a key that holds arrays: a row per (event, key code)."""
+        events, codes, heads = [], [], []
+        for picked, values in evaluated:
+            at, coded, columns = _combined(coder, values, picked.size)
+            ok = coded >= 0
+            events.append(picked[at[ok]])
+            codes.append(coded[ok])
+            heads.append([c.filter(pa.array(ok)) for c in columns])
+        event, code = np.concatenate(events), np.concatenate(codes)
+        # distinct (event, code) pairs, each at its first position; entries by event, then
+        # by that position
+        order = np.lexsort((np.arange(len(event)), code, event))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (np.diff(event[order]) != 0) | (np.diff(code[order]) != 0)
+        pair = np.empty(len(order), dtype=np.int64)
+        pair[order] = np.cumsum(first) - 1
+        firsts = order[first]
+        by = np.lexsort((firsts, event[firsts]))
+        entry_of = np.empty(len(by), dtype=np.int64)
+        entry_of[by] = np.arange(len(by))
+        entry = entry_of[pair]  # each pair's entry
+        entry_event, entry_code = event[firsts[by]], code[firsts[by]]
+        out = np.full((len(matched), len(by)), -1, dtype=np.int64)
+        bounds = np.cumsum([0, *(len(e) for e in events)])
+        for g, group in enumerate(self.groups):
+            member = np.zeros(len(by), dtype=bool)
+            member[entry[bounds[g]:bounds[g + 1]]] = True
+            for s in group:
+                out[s] = np.where(member & matched[s, entry_event], entry_code, -1)
+        rows = sub.take(pa.array(entry_event))
+        first_stage = np.full(len(by), -1, dtype=np.int64)  # (group 0 holds stage 0)
+        first_stage[entry[bounds[0]:bounds[1]]] = np.arange(bounds[1])
+        taken = pa.array(first_stage, mask=first_stage < 0)
+        for i, column in enumerate(heads[0]):
+            rows = rows.append_column(f"{_JOINED}{i}", column.take(taken))
+        return rows, matched[:, entry_event] & (out >= 0), out
 
-def _coded(coder: KeyCodes, keys: tuple[KeyFn, ...], table: pa.Table, rows: np.ndarray
-           ) -> np.ndarray:
-    """The key codes of ``table``'s rows where ``rows`` is true (-1 elsewhere)."""
-    out = np.full(table.num_rows, -1, dtype=np.int64)
-    picked = np.flatnonzero(rows)
-    if picked.size:
-        part = table.take(pa.array(picked)) if picked.size < table.num_rows else table
-        out[picked] = coder.codes(key_columns(part, keys), part.num_rows)
-    return out
+
+def _combined(coder: KeyCodes, values: list[pa.Array | Many], rows: int
+              ) -> tuple[np.ndarray, np.ndarray, list[pa.Array]]:
+    """The key combinations of ``rows`` rows whose keys are ``values``: the row of
+    each, its code, and its value of each key."""
+    lengths: list[np.ndarray | None] = []
+    arrays: list[pa.Array] = []
+    for value in values:
+        if isinstance(value, Many):
+            items = value.values
+            if len(value.parents) > 1 and np.any(np.diff(value.parents) < 0):
+                items = items.take(pa.array(np.argsort(value.parents, kind="stable")))
+            lengths.append(np.bincount(value.parents, minlength=rows).astype(np.int64))
+            arrays.append(items)
+        else:
+            lengths.append(None)
+            arrays.append(value)
+    at, gathers = combinations(lengths, rows, KEY_COMBINATIONS)
+    columns = [a.take(pa.array(g)) for a, g in zip(arrays, gathers, strict=True)]
+    return at, coder.codes(columns, len(at)), columns
+
+
+def key_values(table: pa.Table, keys: tuple[KeyFn, ...]) -> list[pa.Array | Many]:
+    """Each key's value for each row of ``table`` (a :class:`Many` for a key that holds
+    arrays)."""
+    return [key(table) for key in keys]
 
 
 def key_columns(table: pa.Table, keys: tuple[KeyFn, ...]) -> list[pa.Array]:
-    """Each key's value for each row of ``table``."""
-    return [key(table) for key in keys]
+    """The first stage's ``keys``' value for each row of ``table``: for a key that holds
+    arrays, the value the row (an entry of :meth:`KeyedStages.codes`) joined on."""
+    out = []
+    for i, value in enumerate(key_values(table, keys)):
+        if isinstance(value, Many):
+            name = f"{_JOINED}{i}"
+            value = table.column(name).combine_chunks() if name in table.column_names \
+                else _first(value)  # (no entries: nothing was kept)
+        out.append(value)
+    return out
+
+
+def _first(many: Many) -> pa.Array:
+    """Each row's first value (null when it has none)."""
+    at = np.full(many.rows, -1, dtype=np.int64)
+    at[many.parents[::-1]] = np.arange(len(many.parents))[::-1]
+    return many.values.take(pa.array(at, mask=at < 0))
 
 
 def time_batches(snapshot: Snapshot, read: Read) -> Generator[pa.Table, None, None]:
@@ -149,7 +251,9 @@ class Kept:
 def results(snapshot: Snapshot, kept: Kept, schema: pa.Schema, matches: np.ndarray,
             stages: KeyedStages, text: str) -> tuple[pa.Table, list[Correlation]]:
     """``matches`` holds, per match, the ids of its events stage by stage (-1: a
-    missing-event stage, a row of nulls); the first stage's event is always there."""
+    missing-event stage, a row of nulls); the first stage's event is always there.
+    A correlation's ``key`` is the first stage's key values it joined on (for a key
+    that holds arrays, the one value, not the array)."""
     candidates, ids = kept.all(schema)
     count, width = matches.shape
     flat = matches.ravel()

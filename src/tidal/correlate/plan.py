@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Filter", "Join", "KeyFn", "Pipe", "Plan", "Predicate", "Read", "Sample",
+__all__ = ["Filter", "Join", "KeyFn", "Many", "Pipe", "Plan", "Predicate", "Read", "Sample",
            "Sequence", "Stage"]
 
 
@@ -40,8 +40,20 @@ class Predicate(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Many:
+    """The elements of an array field, flattened: ``values[i]`` belongs to row
+    ``parents[i]`` of ``rows``. A test over them holds for a row when it holds for
+    any of its elements; a join key of them joins on each."""
+
+    values: pa.Array
+    parents: np.ndarray
+    rows: int
+
+
 KeyFn = Callable[[pa.Table], Any]
-"""A compiled value: an Arrow array (or scalar) of one value per row of a batch."""
+"""A compiled value: an Arrow array of one value per row of a batch, or (a join
+key over an array field) a :class:`Many`."""
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,12 @@ from tidal.correlate.result import Correlation
 from tidal.model.paths import get_path
 from tidal.store.readers import Snapshot
 
-__all__ = ["run_sequence"]
+__all__ = ["COMPACT_KEYS", "run_sequence"]
+
+COMPACT_KEYS = 1 << 16
+"""Key codes in use before those of keys with no open sequence are forgotten (at
+least; then twice what was kept): state follows the open sequences, not every
+key ever seen."""
 
 
 class _State:
@@ -55,6 +60,23 @@ class _State:
     def fit(self, keys: int) -> None:
         self.live, self.start = grown(self.live, keys), grown(self.start, keys)
         self.refs = grown(self.refs, keys)
+
+    def open_keys(self, keys: int, oldest: int | None, trailing: bool) -> np.ndarray:
+        """Which of the first ``keys`` codes have a pending sequence that may still
+        complete (see :meth:`needed`)."""
+        live = self.live[:keys]
+        if oldest is not None:
+            fresh = self.start[:keys] >= oldest
+            if trailing:
+                fresh[:, -1] = True
+            live = live & fresh
+        return np.asarray(live.any(axis=1))
+
+    def keep(self, kept: np.ndarray) -> None:
+        """Only the keys ``kept`` says (bool per code), renumbered as the codes are."""
+        keys = len(kept)
+        self.live, self.start = self.live[:keys][kept], self.start[:keys][kept]
+        self.refs = self.refs[:keys][kept]
 
     def needed(self, oldest: int | None, trailing: bool) -> np.ndarray:
         """The ids of the events of found sequences and of pending ones that may
@@ -93,6 +115,7 @@ def run_sequence(snapshot: Snapshot, node: Sequence, text: str
     kept = Kept()
     offset = 0
     watermark = None
+    compact_at = COMPACT_KEYS
     maxspan_ns = node.maxspan_ns if node.maxspan_ns is not None else -1
     ts_field = snapshot.ts_field
     with closing(time_batches(snapshot, node.read)) as batches:
@@ -118,6 +141,11 @@ def run_sequence(snapshot: Snapshot, node: Sequence, text: str
                 state.done_at.append(completed_ns)
             oldest = watermark - maxspan_ns if maxspan_ns >= 0 else None
             kept.add(sub, ids, functools.partial(state.needed, oldest, trailing))
+            if len(coder) >= compact_at:  # keys without an open sequence are forgotten
+                open_keys = state.open_keys(len(coder), oldest, trailing)
+                coder.keep(open_keys)
+                state.keep(open_keys)
+                compact_at = max(COMPACT_KEYS, 2 * len(coder))
     if trailing and watermark is not None:
         late, late_ns = expired(state.live, state.start, state.refs, len(coder), maxspan_ns,
                                 watermark)

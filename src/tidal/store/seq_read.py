@@ -9,6 +9,8 @@ memtable event.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 
@@ -16,7 +18,7 @@ from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 from tidal.store.run import SEQ, seq_array
 from tidal.store.scan import in_snapshot_schema, seq_tables
-from tidal.store.segment import ROW_GROUP_ROWS
+from tidal.store.segment import ROW_GROUP_ROWS, SegmentMeta
 
 
 def _first_rows(snapshot: Snapshot, from_seq: int, hi: int, max_rows: int
@@ -75,20 +77,30 @@ def read_seq_range(snapshot: Snapshot, from_seq: int, to_seq: int | None,
     return batches
 
 
+READ_THREADS = 2
+"""Segments :func:`read_seqs` reads at once."""
+
+
 def read_seqs(snapshot: Snapshot, seqs: np.ndarray) -> pa.Table:
     """Every column of the events whose ``_seq`` is in ``seqs`` (ascending, distinct),
     in ``_seq`` order. A segment is read only when its ``_seq`` range holds one of
     them: its ``_seq`` column, then the row groups that hold them."""
     seqs = np.asarray(seqs, dtype=np.int64)
-    parts = []
+    holding = []
     for meta in snapshot.segments:
         lo, hi = np.searchsorted(seqs, [meta.min_seq, meta.max_seq + 1])
-        if not meta.rows or lo == hi:
-            continue
-        stored = snapshot.segment_seqs(meta)
-        positions = np.flatnonzero(np.isin(stored, seqs[lo:hi]))
-        if positions.size:
-            parts.append(snapshot.segment_take(meta, positions))
+        if meta.rows and lo < hi:
+            holding.append((meta, seqs[lo:hi]))
+
+    def segment_rows(meta: SegmentMeta, wanted: np.ndarray) -> pa.Table:
+        positions = np.flatnonzero(np.isin(snapshot.segment_seqs(meta), wanted))
+        return snapshot.segment_take(meta, positions)
+
+    if len(holding) > 1:  # (decoding releases the GIL: segments on two threads)
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            parts = [p for p in pool.map(lambda h: segment_rows(*h), holding) if p.num_rows]
+    else:
+        parts = [p for p in (segment_rows(*h) for h in holding) if p.num_rows]
     for part in snapshot.memtable_parts:
         keep = np.isin(seq_array(part), seqs)
         if keep.any():

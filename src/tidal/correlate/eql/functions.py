@@ -9,7 +9,7 @@ offsets) are checked then.
 
 ``binds`` marks the functions that name a variable (``arraySearch(a, x, x == 1)``):
 the compiler evaluates their condition over each element of the array and hands
-the function that test, a :class:`~tidal.correlate.eql.values.Many` of booleans,
+the function that test, a :class:`~tidal.correlate.plan.Many` of booleans,
 to reduce per event.
 """
 

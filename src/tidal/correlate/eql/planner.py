@@ -35,7 +35,7 @@ from tidal.correlate.eql.evaluate import (
 )
 from tidal.correlate.eql.lexer import syntax_error
 from tidal.correlate.eql.pushdown import pushdown, read_columns, simple_conjuncts
-from tidal.correlate.eql.values import as_column
+from tidal.correlate.eql.values import Many, as_column, flatten
 from tidal.model.paths import type_at
 
 __all__ = ["CORRELATION_PIPES", "plan_query", "stage_schema"]
@@ -54,8 +54,9 @@ def plan_query(query: ast.Query, schema: pa.Schema, options: Options, *, ts_fiel
     root: plan.Filter | plan.Sequence | plan.Join | plan.Sample
     if isinstance(body, ast.EventQuery):
         where = _event_pushdown(body, schema, options)
-        root = plan.Filter(compile_event_query(body, schema, options, text),
-                           plan.Read(read.columns, where, start, end),
+        columns = read_columns(schema, body, options.category_field, "")  # (no time: the
+        root = plan.Filter(compile_event_query(body, schema, options, text),  # matches are
+                           plan.Read(tuple(columns), where, start, end),  # ordered once read)
                            _scan_limit(query.pipes, size))
         pipes_schema = schema
     else:
@@ -110,11 +111,10 @@ def _stage(stage: ast.Stage, by: tuple[ast.Expr, ...], schema: pa.Schema, option
             key_fields.append(None)
             continue
         found = type_at(schema, expr.name)
-        if found is not None and (pa.types.is_list(found) or pa.types.is_large_list(found)):
-            raise syntax_error(text, expr.pos, f"join keys that hold arrays ({expr.name!r})"
-                               " are not supported yet")
-        key_fields.append(expr.name if found is not None else None)
-    keys = tuple(_column_of(compile_value(e, schema, options, text)) for e in exprs)
+        arrays = found is not None and (pa.types.is_list(found) or pa.types.is_large_list(found))
+        key_fields.append(expr.name if found is not None and not arrays else None)
+    keys = tuple(_column_of(compile_value(e, schema, options, text), arrays=True)
+                 for e in exprs)
     columns = read_columns(schema, (stage.query, exprs), options.category_field, ts_field)
     return plan.Stage(compile_event_query(stage.query, schema, options, text), keys, exprs,
                       stage.missing, tuple(columns), tuple(key_fields),
@@ -136,10 +136,19 @@ def _driver(stages: list[ast.Stage], planned: tuple[plan.Stage, ...], maxspan_ns
     return -best[1] if best[0] > 0 else None
 
 
-def _column_of(evaluate: Eval) -> plan.KeyFn:
-    """``evaluate`` giving one plain array per batch (a constant repeated)."""
-    def column(table: pa.Table) -> pa.Array:
-        value = as_column(evaluate(table), table.num_rows)
+def _column_of(evaluate: Eval, *, arrays: bool = False) -> plan.KeyFn:
+    """``evaluate`` giving one plain array per batch (a constant repeated); with
+    ``arrays`` (a join key), a value that holds arrays gives its elements as a
+    :class:`~tidal.correlate.plan.Many` (the key joins on each), else it is
+    refused."""
+    def column(table: pa.Table) -> pa.Array | Many:
+        value = evaluate(table)
+        if arrays and isinstance(value, Many):
+            return value
+        if arrays and isinstance(value, pa.Array | pa.ChunkedArray) and (
+                pa.types.is_list(value.type) or pa.types.is_large_list(value.type)):
+            return flatten(value)  # (a list column read whole, e.g. absent from a batch)
+        value = as_column(value, table.num_rows)
         return value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
     return column
 

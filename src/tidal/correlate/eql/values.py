@@ -5,29 +5,18 @@ and the sortable keys of software versions (:func:`version_key`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tidal.correlate.plan import Many
 from tidal.errors import QueryError
 
 __all__ = ["Many", "Vec", "as_column", "as_text", "binary", "count_true", "each", "flatten",
            "is_in", "like_pattern", "lower", "many_any", "modulo", "negate", "presence", "rows",
            "scalar_type", "version_key", "versions"]
-
-
-@dataclass(frozen=True)
-class Many:
-    """The elements of an array field, flattened: ``values[i]`` belongs to row
-    ``parents[i]`` of ``rows``. A test over them holds for a row when it holds for
-    any of its elements."""
-
-    values: pa.Array
-    parents: np.ndarray
-    rows: int
 
 
 Vec: TypeAlias = "pa.Array | pa.Scalar | Many"
