@@ -215,3 +215,16 @@ def test_forgetting_keys_without_open_sequences_changes_nothing(events, query):
                 sequence.COMPACT_KEYS = saved
     assert [c.events.column("id").to_pylist() for c in compacted.correlations] == [
         c.events.column("id").to_pylist() for c in whole.correlations]
+
+
+def test_events_with_no_timestamp_take_their_arrival_time(tmp_path):
+    """The store stamps an event without a time with its ingest time (the default
+    ``missing_timestamp``): a sequence sees such events in the order they arrived."""
+    with tidal.open(tmp_path / "s") as store:
+        for p in "wxh":
+            store.append([{"user": "a", "p": p, "event": {"category": "process"}}])
+        found = store.eql(f"sequence by user {W} {H}").correlations
+        stopped = store.eql(f'sequence by user {W} {H} until [process where p == "x"]')
+    assert [c.events.column("p").to_pylist() for c in found] == [["w", "h"]]
+    assert stopped.correlations == []
+    assert found[0].start <= found[0].end
