@@ -124,3 +124,18 @@ def test_driven_and_plain_scans_agree(tmp_path_factory, events, span):
         finally:
             module.EVENTS = saved
     assert driven == plain
+
+
+def test_a_key_read_as_a_date_is_not_narrowed_by_its_stored_text(tmp_path):
+    """A join key declared a date compares as a time; its stored text differs (offsets,
+    precision), so narrowing by the text would lose matches."""
+    with tidal.open(tmp_path / "s") as s:
+        s.append([{"timestamp": T0, "seen": "2026-01-01T00:00:00+00:00", "name": "evil",
+                   "event": {"category": "process"}}])
+        s.flush()
+        s.append([{"timestamp": T0 + S, "seen": "2026-01-01T00:00:00Z", "name": "ok",
+                   "event": {"category": "network"}}])
+        query = ('sequence by seen with maxspan=5s [process where name == "evil"] '
+                 '[network where name == "ok"]')
+        found = s.eql(query, field_types={"seen": "date"}).correlations
+    assert len(found) == 1

@@ -82,3 +82,28 @@ def test_pipes_after_joins_and_samples(store):
 def test_event_references_that_do_not_fit_say_why(store, query, says):
     with pytest.raises(tidal.QueryError, match=says.replace("[", "\\[").replace("]", "\\]")):
         store.eql(query)
+
+
+def test_stored_fields_named_like_pipe_columns(tmp_path):
+    with tidal.open(None) as s:
+        s.append([{"timestamp": T0 + i * S, "user": u, "p": p, "count": 7, "percent": "x",
+                   "event": {"category": "process"}} for i, (u, p) in enumerate(DATA)])
+        headed = s.eql(f"{SEQ} | head 2")
+        counted = s.eql(f"{SEQ} | unique_count user")
+    assert headed.events.column_names.count("count") == 1
+    assert headed.events.column("count").to_pylist() == [7] * 4  # the stored field
+    assert counted.events.column_names.count("count") == 1
+    assert counted.events.column("count").to_pylist() == [2, 2, 1, 1, 1, 1]
+
+
+def test_keys_of_dates_and_objects():
+    import datetime
+
+    with tidal.open(None) as s:
+        day = datetime.date(2026, 1, 1)
+        s.append([{"timestamp": T0 + i * S, "day": day, "obj": {"a": 1}, "p": p,
+                   "event": {"category": "process"}} for i, p in enumerate("wh")])
+        found = s.eql('sequence by day [process where p == "w"] [process where p == "h"]')
+        assert [c.key for c in found.correlations] == [{"day": day}]
+        with pytest.raises(tidal.QueryError, match="one value"):
+            s.eql('sequence by obj [process where p == "w"] [process where p == "h"]')

@@ -124,18 +124,19 @@ def eql_sequence(ctx: Context) -> list[Figure]:
 
 
 RSS_PROBE = """
-import resource, sys, time
+import sys
 import tidal
-def rss():
+def status(key):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) * 1024
+        return next(int(l.split()[1]) for l in f if l.startswith(key)) * 1024
 store = tidal.open(sys.argv[1], read_only=True)
 store.eql(sys.argv[2], end=0)  # (loads what a query loads: numba, the kernels)
-before = rss()
+before = status("VmRSS:")
 found = len(store.eql(sys.argv[2]).correlations)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(before, peak, found)
+print(before, status("VmHWM:"), found)
 """
+"""Prints RSS before the query, peak RSS (``VmHWM``: ``ru_maxrss`` of a forked child
+keeps its parent's peak), and the sequences found."""
 
 
 @case("eql-sequence-memory", "peak RSS of the eql-sequence query vs the store's RSS before it")

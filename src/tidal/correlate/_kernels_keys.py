@@ -6,8 +6,9 @@ FNV-1a hash of its UTF-8 bytes (each distinct text of a batch hashed once,
 through a dictionary encoding). The columns of a key are mixed into one
 64-bit value (splitmix64 steps), and each distinct value gets the next dense
 code from an open-addressing table kept across batches. Collisions among 2**64 values are not
-a practical concern for the key counts of one query. A key compares by type
-and value: ``1`` and ``"1"`` are different keys.
+a practical concern for the key counts of one query. Text and numbers are
+different keys (``1`` and ``"1"``); integers, booleans and times that share
+their int64 value are one.
 
 A key column that holds several values per row (an array field) makes a row
 take part under each of them: :func:`combinations` lists each row's key
@@ -23,6 +24,8 @@ import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from tidal.errors import QueryError
 
 __all__ = ["KeyCodes", "combinations"]
 
@@ -145,9 +148,13 @@ def _text_hashes(strings: pa.Array) -> np.ndarray:
 def _column_values(column: pa.Array) -> np.ndarray:
     """One int64 per row standing for its value (see the module docstring)."""
     kind = column.type
+    if pa.types.is_date32(kind) or pa.types.is_time32(kind):
+        column, kind = column.cast(pa.int32()), pa.int32()
     if pa.types.is_integer(kind) or pa.types.is_temporal(kind) or pa.types.is_boolean(kind):
         ints = pc.fill_null(column.cast(pa.int64()) if not pa.types.is_int64(kind) else column, 0)
         return np.asarray(ints, dtype=np.int64)
+    if pa.types.is_nested(kind):
+        raise QueryError(f"a join key must be one value, not {kind} (name a field inside it)")
     if pa.types.is_floating(kind):
         floats = np.asarray(pc.fill_null(column.cast(pa.float64()), 0.0), dtype=np.float64)
         return (floats + 0.0).view(np.int64)  # (-0.0 + 0.0 is 0.0)

@@ -12,8 +12,9 @@ sequence's own scan narrows to what could join them:
   :data:`WINDOWS` of them; beyond that, their overall span).
 
 The narrowing is an expression the scan prunes row groups with (each stage's
-own pushdown, and its keys, ``or``-ed), and tighter ``start``/``end``: whole
-segments outside every window are not read. Rows that survive are still
+own pushdown, and its keys, ``or``-ed; the windows) and tighter
+``start``/``end``: segments outside the windows' overall span are not opened,
+and row groups outside every window are skipped. Rows that survive are still
 tested by the stages, so the result is the same. When the driver matches more
 than :data:`EVENTS` events the first scan stops early and the sequence scans
 as planned.

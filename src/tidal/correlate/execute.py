@@ -21,16 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.correlate.pipes import apply_pipes
-from tidal.correlate.plan import Filter, Join, Plan, Sample, Sequence
+from tidal.correlate.plan import MATCH, Filter, Join, Plan, Sample, Sequence, event_column
 from tidal.correlate.result import Correlation, Result
 from tidal.model.paths import get_path
 from tidal.store.readers import Snapshot
 from tidal.store.seq_read import read_seqs
 
-__all__ = ["MATCH", "execute"]
-
-MATCH = "_match"
-"""The column that numbers the matches in the rows pipes see."""
+__all__ = ["execute", "run_filter"]
 
 
 def execute(snapshot: Snapshot, plan: Plan) -> Result:
@@ -45,13 +42,16 @@ def execute(snapshot: Snapshot, plan: Plan) -> Result:
     if not plan.pipes and (plan.size is None or plan.size >= len(found)):
         return Result(events, found, plan.text)
     width = len(root.stages)
+    if not plan.pipes:
+        return _kept(events, found, np.arange(plan.size or 0), width, None, plan.text)
     rows = apply_pipes(_match_rows(events, len(found), width), plan.pipes)
     if MATCH not in rows.column_names:  # a count: its table is the answer
         return Result(rows, [], plan.text)
     keep = np.asarray(rows.column(MATCH), dtype=np.int64)
     if plan.size is not None:
         keep, rows = keep[:plan.size], rows.slice(0, plan.size)
-    return _kept(events, found, keep, width, rows, plan.text)
+    counted = any(pipe.name == "unique_count" for pipe in plan.pipes)
+    return _kept(events, found, keep, width, rows if counted else None, plan.text)
 
 
 def _correlate(snapshot: Snapshot, root: Sequence | Join | Sample, text: str
@@ -115,20 +115,23 @@ def _match_rows(events: pa.Table, count: int, width: int) -> pa.Table:
     for i, stage in enumerate(stages):
         struct = pa.StructArray.from_arrays([c.combine_chunks() for c in stage.columns],
                                             names=stage.column_names)
-        rows = rows.append_column(f"events[{i}]", struct)
+        rows = rows.append_column(event_column(i), struct)
     return rows
 
 
 def _kept(events: pa.Table, found: list[Correlation], keep: np.ndarray, width: int,
-          rows: pa.Table, text: str) -> Result:
-    """The matches ``keep`` names, in its order, renumbered; ``count``/``percent``
-    columns a pipe added go with each match's events."""
+          counted: pa.Table | None, text: str) -> Result:
+    """The matches ``keep`` names, in its order, renumbered; the ``count`` and
+    ``percent`` of ``counted`` (a ``unique_count``'s rows) go with each match's
+    events."""
     take = (keep[:, None] * width + np.arange(width)).ravel()
     kept = events.take(pa.array(take)).set_column(
         0, "_sequence", pa.array(np.repeat(np.arange(len(keep)), width)))
-    for name in ("count", "percent"):
-        if name in rows.column_names:
-            values = np.repeat(np.asarray(rows.column(name)), width)
+    if counted is not None:  # (they replace stored fields of their names)
+        for name in ("count", "percent"):
+            values = np.repeat(np.asarray(counted.column(name)), width)
+            if name in kept.column_names:
+                kept = kept.drop_columns([name])
             kept = kept.append_column(name, pa.array(values))
     picked = [replace(found[i], id=n, events=kept.slice(n * width, width))
               for n, i in enumerate(keep.tolist())]

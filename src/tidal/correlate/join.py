@@ -1,5 +1,5 @@
-"""Running an EQL ``join`` (Endgame's EQL) over a store snapshot, and the parts it
-shares with ``sample``.
+"""Running a :class:`~tidal.correlate.plan.Join` over a store snapshot (EQL's
+``join``, from Endgame's EQL).
 
 ``join [by k, ...] [stage] [stage] ... [until [stage]]`` finds, per join key,
 one event of each stage, in any order. The snapshot is scanned once in

@@ -1,7 +1,7 @@
 """Pipes: what a query does with its result, over a table of rows.
 
 An event query's rows are its events; a sequence's, sample's or join's are its
-matches, one row each (see :func:`~tidal.correlate.eql.planner.stage_schema`).
+matches, one row each (see :func:`~tidal.correlate.plan.match_schema`).
 Every pipe is whole-column work:
 
 * ``head N`` / ``tail N``: the first / last N rows;
@@ -53,8 +53,9 @@ def _apply(rows: pa.Table, pipe: Pipe) -> pa.Table:
     first, counts = _first_per_key(keys, rows.num_rows)
     if name == "unique":
         return rows.take(pa.array(first))
-    total = rows.num_rows or 1  # unique_count
-    kept = rows.take(pa.array(first))
+    total = rows.num_rows or 1  # unique_count (its columns replace fields of their names)
+    kept = rows.take(pa.array(first)).drop_columns(
+        [name for name in ("count", "percent") if name in rows.column_names])
     return kept.append_column("count", pa.array(counts)).append_column(
         "percent", pa.array(counts / total))
 

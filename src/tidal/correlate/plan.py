@@ -28,8 +28,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Filter", "Join", "KeyFn", "Many", "Pipe", "Plan", "Predicate", "Read", "Sample",
-           "Sequence", "Stage"]
+__all__ = ["MATCH", "Filter", "Join", "KeyFn", "Many", "Pipe", "Plan", "Predicate", "Read",
+           "Sample", "Sequence", "Stage", "event_column", "match_schema"]
+
+MATCH = "_match"
+"""The column that numbers the matches in the rows pipes after a sequence, sample
+or join see."""
+
+
+def event_column(i: int) -> str:
+    """The column of a match's ``i``-th event (0-based) in the rows its pipes see."""
+    return f"events[{i}]"
+
+
+def match_schema(schema: pa.Schema, width: int) -> pa.Schema:
+    """What pipes after a sequence, sample or join read over a store of ``schema``: one
+    row per match, the first event's fields at the top, and each event's as the
+    struct :func:`event_column` ``(N)``."""
+    stages = [pa.field(event_column(i), pa.struct(list(schema))) for i in range(width)]
+    return pa.schema([*schema, *stages])
 
 
 class Predicate(Protocol):

@@ -1,4 +1,5 @@
-"""Running an EQL ``sample`` (Elastic's EQL, 8.x) over a store snapshot.
+"""Running a :class:`~tidal.correlate.plan.Sample` over a store snapshot (EQL's
+``sample``, Elastic 8.x).
 
 ``sample by k, ... [stage] [stage] ...`` finds, per join key, one event of each
 stage, in no particular time order. The join key of a stage is the sample's

@@ -1,4 +1,5 @@
-"""Running an EQL ``sequence`` over a store snapshot.
+"""Running a :class:`~tidal.correlate.plan.Sequence` over a store snapshot (EQL's
+``sequence``).
 
 The snapshot is scanned once in (timestamp, ``_seq``) order. For each batch,
 every stage's condition (and the ``until`` condition) is evaluated over the
@@ -151,8 +152,9 @@ def run_sequence(snapshot: Snapshot, node: Sequence, text: str
                                 watermark)
         state.done.append(late)
         state.done_at.append(late_ns)
-    matches = np.full((len(state.matches()), len(stages)), -1, dtype=np.int64)
-    matches[:, real] = state.matches()
+    found = state.matches()
+    matches = np.full((len(found), len(stages)), -1, dtype=np.int64)
+    matches[:, real] = found
     return results(snapshot, kept, snapshot.schema, matches, keyed, text)
 
 

@@ -115,10 +115,14 @@ class SegmentStore(Protocol):
 _LOCAL = pafs.LocalFileSystem()
 
 
-def _row_groups(path: Path, where: pc.Expression) -> list[int]:
-    """The row groups of a segment file whose statistics do not rule ``where`` out."""
+def _row_groups(path: Path, where: pc.Expression) -> list[int] | None:
+    """The row groups of a segment file whose statistics do not rule ``where`` out;
+    None (all of them) when its statistics cannot be tested against ``where``."""
     fragment = _PARQUET.make_fragment(str(path), _LOCAL)
-    return [group.id for group in fragment.subset(where).row_groups]
+    try:
+        return [group.id for group in fragment.subset(where).row_groups]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
 
 
 @functools.lru_cache(maxsize=256)
@@ -264,7 +268,7 @@ class DiskSegments:
             # the row groups their statistics do not rule out
             groups = _row_groups(path, where if prune is None else
                                  prune if where is None else where & prune)
-            if not groups:
+            if groups == []:
                 return
             if where is None:
                 for batch in segment.reader().iter_batches(batch_size=batch_rows,

@@ -5,6 +5,10 @@ cover interleaved ``_seq`` values, so a range is read by the ordered merge of
 :func:`~tidal.store.scan.seq_tables` a step at a time, or, for a few events,
 from the row groups that hold them. Every segment event precedes every
 memtable event.
+
+:func:`read_seqs` reads given events (any ``_seq`` values) whole: a query that
+found them by a few fields reads the rest of their columns from just the row
+groups that hold them.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ conditions and keys, and decides what each node reads:
 * the time bounds.
 
 Errors a language user can fix (a sequence that starts with a missing-event
-stage, a sample without keys, a pipe the node does not take) name the
-position in the query.
+stage, a sample without keys, an array field where one value is needed) name
+the position in the query.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ from tidal.correlate.eql.pushdown import pushdown, read_columns, simple_conjunct
 from tidal.correlate.eql.values import Many, as_column, flatten
 from tidal.model.paths import type_at
 
-__all__ = ["CORRELATION_PIPES", "plan_query", "stage_schema"]
-
-CORRELATION_PIPES = ("head", "tail", "count", "unique", "unique_count", "sort", "filter")
+__all__ = ["plan_query"]
 
 
 def plan_query(query: ast.Query, schema: pa.Schema, options: Options, *, ts_field: str,
@@ -61,7 +59,7 @@ def plan_query(query: ast.Query, schema: pa.Schema, options: Options, *, ts_fiel
         pipes_schema = schema
     else:
         root = _correlation(body, schema, options, text, read, ts_field, max_samples_per_key)
-        pipes_schema = stage_schema(schema, len(root.stages))
+        pipes_schema = plan.match_schema(schema, len(root.stages))
     pipes = tuple(_pipe(p, pipes_schema, options, text) for p in query.pipes)
     return plan.Plan(root, pipes, size, text)
 
@@ -112,7 +110,11 @@ def _stage(stage: ast.Stage, by: tuple[ast.Expr, ...], schema: pa.Schema, option
             continue
         found = type_at(schema, expr.name)
         arrays = found is not None and (pa.types.is_list(found) or pa.types.is_large_list(found))
-        key_fields.append(expr.name if found is not None and not arrays else None)
+        if found is not None and pa.types.is_nested(found) and not arrays:
+            raise syntax_error(text, expr.pos, f"a join key must be one value, not an object "
+                               f"({expr.name!r} holds {found}); name a field inside it")
+        typed = expr.name in options.field_types  # (a date read from text: not as stored)
+        key_fields.append(expr.name if found is not None and not arrays and not typed else None)
     keys = tuple(_column_of(compile_value(e, schema, options, text), arrays=True)
                  for e in exprs)
     columns = read_columns(schema, (stage.query, exprs), options.category_field, ts_field)
@@ -168,13 +170,6 @@ def _any_stage(stages: list[ast.Stage], schema: pa.Schema, options: Options
     if len(found) < len(parts):
         return None
     return reduce(lambda a, b: a | b, found)
-
-
-def stage_schema(schema: pa.Schema, width: int) -> pa.Schema:
-    """The schema pipes after a sequence, sample or join read: one row per match, the
-    first event's fields at the top, and each event's as ``events[N]`` (0-based)."""
-    stages = [pa.field(f"events[{i}]", pa.struct(list(schema))) for i in range(width)]
-    return pa.schema([*schema, *stages])
 
 
 def _pipe(pipe: ast.Pipe, schema: pa.Schema, options: Options, text: str) -> plan.Pipe:
