@@ -40,7 +40,7 @@ EXPECTED_METRICS = {
     "scan-full": {"throughput", "throughput_seq_order"},
     "scan-window": {"bytes_read_share_cold", "time_cold", "time_warm"},
     "eql-filter": {"time", "time_rows"},
-    "eql-sequence": {"events_scanned_per_s"},
+    "eql-sequence": {"events_scanned_per_s", "time_selective"},
     "eql-sequence-memory": {"peak_rss_ratio"},
 }
 

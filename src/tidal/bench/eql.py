@@ -8,6 +8,8 @@
 * **eql-sequence**: the ``start_connect_end`` rule of ``rules/security.eql``
   (a 3-stage ``sequence by`` with ``maxspan`` and stage predicates); it must find
   exactly the planted sequences. Reported as events scanned per second.
+  Also (metric ``time_selective``) a sequence whose first stage is rare, with
+  its scan driven by that stage vs not (:mod:`tidal.correlate.drive`).
 * **eql-sequence-memory**: the peak RSS of that query, run in a fresh process
   on the stored data, against the process's RSS with the store open before it.
 """
@@ -19,6 +21,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +30,9 @@ from tidal.bench import workloads
 from tidal.bench.cases import open_store
 from tidal.bench.figures import Context, Figure, median_of, seconds
 from tidal.bench.registry import case
+
+if TYPE_CHECKING:
+    from tidal.api import Store
 
 FILTER_EQL = ('process where process.name : "power*" and host.name != "host-0001" '
               'and process.pid >= 1000')
@@ -41,6 +47,11 @@ SEQUENCE_EQL = """sequence by host.name, process.pid with maxspan=10s
   [network where network.direction == "outbound"]
   [process where event.type == "end"]"""
 PLANTED = "start_connect_end"
+SELECTIVE_EQL = """sequence by host.name, process.pid with maxspan=10s
+  [process where event.type == "start" and process.name == "powershell.exe"
+   and host.name == "host-0042"]
+  [network where network.direction == "outbound"]
+  [process where event.type == "end"]"""
 APPEND_EVENTS = 50_000
 
 
@@ -116,11 +127,34 @@ def eql_sequence(ctx: Context) -> list[Figure]:
             raise RuntimeError(f"found {found} sequences, planted {planted[PLANTED]}")
         for _ in range(ctx.runs):
             rates.append(n / seconds(lambda: store.eql(SEQUENCE_EQL)))
+        driven_s, plain_s = _driven_and_plain(ctx, store)
     ctx.note(f"{found:,} sequences, as planted")
     reference = _reference_rate(ctx, min(n, REFERENCE_EVENTS))
     return [Figure("eql-sequence", "security", n, "events_scanned_per_s", median_of(rates),
                    "events/s", f"eql PythonEngine, first {min(n, REFERENCE_EVENTS):,} events"
-                   if reference is not None else None, reference, runs=ctx.runs)]
+                   if reference is not None else None, reference, runs=ctx.runs),
+            Figure("eql-sequence", "security", n, "time_selective", driven_s * 1e3, "ms",
+                   "the same sequence, its scan not driven by its selective stage",
+                   plain_s * 1e3, higher_is_better=False, runs=ctx.runs)]
+
+
+def _driven_and_plain(ctx: Context, store: Store) -> tuple[float, float]:
+    """Median seconds of :data:`SELECTIVE_EQL` with its scan driven by its first stage,
+    and with driving off (the answers checked equal)."""
+    from tidal.correlate import drive
+
+    driven = store.eql(SELECTIVE_EQL).correlations
+    saved, drive.EVENTS = drive.EVENTS, -1  # (every driver "matches too many")
+    try:
+        plain = store.eql(SELECTIVE_EQL).correlations
+        if [c.key for c in driven] != [c.key for c in plain]:
+            raise RuntimeError("the driven and the plain scan found different sequences")
+        plain_s = median_of([seconds(lambda: store.eql(SELECTIVE_EQL)) for _ in range(ctx.runs)])
+    finally:
+        drive.EVENTS = saved
+    driven_s = median_of([seconds(lambda: store.eql(SELECTIVE_EQL)) for _ in range(ctx.runs)])
+    ctx.note(f"selective sequence: {len(driven):,} found")
+    return driven_s, plain_s
 
 
 RSS_PROBE = """
