@@ -24,6 +24,8 @@ import tidal
 from tidal.correlate._kernels_keys import combinations
 from tidal.correlate.eql.run import run_eql
 
+from .support import OneRowBatches
+
 T0 = 1_767_225_600_000_000_000
 
 
@@ -48,22 +50,6 @@ def events(spec: str) -> list[dict]:
 
 
 SCHEMA = {"tags": pa.list_(pa.string()), "hosts": pa.list_(pa.string())}
-
-
-class OneRowBatches:
-    """A snapshot whose scans return one event per batch (batch edges must not matter)."""
-
-    def __init__(self, snapshot):
-        self.snapshot = snapshot
-        self.schema, self.ts_field = snapshot.schema, snapshot.ts_field
-
-    def __getattr__(self, name):
-        return getattr(self.snapshot, name)
-
-    def scan(self, *args, **kwargs):
-        table = self.snapshot.scan(*args, **kwargs).read_all()
-        return pa.RecordBatchReader.from_batches(table.schema,
-                                                 table.to_batches(max_chunksize=1))
 
 
 @pytest.fixture(params=["as stored, keep all", "one-row batches, drop often"])

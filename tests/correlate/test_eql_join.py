@@ -22,35 +22,7 @@ import tidal
 from tidal.correlate._kernels_join import advance
 from tidal.correlate.eql.run import run_eql
 
-T0 = 1_767_225_600_000_000_000
-
-
-def events(spec: str) -> list[dict]:
-    out = []
-    for item in spec.split():
-        ident, keys, rest = item.split(":")
-        user, _, host = keys.partition("/")
-        what, second = rest.split("@")
-        out.append({"id": int(ident), "user": None if user == "-" else user,
-                    "host": None if host in ("", "-") else host, "p": what,
-                    "timestamp": T0 + int(second) * 10**9, "event": {"category": "process"}})
-    return out
-
-
-class OneRowBatches:
-    """A snapshot whose scans return one event per batch (batch edges must not matter)."""
-
-    def __init__(self, snapshot):
-        self.snapshot = snapshot
-        self.schema, self.ts_field = snapshot.schema, snapshot.ts_field
-
-    def __getattr__(self, name):  # (reading rows back by _seq: as the snapshot does)
-        return getattr(self.snapshot, name)
-
-    def scan(self, *args, **kwargs):
-        table = self.snapshot.scan(*args, **kwargs).read_all()
-        return pa.RecordBatchReader.from_batches(table.schema,
-                                                 table.to_batches(max_chunksize=1))
+from .support import T0, OneRowBatches, events
 
 
 @pytest.fixture(params=["as stored, keep all", "one-row batches, drop often"])

@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tidal
 from tidal.correlate._kernels_sequence import advance
+
+from .support import OneRowBatches
 
 
 def events(spec: str) -> list[dict]:
@@ -167,20 +168,6 @@ def test_missing_event_stages(tmp_path, case, keep_rows):
         result = store.eql(case.query)
     assert [c.events.column("id").to_pylist() for c in result.correlations] == case.found
     assert all(c.completeness == "complete" for c in result.correlations)
-
-
-class OneRowBatches:
-    """A snapshot whose scans return one event per batch (batch edges must not matter)."""
-
-    def __init__(self, snapshot):
-        self.snapshot = snapshot
-
-    def __getattr__(self, name):
-        return getattr(self.snapshot, name)
-
-    def scan(self, *args, **kwargs):
-        table = self.snapshot.scan(*args, **kwargs).read_all()
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=1))
 
 
 compact_event = st.fixed_dictionaries({"user": st.sampled_from("abcdef"),

@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from tidal.correlate._kernels_join import advance
 from tidal.correlate._kernels_keys import KeyCodes
-from tidal.correlate.matching import Kept, KeyedStages, grown, results, time_batches
+from tidal.correlate.matching import Kept, KeyedStages, grown, matched_batches, results
 from tidal.correlate.plan import Join
 from tidal.correlate.result import Correlation
 from tidal.store.readers import Snapshot
@@ -71,19 +71,16 @@ def run_join(snapshot: Snapshot, node: Join, text: str) -> tuple[pa.Table, list[
     coder = KeyCodes()
     slots = _Slots(width)
     kept = Kept()
-    offset = 0
-    with closing(time_batches(snapshot, node.read)) as batches:
-        for table in batches:
-            sub, _, codes = keyed.codes(coder, table)
-            if not sub.num_rows:
+    with closing(matched_batches(snapshot, node.read, keyed, coder)) as batches:
+        for batch in batches:
+            if not batch.rows.num_rows:
                 continue
             slots.fit(len(coder))
-            until = codes[width] if node.until else np.full(sub.num_rows, -1, np.int64)
-            ids = np.arange(offset, offset + sub.num_rows, dtype=np.int64)
-            offset += sub.num_rows
-            completed, taken = advance(codes[:width], until, ids, slots.filled, slots.refs)
+            codes = batch.codes
+            until = codes[width] if node.until else np.full(len(batch.ids), -1, np.int64)
+            completed, taken = advance(codes[:width], until, batch.ids, slots.filled, slots.refs)
             if len(completed):
                 slots.done.append(completed)
             if taken.any():
-                kept.add(sub.filter(pa.array(taken)), ids[taken], slots.needed)
+                kept.add(batch.rows.filter(pa.array(taken)), batch.ids[taken], slots.needed)
     return results(snapshot, kept, snapshot.schema, slots.matches(), keyed, text)

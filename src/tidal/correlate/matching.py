@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +33,8 @@ from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 from tidal.store.seq_read import read_seqs
 
-__all__ = ["KEEP_ROWS", "KEY_COMBINATIONS", "Kept", "KeyedStages", "grown", "key_columns",
-           "key_values", "results", "time_batches"]
+__all__ = ["KEEP_ROWS", "KEY_COMBINATIONS", "Kept", "KeyedStages", "Matched", "grown",
+           "key_columns", "key_values", "matched_batches", "results", "time_batches"]
 
 KEEP_ROWS = 1 << 18
 """Rows held before the ones no match refers to are dropped (at least)."""
@@ -201,6 +202,33 @@ def time_batches(snapshot: Snapshot, read: Read) -> Generator[pa.Table, None, No
                 yield pa.Table.from_batches([batch])
     finally:
         reader.close()
+
+
+@dataclass(frozen=True)
+class Matched:
+    """One batch, in time order: its events that match some stage, which stages each
+    matches (bool ``[stages, n]``), their key codes (int64 ``[stages, n]``), their ids
+    (numbered across batches) and the batch's latest time (ns)."""
+
+    rows: pa.Table
+    stages: np.ndarray
+    codes: np.ndarray
+    ids: np.ndarray
+    last_ns: int
+
+
+def matched_batches(snapshot: Snapshot, read: Read, keyed: KeyedStages, coder: KeyCodes
+                    ) -> Generator[Matched, None, None]:
+    """Every batch of the scan ``read`` names, matched against ``keyed``'s stages (a
+    batch with no match too: its time still passes)."""
+    offset = 0
+    with closing(time_batches(snapshot, read)) as batches:
+        for table in batches:
+            sub, matched, codes = keyed.codes(coder, table)
+            ids = np.arange(offset, offset + sub.num_rows, dtype=np.int64)
+            offset += sub.num_rows
+            last = pc.max(pc.cast(get_path(table, snapshot.ts_field), pa.int64())).as_py()
+            yield Matched(sub, matched, codes, ids, int(last or 0))
 
 
 def grown(array: np.ndarray, keys: int) -> np.ndarray:

@@ -42,8 +42,8 @@ from tidal.correlate.matching import (
     KeyedStages,
     grown,
     key_columns,
+    matched_batches,
     results,
-    time_batches,
 )
 from tidal.correlate.plan import Sample
 from tidal.correlate.result import Correlation
@@ -61,18 +61,14 @@ def run_sample(snapshot: Snapshot, node: Sample, text: str
     counts = np.zeros((0, width), dtype=np.int64)
     lists = np.zeros((0, width, width + node.max_per_key - 1), dtype=np.int64)
     kept = Kept()
-    offset = 0
-    with closing(time_batches(snapshot, node.read)) as batches:
-        for table in batches:
-            sub, _, codes = keyed.codes(coder, table)
-            if not sub.num_rows:
+    with closing(matched_batches(snapshot, node.read, keyed, coder)) as batches:
+        for batch in batches:
+            if not batch.rows.num_rows:
                 continue
             counts, lists = grown(counts, len(coder)), grown(lists, len(coder))
-            ids = np.arange(offset, offset + sub.num_rows, dtype=np.int64)
-            offset += sub.num_rows
-            taken = collect(codes, ids, counts, lists)
+            taken = collect(batch.codes, batch.ids, counts, lists)
             if taken.any():  # (every candidate may end up in a sample: none is dropped)
-                kept.add(sub.filter(pa.array(taken)), ids[taken])
+                kept.add(batch.rows.filter(pa.array(taken)), batch.ids[taken])
     found, _ = pick(counts, lists, len(coder), node.max_per_key)
     candidates, candidate_ids = kept.all(snapshot.schema)
     heads = candidates.take(pa.array(np.searchsorted(candidate_ids, found[:, 0]))) \

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from tidal.correlate._kernels_keys import KeyCodes
 from tidal.correlate._kernels_sequence import advance, expired
 from tidal.correlate.drive import narrowed
-from tidal.correlate.matching import Kept, KeyedStages, grown, results, time_batches
+from tidal.correlate.matching import Kept, KeyedStages, grown, matched_batches, results
 from tidal.correlate.plan import Sequence
 from tidal.correlate.result import Correlation
 from tidal.model.paths import get_path
@@ -114,15 +114,14 @@ def run_sequence(snapshot: Snapshot, node: Sequence, text: str
     coder = KeyCodes()
     state = _State(len(real))
     kept = Kept()
-    offset = 0
     watermark = None
     compact_at = COMPACT_KEYS
     maxspan_ns = node.maxspan_ns if node.maxspan_ns is not None else -1
     ts_field = snapshot.ts_field
-    with closing(time_batches(snapshot, node.read)) as batches:
-        for table in batches:
-            watermark = _last_ns(table, ts_field)
-            sub, matched, codes = keyed.codes(coder, table)
+    with closing(matched_batches(snapshot, node.read, keyed, coder)) as batches:
+        for batch in batches:
+            watermark = batch.last_ns
+            sub, matched, codes, ids = batch.rows, batch.stages, batch.codes, batch.ids
             if not sub.num_rows:
                 continue
             kills = np.full((len(real), sub.num_rows), -1, dtype=np.int64)
@@ -132,8 +131,6 @@ def run_sequence(snapshot: Snapshot, node: Sequence, text: str
                      else np.full(sub.num_rows, -1, dtype=np.int64))
             state.fit(len(coder))
             ts = np.asarray(pc.cast(get_path(sub, ts_field), pa.int64()), dtype=np.int64)
-            ids = np.arange(offset, offset + sub.num_rows, dtype=np.int64)
-            offset += sub.num_rows
             completed, completed_ns, count = advance(
                 codes[real], matched[real], kills, until, ts, ids, maxspan_ns, trailing,
                 state.live, state.start, state.refs)
@@ -156,8 +153,3 @@ def run_sequence(snapshot: Snapshot, node: Sequence, text: str
     matches = np.full((len(found), len(stages)), -1, dtype=np.int64)
     matches[:, real] = found
     return results(snapshot, kept, snapshot.schema, matches, keyed, text)
-
-
-def _last_ns(table: pa.Table, ts_field: str) -> int:
-    column = get_path(table, ts_field)
-    return int(pc.cast(pc.max(column), pa.int64()).as_py())
