@@ -215,6 +215,8 @@ def run_plain(data: str, query: str):
 def test_pipes_still_refuse_arrays():
     with pytest.raises(tidal.QueryError, match="holds an array"):
         run_plain("1:/a:w@1 2:/a:h@2", f"sequence by tags {W} {H} | unique tags")
+    with pytest.raises(tidal.QueryError, match="cannot follow 'count'"):
+        run_plain("1:/a:w@1 2:/a:h@2", f"sequence by tags {W} {H} | count | unique tags")
 
 
 # -- as if one event per value: against the split events, in Tidal and in the eql package --

@@ -209,3 +209,50 @@ def test_any_subset_agrees_with_a_filtered_scan(tmp_path, backend):
                 assert got.to_pylist() == [rows[s] for s in seqs if s < n]
 
             agrees()
+
+
+# -- where a scan found events (positions=True), and reading them back by that ---------
+
+def test_a_scan_as_stored_says_where_each_event_is(store):
+    fill(store)
+    with store.snapshot() as snap:
+        metas = {m.id: m for m in snap.segments}
+        for where in (None, pc.field("code") >= 503):
+            table = snap.scan(["code"], where, order=None, positions=True).read_all()
+            assert table.column_names == ["_seq", "code", "_segment", "_row"]
+            for seq, segment, row in zip(*(table.column(n).to_pylist()
+                                           for n in ("_seq", "_segment", "_row")),
+                                         strict=True):
+                if segment < 0:
+                    assert row == -1 and seq >= 30  # the memtable
+                    continue
+                stored = snap.segment_take(metas[segment], np.array([row]))
+                assert stored.column("_seq").to_pylist() == [seq]
+        pruned = snap.scan(["code"], order=None, positions=True,
+                           prune=pc.field("_seq") >= 25).read_all()
+        assert set(range(25, 40)) <= set(pruned.column("_seq").to_pylist())
+
+
+def test_positions_need_a_scan_as_stored(store):
+    fill(store)
+    with store.snapshot() as snap, pytest.raises(tidal.QueryError, match="order=None"):
+        snap.scan(order="time", positions=True)
+
+
+def test_read_rows_reads_what_read_seqs_reads(store):
+    from tidal.store.seq_read import read_rows
+
+    fill(store)
+    with store.snapshot() as snap:
+        found = snap.scan(["code"], pc.field("_seq").isin(list(range(0, 40, 3))), order=None,
+                          positions=True).read_all()
+        placed: dict[int, list[int]] = {}
+        for segment, row in zip(found.column("_segment").to_pylist(),
+                                found.column("_row").to_pylist(), strict=True):
+            if segment >= 0:
+                placed.setdefault(segment, []).append(row)
+        seqs = np.array(found.column("_seq").to_pylist(), dtype=np.int64)
+        by_rows = read_rows(snap, {k: np.array(sorted(v)) for k, v in placed.items()},
+                            np.sort(seqs[np.array(found.column("_segment").to_pylist()) < 0]))
+        assert by_rows.equals(read_seqs(snap, np.sort(seqs)))
+        assert by_rows.column("_seq").to_pylist() == [s for s in range(40) if s % 3 == 0]

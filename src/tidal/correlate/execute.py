@@ -2,9 +2,11 @@
 
 A :class:`~tidal.correlate.plan.Filter` streams through the snapshot's
 ``scan`` reading only the fields its predicate needs, with its pushdown and
-time bounds; it keeps the ``_seq`` of each match, then reads the matches
-whole (:func:`~tidal.store.seq_read.read_seqs`) and puts them in (timestamp,
-``_seq``) order. With a limit it scans in time order and stops early.
+time bounds, as stored; it keeps where each match is stored (the scan's
+positions), then reads the matches whole from just the row groups that hold
+them (:func:`~tidal.store.seq_read.read_rows`) and puts them in (timestamp,
+``_seq``) order. With a limit it scans in time order, stops early and reads
+the matches back by ``_seq``.
 
 Sequences, joins and samples run in their own modules (they load numba, so
 only when a query needs them). Their pipes see one row per match (the first
@@ -25,7 +27,8 @@ from tidal.correlate.plan import MATCH, Filter, Join, Plan, Sample, Sequence, ev
 from tidal.correlate.result import Correlation, Result
 from tidal.model.paths import get_path
 from tidal.store.readers import Snapshot
-from tidal.store.seq_read import read_seqs
+from tidal.store.run import ROW, SEGMENT, SEQ
+from tidal.store.seq_read import read_rows, read_seqs
 
 __all__ = ["execute", "run_filter"]
 
@@ -71,26 +74,49 @@ def _correlate(snapshot: Snapshot, root: Sequence | Join | Sample, text: str
 
 def run_filter(snapshot: Snapshot, node: Filter) -> pa.Table:
     """The events that match ``node``, in (timestamp, ``_seq``) order."""
-    matched: list[np.ndarray] = []
+    read, limit = node.read, node.limit
+    stored = limit is None  # (else in time order, to stop early: no positions)
+    matched: list[pa.Table] = []
     found = 0
-    read = node.read
     reader = snapshot.scan(list(read.columns), prune=read.prune, start=read.start,
-                           end=read.end, order="time" if node.limit is not None else None)
+                           end=read.end, order=None if stored else "time", positions=stored)
     try:
         for batch in reader:
             picked = np.flatnonzero(node.predicate.mask(pa.Table.from_batches([batch])))
             if not picked.size:
                 continue
-            matched.append(np.asarray(batch.column(0), dtype=np.int64)[picked])  # _seq
+            names = [SEQ, SEGMENT, ROW] if stored else [SEQ]
+            matched.append(pa.Table.from_batches([batch]).select(names).take(
+                pa.array(picked)))
             found += picked.size
-            if node.limit is not None and found >= node.limit:
+            if limit is not None and found >= limit:
                 break
     finally:
         reader.close()
-    seqs = np.concatenate(matched) if matched else np.zeros(0, dtype=np.int64)
-    if node.limit is not None:
-        seqs = seqs[:node.limit]
-    return _in_time_order(read_seqs(snapshot, np.sort(seqs)), snapshot.ts_field)
+    if stored:
+        return _in_time_order(_read_whole(snapshot, matched), snapshot.ts_field)
+    seqs = np.concatenate([_ints(t, SEQ) for t in matched]) if matched else np.zeros(0, np.int64)
+    return _in_time_order(read_seqs(snapshot, np.sort(seqs[:limit])), snapshot.ts_field)
+
+
+def _read_whole(snapshot: Snapshot, matched: list[pa.Table]) -> pa.Table:
+    """Every column of the matches, read from where the scan found them stored."""
+    if not matched:
+        return read_seqs(snapshot, np.zeros(0, dtype=np.int64))
+    segments, rows, seqs = (np.concatenate([_ints(t, name) for t in matched])
+                            for name in (SEGMENT, ROW, SEQ))
+    in_memtable = np.sort(seqs[segments < 0])
+    order = np.lexsort((rows, segments))
+    segments, rows = segments[order], rows[order]
+    ids, starts = np.unique(segments, return_index=True)
+    bounds = [*starts[1:], len(segments)]
+    placed = {int(i): rows[lo:hi] for i, lo, hi in zip(ids, starts, bounds, strict=True)
+              if i >= 0}
+    return read_rows(snapshot, placed, in_memtable)
+
+
+def _ints(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).combine_chunks(), dtype=np.int64)
 
 
 def _in_time_order(events: pa.Table, ts_field: str) -> pa.Table:

@@ -94,12 +94,12 @@ class _State:
 
     def matches(self) -> np.ndarray:
         """The ids of each found sequence's real-stage events, in the order they
-        completed."""
+        completed (at one time, in the order of their last events)."""
         stages = self.live.shape[1]
         if not self.done:
             return np.zeros((0, stages), dtype=np.int64)
-        found = np.concatenate(self.done)
-        return found[np.argsort(np.concatenate(self.done_at), kind="stable")]
+        found = np.concatenate(self.done)  # (ties: by the last event, in scan order)
+        return found[np.lexsort((found[:, -1], np.concatenate(self.done_at)))]
 
 
 def run_sequence(snapshot: Snapshot, node: Sequence, text: str

@@ -31,7 +31,7 @@ from tidal.store import segment as segment_io
 from tidal.store.cache import ByteCache
 from tidal.store.fs import FileSystem
 from tidal.store.manifest import Manifest
-from tidal.store.run import Slice, SliceSource, SortedRun
+from tidal.store.run import ROW, Slice, SliceSource, SortedRun
 from tidal.store.segment import SegmentMeta, WriteProfile
 from tidal.store.segment_file import SegmentFile
 from tidal.store.wal import PendingFrame
@@ -82,12 +82,14 @@ class SegmentStore(Protocol):
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
                 where: pc.Expression | None, batch_rows: int,
-                prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+                prune: pc.Expression | None = None, positions: bool = False
+                ) -> Iterator[pa.RecordBatch]:
         """The segment's rows matching ``where`` (fields it has), ``columns`` only
         (top-level columns, or struct leaves as dotted Parquet column paths: a leaf
         comes back inside its struct, or as a column named by its path); row groups
         whose statistics rule out ``where`` or ``prune`` (which filters nothing
-        itself) are not read."""
+        itself) are not read. ``positions``: a last column ``_row``, each row's
+        position in the segment."""
         ...
 
     def entities(self, meta: SegmentMeta) -> pa.Array:
@@ -167,6 +169,17 @@ class _Hashed:
 
     def __eq__(self, other: object) -> bool:
         return True
+
+
+def _rows_of(starts: np.ndarray, groups: list[int] | None) -> np.ndarray:
+    """The positions of the rows of row groups ``groups`` (None: all), in order;
+    ``starts``: each group's first row, then the row count."""
+    if groups is None:
+        return np.arange(int(starts[-1]), dtype=np.int64)
+    picked = np.asarray(groups, dtype=np.int64)
+    sizes = starts[picked + 1] - starts[picked]
+    firsts = np.repeat(starts[picked] - np.cumsum(sizes) + sizes, sizes)
+    return firsts + np.arange(int(sizes.sum()), dtype=np.int64)
 
 
 def _root(path: str, schema: pa.Schema) -> str:
@@ -256,35 +269,34 @@ class DiskSegments:
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
                 where: pc.Expression | None, batch_rows: int,
-                prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+                prune: pc.Expression | None = None, positions: bool = False
+                ) -> Iterator[pa.RecordBatch]:
         segment = self.source(meta)
         path = segment.path
         try:
-            if where is None and prune is None:  # every row group, in full-size batches
-                for batch in segment.reader().iter_batches(batch_size=batch_rows,
-                                                           columns=columns):
-                    yield from restored(pa.Table.from_batches([batch])).to_batches()
-                return
-            # the row groups their statistics do not rule out
-            groups = _row_groups(path, where if prune is None else
-                                 prune if where is None else where & prune)
+            # the row groups their statistics do not rule out (None: all)
+            groups = None if where is None and prune is None else _row_groups(
+                path, where if prune is None else prune if where is None else where & prune)
             if groups == []:
                 return
-            if where is None:
-                for batch in segment.reader().iter_batches(batch_size=batch_rows,
-                                                           row_groups=groups, columns=columns):
-                    yield from restored(pa.Table.from_batches([batch])).to_batches()
-                return
             schema = segment.schema
-            read = None if columns is None else outermost(
+            read = columns if columns is None or where is None else outermost(
                 [*columns, *_paths_used(str(where), schema, _Hashed(where))],
                 top=schema.names)
+            rows = _rows_of(segment.starts, groups) if positions else None
+            at = 0
             for batch in segment.reader().iter_batches(batch_size=batch_rows,
                                                        row_groups=groups, columns=read):
-                table = restored(pa.Table.from_batches([batch])).filter(where)
-                if columns is not None:  # (without the columns only where reads)
-                    table = table.select(list(dict.fromkeys(_root(c, schema)
-                                                            for c in columns)))
+                table = restored(pa.Table.from_batches([batch]))
+                if rows is not None:
+                    table = table.append_column(ROW, pa.array(rows[at:at + table.num_rows]))
+                    at += table.num_rows
+                if where is not None:
+                    table = table.filter(where)
+                    if columns is not None:  # (without the columns only where reads)
+                        table = table.select(list(dict.fromkeys(
+                            [*(_root(c, schema) for c in columns),
+                             *([ROW] if rows is not None else [])])))
                 yield from table.to_batches()
         except FileNotFoundError as exc:
             raise CorruptionError("segment file is missing", path=str(path)) from exc
@@ -365,13 +377,18 @@ class MemorySegments:
 
     def batches(self, meta: SegmentMeta, columns: Sequence[str] | None,
                 where: pc.Expression | None, batch_rows: int,
-                prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+                prune: pc.Expression | None = None, positions: bool = False
+                ) -> Iterator[pa.RecordBatch]:
         table = self._runs[meta.id].table  # (no row groups: nothing to prune)
+        if positions:
+            table = table.append_column(ROW, pa.array(np.arange(table.num_rows,
+                                                                dtype=np.int64)))
         if where is not None:
             table = table.filter(where)
         if columns is not None:  # (a struct's leaf reads its whole struct here)
             table = table.select(list(dict.fromkeys(
-                root for name in columns if (root := root_at(table.schema, name)))))
+                [*(root for name in columns if (root := root_at(table.schema, name))),
+                 *([ROW] if positions else [])])))
         yield from table.to_batches(max_chunksize=batch_rows)
 
     def entities(self, meta: SegmentMeta) -> pa.Array:

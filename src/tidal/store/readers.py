@@ -24,7 +24,7 @@ from tidal.model.schema import conform, unify
 from tidal.model.time import parse_instant
 from tidal.store.backend import SegmentStore
 from tidal.store.memtable import MemView
-from tidal.store.run import SEQ, SliceSource, SortedRun
+from tidal.store.run import ROW, SEQ, SliceSource, SortedRun
 from tidal.store.scan import Order, scan
 from tidal.store.segment import SegmentMeta
 
@@ -119,31 +119,37 @@ class Snapshot:
 
     def segment_batches(self, meta: SegmentMeta, wanted: pa.Schema,
                         where: pc.Expression | None, batch_rows: int,
-                        prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]:
+                        prune: pc.Expression | None = None, positions: bool = False
+                        ) -> Iterator[pa.RecordBatch]:
         """Rows of segment ``meta`` matching ``where``, holding the columns ``wanted``
         names (those the segment has). ``where`` goes into the read when the segment
         has every field it names; otherwise the segment is read whole, widened to the
         snapshot's schema and filtered. ``prune`` only skips row groups (when the
-        segment has its fields)."""
+        segment has its fields). ``positions``: a last column ``_row``, each row's
+        position in the segment."""
         if self.closed:
             raise QueryError("the snapshot was closed before its scan was read; read "
                              "scans inside the snapshot's with-block")
         own = self.segment_schema(meta)
         if where is not None and not _applies(where, own):
-            whole = pa.Table.from_batches(list(self._store.batches(meta, None, None,
-                                                                   batch_rows)), own)
-            yield from conform(whole, self.schema).filter(where).to_batches(batch_rows)
+            whole = pa.Table.from_batches(list(self._store.batches(
+                meta, None, None, batch_rows, positions=positions)))
+            rows = whole.column(ROW) if positions else None
+            whole = conform(whole.drop_columns([ROW]) if positions else whole, self.schema)
+            if rows is not None:
+                whole = whole.append_column(ROW, rows)
+            yield from whole.filter(where).to_batches(batch_rows)
             return
         if prune is not None and not _applies(prune, own):
             prune = None
         yield from self._store.batches(meta, _columns_of(own, wanted.names), where, batch_rows,
-                                       prune)
+                                       prune, positions)
 
     def scan(self, columns: Sequence[str] | None = None, where: pc.Expression | None = None,
              *, start: object = None, end: object = None,
              from_seq: int | None = None, to_seq: int | None = None,
-             order: Order = "seq", prune: pc.Expression | None = None
-             ) -> pa.RecordBatchReader:
+             order: Order = "seq", prune: pc.Expression | None = None,
+             positions: bool = False) -> pa.RecordBatchReader:
         """Stream the matching events as Arrow batches (``_seq`` first).
 
         ``columns`` names the columns to read (dotted paths for nested fields;
@@ -152,12 +158,15 @@ class Snapshot:
         ISO 8601); ``from_seq`` is inclusive, ``to_seq`` exclusive. ``order``
         is ``"seq"``, ``"time"`` ((timestamp, ``_seq``)) or None (as stored,
         fastest). ``prune`` (an expression, like ``where``) skips the row groups
-        whose statistics rule it out and filters nothing. Read the reader
+        whose statistics rule it out and filters nothing. ``positions`` (with
+        ``order=None``) adds ``_segment`` and ``_row``: where each event is stored
+        (-1, -1 in the memtable), for :func:`~tidal.store.seq_read.read_rows`.
+        Read the reader
         before closing the snapshot; see :mod:`tidal.store.scan`.
         """
         return scan(self, columns, where, start=parse_instant(start, name="start"),
                     end=parse_instant(end, name="end"), from_seq=from_seq, to_seq=to_seq,
-                    order=order, ts_field=self.ts_field, prune=prune)
+                    order=order, ts_field=self.ts_field, prune=prune, positions=positions)
 
     @property
     def closed(self) -> bool:

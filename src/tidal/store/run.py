@@ -19,6 +19,10 @@ from tidal.model.paths import get_path
 from tidal.store import _kernels
 
 SEQ = "_seq"
+SEGMENT = "_segment"
+"""A scan's column of each row's segment id (-1: the memtable), when asked for."""
+ROW = "_row"
+"""A scan's column of each row's position in its segment (-1: the memtable)."""
 INDEX_SCHEMA = pa.schema([("entity", pa.string()), ("start", pa.int64()), ("stop", pa.int64())])
 
 

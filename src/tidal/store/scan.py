@@ -20,7 +20,10 @@ whose ranges overlap are read together and sorted; the rest stream one by one.
 Segments are sorted by entity inside, so an ordered scan holds one cluster of
 overlapping segments (a compacted time chunk) in memory while it sorts it.
 ``order=None`` streams as stored (segments by entity, then the memtable by
-``_seq``), one batch at a time: the fastest scan, in bounded memory.
+``_seq``), one batch at a time: the fastest scan, in bounded memory; with
+``positions=True`` its batches also say where each event is stored
+(``_segment``, ``_row``), so a caller that tests a few columns can read just the
+matching rows whole afterwards.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from tidal.errors import QueryError
 from tidal.model.paths import get_path, type_at
 from tidal.model.schema import concat_tables, conform
 from tidal.model.time import TIMESTAMP_TYPE
-from tidal.store.run import SEQ
+from tidal.store.run import ROW, SEGMENT, SEQ
 from tidal.store.segment import SegmentMeta
 
 
@@ -53,7 +56,8 @@ class Scannable(Protocol):
     def memtable_parts(self) -> tuple[pa.Table, ...]: ...
     def segment_batches(self, meta: SegmentMeta, wanted: pa.Schema,
                         where: pc.Expression | None, batch_rows: int,
-                        prune: pc.Expression | None = None) -> Iterator[pa.RecordBatch]: ...
+                        prune: pc.Expression | None = None, positions: bool = False
+                        ) -> Iterator[pa.RecordBatch]: ...
 
 Order = Literal["seq", "time"] | None
 BATCH_ROWS = 65_536
@@ -150,9 +154,9 @@ class _Reader:
         self.filter = _and([where, bounds.expression(ts_field)])
         self.prune = prune
         sorting = [SEQ] + ([ts_field] if type_at(snapshot.schema, ts_field) else [])
+        read = [n for n in target.names[1:] if n not in (SEGMENT, ROW)]  # (placed after)
         self.read_schema = output_schema(
-            snapshot.schema, list(dict.fromkeys(target.names[1:] + sorting[1:])), ts_field,
-            "seq")
+            snapshot.schema, list(dict.fromkeys(read + sorting[1:])), ts_field, "seq")
 
     def segment(self, meta: SegmentMeta) -> pa.Table:
         """The wanted rows and columns of one segment, as read (in no particular order)."""
@@ -268,13 +272,27 @@ def _by_seq(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordB
         yield from reader.out(table)
 
 
-def _as_stored(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
+def _as_stored(reader: _Reader, segments: list[SegmentMeta], *, positions: bool = False
+               ) -> Iterator[pa.RecordBatch]:
     for meta in sorted(segments, key=lambda m: m.min_seq):
         for batch in reader.snapshot.segment_batches(meta, reader.read_schema, reader.filter,
-                                                     reader.batch_rows, reader.prune):
-            yield from reader.out(_project(pa.Table.from_batches([batch]), reader.read_schema))
+                                                     reader.batch_rows, reader.prune,
+                                                     positions):
+            table = pa.Table.from_batches([batch])
+            read = _project(table, reader.read_schema)
+            if positions:
+                read = _placed(read, meta.id, table.column(ROW))
+            yield from reader.out(read)
     for table in reader.memtable():
-        yield from reader.out(table)
+        yield from reader.out(_placed(table, -1, None) if positions else table)
+
+
+def _placed(table: pa.Table, segment: int, rows: pa.ChunkedArray | None) -> pa.Table:
+    """``table`` with where its rows are stored: ``_segment`` and ``_row``."""
+    n = table.num_rows
+    table = table.append_column(SEGMENT, pa.array(np.full(n, segment, dtype=np.int64)))
+    return table.append_column(ROW, rows if rows is not None
+                               else pa.array(np.full(n, -1, dtype=np.int64)))
 
 
 def _by_time(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
@@ -306,21 +324,28 @@ def scan(snapshot: Scannable, columns: Sequence[str] | None = None,
          where: pc.Expression | None = None, *, start: int | None = None,
          end: int | None = None, from_seq: int | None = None, to_seq: int | None = None,
          order: Order = "seq", ts_field: str = "timestamp",
-         batch_rows: int = BATCH_ROWS, prune: pc.Expression | None = None
-         ) -> pa.RecordBatchReader:
+         batch_rows: int = BATCH_ROWS, prune: pc.Expression | None = None,
+         positions: bool = False) -> pa.RecordBatchReader:
     """Stream the events of ``snapshot`` that match; see the module docstring."""
     if order not in ("seq", "time", None):
         raise QueryError(f"order must be 'seq', 'time' or None, not {order!r}")
+    if positions and order is not None:
+        raise QueryError("positions=True needs order=None (as stored)")
     if where is not None and not isinstance(where, pc.Expression):
         raise QueryError(f"where must be a pyarrow compute expression, not "
                          f"{type(where).__name__}")
     target = output_schema(snapshot.schema, columns, ts_field, order)
+    if positions:
+        target = target.append(pa.field(SEGMENT, pa.int64())).append(pa.field(ROW, pa.int64()))
     for expression in (where, prune):
         if expression is not None:
             check_where(expression, snapshot.schema)
     bounds = Bounds(start, end, from_seq, to_seq)
     reader = _Reader(snapshot, target, where, bounds, ts_field, batch_rows, prune)
     segments = [m for m in snapshot.segments if bounds.overlaps(m)]
-    read = {"seq": _by_seq, "time": _by_time, None: _as_stored}[order]
-    batches: Iterable[pa.RecordBatch] = read(reader, segments)
+    batches: Iterable[pa.RecordBatch]
+    if order is None:
+        batches = _as_stored(reader, segments, positions=positions)
+    else:
+        batches = (_by_seq if order == "seq" else _by_time)(reader, segments)
     return pa.RecordBatchReader.from_batches(target, batches)

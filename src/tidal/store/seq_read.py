@@ -13,6 +13,8 @@ groups that hold them.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -82,7 +84,7 @@ def read_seq_range(snapshot: Snapshot, from_seq: int, to_seq: int | None,
 
 
 READ_THREADS = 2
-"""Segments :func:`read_seqs` reads at once."""
+"""Segments :func:`read_seqs` and :func:`read_rows` read at once."""
 
 
 def read_seqs(snapshot: Snapshot, seqs: np.ndarray) -> pa.Table:
@@ -90,21 +92,42 @@ def read_seqs(snapshot: Snapshot, seqs: np.ndarray) -> pa.Table:
     in ``_seq`` order. A segment is read only when its ``_seq`` range holds one of
     them: its ``_seq`` column, then the row groups that hold them."""
     seqs = np.asarray(seqs, dtype=np.int64)
-    holding = []
+    jobs = []
     for meta in snapshot.segments:
         lo, hi = np.searchsorted(seqs, [meta.min_seq, meta.max_seq + 1])
         if meta.rows and lo < hi:
-            holding.append((meta, seqs[lo:hi]))
+            jobs.append((meta, functools.partial(_positions_of, snapshot, meta, seqs[lo:hi])))
+    return _whole(snapshot, jobs, seqs)
 
-    def segment_rows(meta: SegmentMeta, wanted: np.ndarray) -> pa.Table:
-        positions = np.flatnonzero(np.isin(snapshot.segment_seqs(meta), wanted))
-        return snapshot.segment_take(meta, positions)
 
-    if len(holding) > 1:  # (decoding releases the GIL: segments on two threads)
+def read_rows(snapshot: Snapshot, rows: Mapping[int, np.ndarray], seqs: np.ndarray
+              ) -> pa.Table:
+    """Every column of the events stored at ``rows`` (segment id → ascending positions,
+    as a scan with ``positions=True`` gives them) and of the memtable events whose
+    ``_seq`` is in ``seqs``, in ``_seq`` order; segments are read only in the row
+    groups that hold them."""
+    jobs = [(meta, functools.partial(np.asarray, rows[meta.id]))
+            for meta in snapshot.segments if meta.id in rows and len(rows[meta.id])]
+    return _whole(snapshot, jobs, np.asarray(seqs, dtype=np.int64))
+
+
+def _positions_of(snapshot: Snapshot, meta: SegmentMeta, seqs: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.isin(snapshot.segment_seqs(meta), seqs))
+
+
+def _whole(snapshot: Snapshot, jobs: Sequence[tuple[SegmentMeta, Callable[[], np.ndarray]]],
+           seqs: np.ndarray) -> pa.Table:
+    """The rows each job's segment holds at the positions it gives, and the memtable
+    events whose ``_seq`` is in ``seqs``: every column, in ``_seq`` order."""
+    def segment_rows(job: tuple[SegmentMeta, Callable[[], np.ndarray]]) -> pa.Table:
+        meta, positions = job
+        return snapshot.segment_take(meta, positions())
+
+    if len(jobs) > 1:  # (decoding releases the GIL: segments on two threads)
         with ThreadPoolExecutor(READ_THREADS) as pool:
-            parts = [p for p in pool.map(lambda h: segment_rows(*h), holding) if p.num_rows]
+            parts = [p for p in pool.map(segment_rows, jobs) if p.num_rows]
     else:
-        parts = [p for p in (segment_rows(*h) for h in holding) if p.num_rows]
+        parts = [p for p in map(segment_rows, jobs) if p.num_rows]
     for part in snapshot.memtable_parts:
         keep = np.isin(seq_array(part), seqs)
         if keep.any():

@@ -60,6 +60,7 @@ def plan_query(query: ast.Query, schema: pa.Schema, options: Options, *, ts_fiel
     else:
         root = _correlation(body, schema, options, text, read, ts_field, max_samples_per_key)
         pipes_schema = plan.match_schema(schema, len(root.stages))
+    _check_after_count(query.pipes, text)
     pipes = tuple(_pipe(p, pipes_schema, options, text) for p in query.pipes)
     return plan.Plan(root, pipes, size, text)
 
@@ -180,10 +181,29 @@ def _pipe(pipe: ast.Pipe, schema: pa.Schema, options: Options, text: str) -> pla
     if pipe.name == "filter":
         return plan.Pipe("filter", predicate=compile_condition(pipe.args[0], schema, options,
                                                                text))
+    for arg in pipe.args:
+        if not isinstance(arg, ast.Field):
+            continue
+        found = type_at(schema, arg.name)
+        if found is not None and pa.types.is_nested(found):
+            what = ("a field that holds an array" if pa.types.is_list(found)
+                    or pa.types.is_large_list(found) else "an object")
+            raise syntax_error(text, arg.pos, f"a '{pipe.name}' key must be one value, not "
+                               f"{what} ({arg.name!r} holds {found})")
     keys = tuple(_column_of(compile_value(a, schema, options, text)) for a in pipe.args)
     names = tuple(a.name if isinstance(a, ast.Field) else f"key{i}"
                   for i, a in enumerate(pipe.args))
     return plan.Pipe(pipe.name, keys=keys, key_names=names)
+
+
+def _check_after_count(pipes: tuple[ast.Pipe, ...], text: str) -> None:
+    """A ``count`` gives a table of counts: only ``head`` and ``tail`` may follow it."""
+    counted = False
+    for pipe in pipes:
+        if counted and pipe.name not in ("head", "tail"):
+            raise syntax_error(text, pipe.pos, f"'{pipe.name}' cannot follow 'count' (it "
+                               "gives a table of counts; 'head' and 'tail' may follow)")
+        counted = counted or pipe.name == "count"
 
 
 def _scan_limit(pipes: tuple[ast.Pipe, ...], size: int | None) -> int | None:
