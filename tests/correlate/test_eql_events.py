@@ -210,3 +210,18 @@ def test_a_field_declared_a_date_compares_as_one(tmp_path):
         assert got.column("id").to_pylist() == [1]  # text that is no date is null
         with pytest.raises(tidal.ConfigError, match="field_types"):
             s.eql(query, field_types={"seen": "ipv6"})
+
+
+def test_event_queries_do_not_load_numba():
+    """numba (and its compile time) is for sequences, samples and joins only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tidal\n"
+            "s = tidal.open(None)\n"
+            "s.append([{'x': 1, 'event': {'category': 'process'}}])\n"
+            "assert s.eql('process where x == 1 | count').events.num_rows == 1\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "False"

@@ -233,10 +233,21 @@ def test_a_scan_as_stored_says_where_each_event_is(store):
         assert set(range(25, 40)) <= set(pruned.column("_seq").to_pylist())
 
 
-def test_positions_need_a_scan_as_stored(store):
+@pytest.mark.parametrize("order", ["seq", "time"])
+def test_ordered_scans_say_where_each_event_is_too(store, order):
     fill(store)
-    with store.snapshot() as snap, pytest.raises(tidal.QueryError, match="order=None"):
-        snap.scan(order="time", positions=True)
+    with store.snapshot() as snap:
+        plain = snap.scan(["code"], order=order).read_all()
+        placed = snap.scan(["code"], order=order, positions=True).read_all()
+        assert placed.select(["_seq", "code"]).equals(plain)
+        metas = {m.id: m for m in snap.segments}
+        for seq, segment, row in zip(*(placed.column(n).to_pylist()
+                                       for n in ("_seq", "_segment", "_row")), strict=True):
+            if segment >= 0:
+                stored = snap.segment_take(metas[segment], np.array([row]))
+                assert stored.column("_seq").to_pylist() == [seq]
+            else:
+                assert row == -1
 
 
 def test_read_rows_reads_what_read_seqs_reads(store):

@@ -27,8 +27,8 @@ from tidal.correlate.plan import MATCH, Filter, Join, Plan, Sample, Sequence, ev
 from tidal.correlate.result import Correlation, Result
 from tidal.model.paths import get_path
 from tidal.store.readers import Snapshot
-from tidal.store.run import ROW, SEGMENT, SEQ
-from tidal.store.seq_read import read_rows, read_seqs
+from tidal.store.run import ROW, SEGMENT, SEQ, int_column
+from tidal.store.seq_read import read_placed, read_seqs
 
 __all__ = ["execute", "run_filter"]
 
@@ -95,7 +95,8 @@ def run_filter(snapshot: Snapshot, node: Filter) -> pa.Table:
         reader.close()
     if stored:
         return _in_time_order(_read_whole(snapshot, matched), snapshot.ts_field)
-    seqs = np.concatenate([_ints(t, SEQ) for t in matched]) if matched else np.zeros(0, np.int64)
+    seqs = (np.concatenate([int_column(t, SEQ) for t in matched]) if matched
+            else np.zeros(0, np.int64))
     return _in_time_order(read_seqs(snapshot, np.sort(seqs[:limit])), snapshot.ts_field)
 
 
@@ -103,20 +104,8 @@ def _read_whole(snapshot: Snapshot, matched: list[pa.Table]) -> pa.Table:
     """Every column of the matches, read from where the scan found them stored."""
     if not matched:
         return read_seqs(snapshot, np.zeros(0, dtype=np.int64))
-    segments, rows, seqs = (np.concatenate([_ints(t, name) for t in matched])
-                            for name in (SEGMENT, ROW, SEQ))
-    in_memtable = np.sort(seqs[segments < 0])
-    order = np.lexsort((rows, segments))
-    segments, rows = segments[order], rows[order]
-    ids, starts = np.unique(segments, return_index=True)
-    bounds = [*starts[1:], len(segments)]
-    placed = {int(i): rows[lo:hi] for i, lo, hi in zip(ids, starts, bounds, strict=True)
-              if i >= 0}
-    return read_rows(snapshot, placed, in_memtable)
-
-
-def _ints(table: pa.Table, name: str) -> np.ndarray:
-    return np.asarray(table.column(name).combine_chunks(), dtype=np.int64)
+    return read_placed(snapshot, *(np.concatenate([int_column(t, name) for t in matched])
+                                   for name in (SEGMENT, ROW, SEQ)))
 
 
 def _in_time_order(events: pa.Table, ts_field: str) -> pa.Table:

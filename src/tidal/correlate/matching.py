@@ -31,7 +31,8 @@ from tidal.correlate.result import Correlation
 from tidal.model.paths import get_path
 from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
-from tidal.store.seq_read import read_seqs
+from tidal.store.run import ROW, SEGMENT, SEQ, int_column
+from tidal.store.seq_read import read_placed, read_seqs
 
 __all__ = ["KEEP_ROWS", "KEY_COMBINATIONS", "Kept", "KeyedStages", "Matched", "grown",
            "key_columns", "key_values", "matched_batches", "results", "time_batches"]
@@ -193,9 +194,10 @@ def _first(many: Many) -> pa.Array:
 
 def time_batches(snapshot: Snapshot, read: Read) -> Generator[pa.Table, None, None]:
     """The events ``read`` names in (timestamp, ``_seq``) order, a non-empty table a
-    batch, with ``_seq`` and ``read.columns`` only."""
+    batch, with ``_seq``, ``read.columns`` and where each is stored (``_segment``,
+    ``_row``) only."""
     reader = snapshot.scan(list(read.columns), prune=read.prune, start=read.start,
-                           end=read.end, order="time")
+                           end=read.end, order="time", positions=True)
     try:
         for batch in reader:
             if batch.num_rows:
@@ -287,11 +289,14 @@ def results(snapshot: Snapshot, kept: Kept, schema: pa.Schema, matches: np.ndarr
     flat = matches.ravel()
     present = flat >= 0
     rows = np.searchsorted(ids, flat[present])
-    seqs = np.asarray(candidates.column(0), dtype=np.int64)[rows]  # (_seq comes first)
-    wanted = np.unique(seqs)
+    if count:
+        seqs = int_column(candidates, SEQ)[rows]
+        full = read_placed(snapshot, int_column(candidates, SEGMENT)[rows],
+                           int_column(candidates, ROW)[rows], seqs)  # (in _seq order)
+    else:
+        seqs, full = np.zeros(0, dtype=np.int64), read_seqs(snapshot, np.zeros(0, np.int64))
     at = np.full(flat.shape, -1, dtype=np.int64)
-    at[present] = np.searchsorted(wanted, seqs)
-    full = read_seqs(snapshot, wanted)
+    at[present] = np.searchsorted(np.unique(seqs), seqs)
     events = full.take(pa.array(at, mask=at < 0)) if count else full.slice(0, 0)
     events = events.add_column(0, "_stage", pa.array(
         np.tile(np.arange(1, width + 1, dtype=np.int16), count)))

@@ -158,9 +158,9 @@ class Snapshot:
         ISO 8601); ``from_seq`` is inclusive, ``to_seq`` exclusive. ``order``
         is ``"seq"``, ``"time"`` ((timestamp, ``_seq``)) or None (as stored,
         fastest). ``prune`` (an expression, like ``where``) skips the row groups
-        whose statistics rule it out and filters nothing. ``positions`` (with
-        ``order=None``) adds ``_segment`` and ``_row``: where each event is stored
-        (-1, -1 in the memtable), for :func:`~tidal.store.seq_read.read_rows`.
+        whose statistics rule it out and filters nothing. ``positions`` adds
+        ``_segment`` and ``_row``: where each event is stored (-1, -1 in the
+        memtable), for :func:`~tidal.store.seq_read.read_rows`.
         Read the reader
         before closing the snapshot; see :mod:`tidal.store.scan`.
         """

@@ -37,7 +37,12 @@ def time_array(table: pa.Table, ts_field: str) -> np.ndarray:
 
 def seq_array(table: pa.Table) -> np.ndarray:
     """The ``_seq`` column as int64."""
-    return np.asarray(table.column(SEQ).combine_chunks(), dtype=np.int64)
+    return int_column(table, SEQ)
+
+
+def int_column(table: pa.Table, name: str) -> np.ndarray:
+    """Column ``name`` of ``table`` as one int64 array."""
+    return np.asarray(table.column(name).combine_chunks(), dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ whose ranges overlap are read together and sorted; the rest stream one by one.
 Segments are sorted by entity inside, so an ordered scan holds one cluster of
 overlapping segments (a compacted time chunk) in memory while it sorts it.
 ``order=None`` streams as stored (segments by entity, then the memtable by
-``_seq``), one batch at a time: the fastest scan, in bounded memory; with
-``positions=True`` its batches also say where each event is stored
-(``_segment``, ``_row``), so a caller that tests a few columns can read just the
-matching rows whole afterwards.
+``_seq``), one batch at a time: the fastest scan, in bounded memory. With
+``positions=True`` batches also say where each event is stored (``_segment``,
+``_row``), so a caller that tests a few columns can read just the matching
+rows whole afterwards.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class _Reader:
 
     def __init__(self, snapshot: Scannable, target: pa.Schema, where: pc.Expression | None,
                  bounds: Bounds, ts_field: str, batch_rows: int,
-                 prune: pc.Expression | None = None) -> None:
+                 prune: pc.Expression | None = None, positions: bool = False) -> None:
         self.snapshot = snapshot
         self.target = target
         self.where = where
@@ -153,6 +153,7 @@ class _Reader:
         self.batch_rows = batch_rows
         self.filter = _and([where, bounds.expression(ts_field)])
         self.prune = prune
+        self.positions = positions
         sorting = [SEQ] + ([ts_field] if type_at(snapshot.schema, ts_field) else [])
         read = [n for n in target.names[1:] if n not in (SEGMENT, ROW)]  # (placed after)
         self.read_schema = output_schema(
@@ -160,12 +161,19 @@ class _Reader:
 
     def segment(self, meta: SegmentMeta) -> pa.Table:
         """The wanted rows and columns of one segment, as read (in no particular order)."""
-        batches = self.snapshot.segment_batches(meta, self.read_schema, self.filter,
-                                                self.batch_rows, self.prune)
-        parts = [_project(pa.Table.from_batches([b]), self.read_schema) for b in batches]
+        parts = list(self.segment_tables(meta))
         if not parts:
-            return self.read_schema.empty_table()
+            return self._placed(self.read_schema.empty_table(), meta.id, None)
         return concat_tables(parts) if len(parts) > 1 else parts[0]
+
+    def segment_tables(self, meta: SegmentMeta) -> Iterator[pa.Table]:
+        """The wanted rows and columns of one segment, a batch at a time, as stored."""
+        for batch in self.snapshot.segment_batches(meta, self.read_schema, self.filter,
+                                                   self.batch_rows, self.prune,
+                                                   self.positions):
+            table = pa.Table.from_batches([batch])
+            yield self._placed(_project(table, self.read_schema), meta.id,
+                               table.column(ROW) if self.positions else None)
 
     def memtable(self) -> list[pa.Table]:
         """The wanted rows of every memtable part, in ``_seq`` order."""
@@ -173,8 +181,19 @@ class _Reader:
         for part in self.snapshot.memtable_parts:
             table = self._filtered(part)
             if table.num_rows:
-                out.append(_project(table, self.read_schema))
+                out.append(self._placed(_project(table, self.read_schema), -1, None))
         return out
+
+    def _placed(self, table: pa.Table, segment: int, rows: pa.ChunkedArray | None
+                ) -> pa.Table:
+        """``table`` with where its rows are stored (``_segment``, ``_row``; -1, -1 for
+        the memtable), when the scan was asked for positions."""
+        if not self.positions:
+            return table
+        n = table.num_rows
+        table = table.append_column(SEGMENT, pa.array(np.full(n, segment, dtype=np.int64)))
+        return table.append_column(ROW, rows if rows is not None and n
+                                   else pa.array(np.full(n, -1, dtype=np.int64)))
 
     def _filtered(self, table: pa.Table) -> pa.Table:
         if self.filter is None:
@@ -272,27 +291,12 @@ def _by_seq(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordB
         yield from reader.out(table)
 
 
-def _as_stored(reader: _Reader, segments: list[SegmentMeta], *, positions: bool = False
-               ) -> Iterator[pa.RecordBatch]:
+def _as_stored(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
     for meta in sorted(segments, key=lambda m: m.min_seq):
-        for batch in reader.snapshot.segment_batches(meta, reader.read_schema, reader.filter,
-                                                     reader.batch_rows, reader.prune,
-                                                     positions):
-            table = pa.Table.from_batches([batch])
-            read = _project(table, reader.read_schema)
-            if positions:
-                read = _placed(read, meta.id, table.column(ROW))
-            yield from reader.out(read)
+        for table in reader.segment_tables(meta):
+            yield from reader.out(table)
     for table in reader.memtable():
-        yield from reader.out(_placed(table, -1, None) if positions else table)
-
-
-def _placed(table: pa.Table, segment: int, rows: pa.ChunkedArray | None) -> pa.Table:
-    """``table`` with where its rows are stored: ``_segment`` and ``_row``."""
-    n = table.num_rows
-    table = table.append_column(SEGMENT, pa.array(np.full(n, segment, dtype=np.int64)))
-    return table.append_column(ROW, rows if rows is not None
-                               else pa.array(np.full(n, -1, dtype=np.int64)))
+        yield from reader.out(table)
 
 
 def _by_time(reader: _Reader, segments: list[SegmentMeta]) -> Iterator[pa.RecordBatch]:
@@ -329,8 +333,6 @@ def scan(snapshot: Scannable, columns: Sequence[str] | None = None,
     """Stream the events of ``snapshot`` that match; see the module docstring."""
     if order not in ("seq", "time", None):
         raise QueryError(f"order must be 'seq', 'time' or None, not {order!r}")
-    if positions and order is not None:
-        raise QueryError("positions=True needs order=None (as stored)")
     if where is not None and not isinstance(where, pc.Expression):
         raise QueryError(f"where must be a pyarrow compute expression, not "
                          f"{type(where).__name__}")
@@ -341,11 +343,8 @@ def scan(snapshot: Scannable, columns: Sequence[str] | None = None,
         if expression is not None:
             check_where(expression, snapshot.schema)
     bounds = Bounds(start, end, from_seq, to_seq)
-    reader = _Reader(snapshot, target, where, bounds, ts_field, batch_rows, prune)
+    reader = _Reader(snapshot, target, where, bounds, ts_field, batch_rows, prune, positions)
     segments = [m for m in snapshot.segments if bounds.overlaps(m)]
-    batches: Iterable[pa.RecordBatch]
-    if order is None:
-        batches = _as_stored(reader, segments, positions=positions)
-    else:
-        batches = (_by_seq if order == "seq" else _by_time)(reader, segments)
+    read = {"seq": _by_seq, "time": _by_time, None: _as_stored}[order]
+    batches: Iterable[pa.RecordBatch] = read(reader, segments)
     return pa.RecordBatchReader.from_batches(target, batches)

@@ -111,6 +111,22 @@ def read_rows(snapshot: Snapshot, rows: Mapping[int, np.ndarray], seqs: np.ndarr
     return _whole(snapshot, jobs, np.asarray(seqs, dtype=np.int64))
 
 
+def read_placed(snapshot: Snapshot, segments: np.ndarray, rows: np.ndarray,
+                seqs: np.ndarray) -> pa.Table:
+    """Every column of the events a scan with ``positions=True`` found: event ``i`` is
+    stored in segment ``segments[i]`` at row ``rows[i]`` (segment -1: the memtable,
+    found by its ``_seq``, ``seqs[i]``), in ``_seq`` order, each once."""
+    segments, rows, seqs = (np.asarray(a, dtype=np.int64) for a in (segments, rows, seqs))
+    in_memtable = np.unique(seqs[segments < 0])
+    order = np.lexsort((rows, segments))
+    segments, rows = segments[order], rows[order]
+    ids, starts = np.unique(segments, return_index=True)
+    ends = [*starts[1:].tolist(), len(segments)]
+    placed = {int(i): np.unique(rows[lo:hi])
+              for i, lo, hi in zip(ids.tolist(), starts.tolist(), ends, strict=True) if i >= 0}
+    return read_rows(snapshot, placed, in_memtable)
+
+
 def _positions_of(snapshot: Snapshot, meta: SegmentMeta, seqs: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.isin(snapshot.segment_seqs(meta), seqs))
 
