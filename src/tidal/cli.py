@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from tidal.api import Store
+    from tidal.correlate.result import Result
 
 __all__ = ["build_parser", "main"]
 PROBLEMS_SHOWN = 5
 POSITIONS_SHOWN = 20
+CORRELATIONS_SHOWN = 50
 
 
 # ---------------------------------------------------------------- parser
@@ -365,8 +367,27 @@ def cmd_eql(args: argparse.Namespace) -> int:
                            case_insensitive=args.case_insensitive,
                            category_field=args.category_field,
                            max_samples_per_key=args.max_samples_per_key)
-    _write(result.events, args.fmt)
+    if result.correlations and args.fmt == "table":
+        _write_correlations(result)
+    else:
+        _write(result.events, args.fmt)
     return 0
+
+
+def _write_correlations(result: Result) -> None:
+    """Each match of a sequence, sample or join as a group of rows under its key."""
+    from rich.markup import escape
+
+    from tidal import render
+
+    shown = result.correlations[:CORRELATIONS_SHOWN]
+    for c in shown:
+        key = ", ".join(f"{k}={v}" for k, v in c.key.items()) or "(no key)"
+        span = f"{render.instant(c.start)} .. {render.instant(c.end)}"
+        _write(c.events.drop_columns(["_sequence"]), "table", escape(f"#{c.id}  {key}  {span}"))
+    if len(result.correlations) > len(shown):
+        _console().print(f"... {len(result.correlations) - len(shown):,} more "
+                         "(--format json prints all)")
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -39,6 +39,15 @@ def printable(table: pa.Table, *, nested_as_json: bool = False) -> pa.Table:
     return table
 
 
+def instant(ns: int) -> str:
+    """Nanoseconds since the epoch as RFC 3339 UTC text, to the nanosecond."""
+    import datetime as dt
+
+    seconds, fraction = divmod(ns, 10**9)
+    moment = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{moment}.{fraction:09d}Z"
+
+
 def write_json_lines(table: pa.Table, out: BinaryIO) -> None:
     """Write ``table`` as one JSON object per line, timestamps in RFC 3339."""
     import msgspec

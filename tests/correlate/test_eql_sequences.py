@@ -215,3 +215,19 @@ def test_events_with_no_timestamp_take_their_arrival_time(tmp_path):
     assert [c.events.column("p").to_pylist() for c in found] == [["w", "h"]]
     assert stopped.correlations == []
     assert found[0].start <= found[0].end
+
+
+def test_the_command_line_prints_each_sequence_under_its_key(tmp_path, capsys):
+    from tidal.cli import main
+
+    path = tmp_path / "cli"
+    with tidal.open(path) as store:
+        store.append(events(BASE))
+    query = f"sequence by user {W} {H}"
+    assert main(["eql", query, "--store", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "#0  user=r  2026-01-01T00:00:02.000000000Z .. 2026-01-01T00:00:04.000000000Z" in out
+    assert "#1  user=u" in out and "_stage" in out
+    assert main(["eql", query, "--store", str(path), "--format", "json"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 4 and '"_sequence":0' in rows[0]
