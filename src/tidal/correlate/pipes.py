@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from tidal.correlate.plan import Pipe
 
-__all__ = ["apply_pipes"]
+__all__ = ["apply_pipes", "sort_ranks"]
 
 
 def apply_pipes(rows: pa.Table, pipes: tuple[Pipe, ...]) -> pa.Table:
@@ -47,7 +47,7 @@ def _apply(rows: pa.Table, pipe: Pipe) -> pa.Table:
     if name == "sort":
         if not rows.num_rows:
             return rows
-        return rows.take(pa.array(np.lexsort([_sort_key(k) for k in reversed(keys)])))
+        return rows.take(pa.array(np.lexsort([sort_ranks(k) for k in reversed(keys)])))
     if name == "count":
         return _count(rows.num_rows, keys, list(pipe.key_names))
     first, counts = _first_per_key(keys, rows.num_rows)
@@ -67,8 +67,9 @@ def _codes(key: pa.Array) -> np.ndarray:
     return np.asarray(encoded.indices, dtype=np.int64)
 
 
-def _sort_key(key: pa.Array) -> np.ndarray:
-    """Ranks of a column for sorting: nulls last."""
+def sort_ranks(key: pa.Array) -> np.ndarray:
+    """Ranks of a column for sorting (dense, nulls last; a type without an order by its
+    text)."""
     if pa.types.is_dictionary(key.type):
         key = key.cast(key.type.value_type)
     try:
@@ -99,6 +100,6 @@ def _count(total: int, keys: list[pa.Array], names: list[str]) -> pa.Table:
     table = pa.table({n: k.take(pa.array(first)) for n, k in zip(names, keys, strict=True)})
     table = table.append_column("count", pa.array(counts)).append_column(
         "percent", pa.array(counts / total))
-    order = np.lexsort([_sort_key(table.column(n).combine_chunks()) for n in reversed(names)]
+    order = np.lexsort([sort_ranks(table.column(n).combine_chunks()) for n in reversed(names)]
                        + [counts])
     return table.take(pa.array(order))

@@ -33,7 +33,6 @@ from contextlib import closing
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tidal.correlate._kernels_keys import KeyCodes
 from tidal.correlate._kernels_sample import collect, pick
@@ -45,6 +44,7 @@ from tidal.correlate.matching import (
     matched_batches,
     results,
 )
+from tidal.correlate.pipes import sort_ranks
 from tidal.correlate.plan import Sample
 from tidal.correlate.result import Correlation
 from tidal.store.readers import Snapshot
@@ -81,11 +81,4 @@ def _by_key(keys: list[pa.Array], count: int) -> np.ndarray:
     """The order of the samples by their key values (stable: ties keep their order)."""
     if not count:
         return np.zeros(0, dtype=np.int64)
-    ranks = []
-    for key in keys:
-        try:
-            rank = pc.rank(key, sort_keys="ascending", tiebreaker="dense")
-        except pa.ArrowNotImplementedError:  # (a type without an order: by its text)
-            rank = pc.rank(key.cast(pa.string()), sort_keys="ascending", tiebreaker="dense")
-        ranks.append(np.asarray(rank, dtype=np.int64))
-    return np.lexsort([np.arange(count), *reversed(ranks)])
+    return np.lexsort([np.arange(count), *(sort_ranks(k) for k in reversed(keys))])

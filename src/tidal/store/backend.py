@@ -134,13 +134,13 @@ def _paths_used(where_text: str, schema: pa.Schema, where: _Hashed) -> tuple[str
     that names a missing field fails to bind)."""
     used = []
     for i, field in enumerate(schema):
-        if _binds(where.expression, schema.remove(i)):
+        if applies(where.expression, schema.remove(i)):
             continue
         if not pa.types.is_struct(field.type) or "." in field.name:
             used.append(field.name)
             continue
         children = list(field.type)
-        needed = [child.name for j, child in enumerate(children) if not _binds(
+        needed = [child.name for j, child in enumerate(children) if not applies(
             where.expression, schema.set(i, field.with_type(
                 pa.struct(children[:j] + children[j + 1:]))))]
         if not needed or any("." in name for name in needed):  # (the struct as a whole)
@@ -150,7 +150,8 @@ def _paths_used(where_text: str, schema: pa.Schema, where: _Hashed) -> tuple[str
     return tuple(used)
 
 
-def _binds(where: pc.Expression, schema: pa.Schema) -> bool:
+def applies(where: pc.Expression, schema: pa.Schema) -> bool:
+    """Whether ``where`` can be evaluated over ``schema`` (every field it names is there)."""
     try:
         schema.empty_table().filter(where)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):

@@ -22,20 +22,11 @@ from tidal.errors import QueryError
 from tidal.model.paths import nested_column, outermost
 from tidal.model.schema import conform, unify
 from tidal.model.time import parse_instant
-from tidal.store.backend import SegmentStore
+from tidal.store.backend import SegmentStore, applies
 from tidal.store.memtable import MemView
 from tidal.store.run import ROW, SEQ, SliceSource, SortedRun
 from tidal.store.scan import Order, scan
 from tidal.store.segment import SegmentMeta
-
-
-def _applies(where: pc.Expression, schema: pa.Schema) -> bool:
-    """Whether ``where`` can be evaluated over ``schema`` (every field it names is there)."""
-    try:
-        schema.empty_table().filter(where)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return False
-    return True
 
 
 def _columns_of(schema: pa.Schema, names: Sequence[str]) -> list[str]:
@@ -131,7 +122,7 @@ class Snapshot:
             raise QueryError("the snapshot was closed before its scan was read; read "
                              "scans inside the snapshot's with-block")
         own = self.segment_schema(meta)
-        if where is not None and not _applies(where, own):
+        if where is not None and not applies(where, own):
             whole = pa.Table.from_batches(list(self._store.batches(
                 meta, None, None, batch_rows, positions=positions)))
             rows = whole.column(ROW) if positions else None
@@ -140,7 +131,7 @@ class Snapshot:
                 whole = whole.append_column(ROW, rows)
             yield from whole.filter(where).to_batches(batch_rows)
             return
-        if prune is not None and not _applies(prune, own):
+        if prune is not None and not applies(prune, own):
             prune = None
         yield from self._store.batches(meta, _columns_of(own, wanted.names), where, batch_rows,
                                        prune, positions)
