@@ -104,11 +104,11 @@ def test_correlations_carry_key_and_span(tmp_path):
     assert (only.start - T0, only.end - T0) == (5 * 10**9, 9 * 10**9)
 
 
-
 def test_an_empty_store_finds_nothing():
     with tidal.open(None) as store:
         result = store.eql("join [any where true] [any where true]")
     assert result.correlations == [] and result.events.column_names[:2] == ["_sequence", "_stage"]
+
 
 @pytest.mark.parametrize(("query", "says"), [
     (f"join by user {W} ![process where true]", "not allowed in a join"),

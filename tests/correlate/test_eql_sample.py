@@ -137,11 +137,11 @@ def test_elastic_documentation_example():
                                               ("farcry", [13, 110, 33])]
 
 
-
 def test_an_empty_store_finds_nothing():
     with tidal.open(None) as store:
         result = store.eql("sample by ?user [any where true] [any where true]")
     assert result.correlations == [] and result.events.column_names[:2] == ["_sequence", "_stage"]
+
 
 @pytest.mark.parametrize(("query", "says"), [
     (f"sample {W} {H}", "a sample needs join keys"),
