@@ -20,14 +20,13 @@ from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tidal.correlate.pipes import apply_pipes
 from tidal.correlate.plan import MATCH, Filter, Join, Plan, Sample, Sequence, event_column
 from tidal.correlate.result import Correlation, Result
-from tidal.model.paths import get_path
 from tidal.store.readers import Snapshot
 from tidal.store.run import ROW, SEGMENT, SEQ, int_column
+from tidal.store.scan import sort_by
 from tidal.store.seq_read import read_placed, read_seqs
 
 __all__ = ["execute", "run_filter"]
@@ -81,23 +80,23 @@ def run_filter(snapshot: Snapshot, node: Filter) -> pa.Table:
     reader = snapshot.scan(list(read.columns), prune=read.prune, start=read.start,
                            end=read.end, order=None if stored else "time", positions=stored)
     try:
+        names = [SEQ, SEGMENT, ROW] if stored else [SEQ]
         for batch in reader:
-            picked = np.flatnonzero(node.predicate.mask(pa.Table.from_batches([batch])))
+            table = pa.Table.from_batches([batch])
+            picked = np.flatnonzero(node.predicate.mask(table))
             if not picked.size:
                 continue
-            names = [SEQ, SEGMENT, ROW] if stored else [SEQ]
-            matched.append(pa.Table.from_batches([batch]).select(names).take(
-                pa.array(picked)))
+            matched.append(table.select(names).take(pa.array(picked)))
             found += picked.size
             if limit is not None and found >= limit:
                 break
     finally:
         reader.close()
     if stored:
-        return _in_time_order(_read_whole(snapshot, matched), snapshot.ts_field)
+        return sort_by(_read_whole(snapshot, matched), [snapshot.ts_field, SEQ])
     seqs = (np.concatenate([int_column(t, SEQ) for t in matched]) if matched
             else np.zeros(0, np.int64))
-    return _in_time_order(read_seqs(snapshot, np.sort(seqs[:limit])), snapshot.ts_field)
+    return sort_by(read_seqs(snapshot, np.sort(seqs[:limit])), [snapshot.ts_field, SEQ])
 
 
 def _read_whole(snapshot: Snapshot, matched: list[pa.Table]) -> pa.Table:
@@ -106,19 +105,6 @@ def _read_whole(snapshot: Snapshot, matched: list[pa.Table]) -> pa.Table:
         return read_seqs(snapshot, np.zeros(0, dtype=np.int64))
     return read_placed(snapshot, *(np.concatenate([int_column(t, name) for t in matched])
                                    for name in (SEGMENT, ROW, SEQ)))
-
-
-def _in_time_order(events: pa.Table, ts_field: str) -> pa.Table:
-    """``events`` sorted by (timestamp, ``_seq``)."""
-    column = get_path(events, ts_field)
-    if column is None or events.num_rows < 2:
-        return events
-    ts = np.asarray(pc.fill_null(pc.cast(column, pa.int64()), 0), dtype=np.int64)
-    seq = np.asarray(events.column("_seq"), dtype=np.int64)
-    order = np.lexsort((seq, ts))
-    if np.all(order[1:] > order[:-1]):
-        return events
-    return events.take(pa.array(order))
 
 
 def _match_rows(events: pa.Table, count: int, width: int) -> pa.Table:

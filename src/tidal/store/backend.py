@@ -10,18 +10,14 @@ split: :class:`~tidal.store.wal.WalWriter` or :class:`NullLog`.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from tidal.errors import CorruptionError
 from tidal.model.paths import outermost, root_at
@@ -114,40 +110,44 @@ class SegmentStore(Protocol):
         ...
 
 
-_LOCAL = pafs.LocalFileSystem()
-
-
-def _row_groups(path: Path, where: pc.Expression) -> list[int] | None:
+def _row_groups(segment: SegmentFile, where: pc.Expression) -> list[int] | None:
     """The row groups of a segment file whose statistics do not rule ``where`` out;
     None (all of them) when its statistics cannot be tested against ``where``."""
-    fragment = _PARQUET.make_fragment(str(path), _LOCAL)
     try:
-        return [group.id for group in fragment.subset(where).row_groups]
+        return [group.id for group in segment.fragment.subset(where).row_groups]
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
 
 
-@functools.lru_cache(maxsize=256)
-def _paths_used(where_text: str, schema: pa.Schema, where: _Hashed) -> tuple[str, ...]:
+_PATHS_USED: dict[tuple[str, pa.Schema], tuple[str, ...]] = {}
+""":func:`_paths_used` by the expression's text and the schema (a few hundred at most)."""
+
+
+def _paths_used(where: pc.Expression, schema: pa.Schema) -> tuple[str, ...]:
     """The Parquet column paths of ``schema`` that ``where`` reads (a top-level column,
     or the children of a struct it reads): those it cannot do without (a filter
     that names a missing field fails to bind)."""
+    key = (str(where), schema)
+    if key in _PATHS_USED:
+        return _PATHS_USED[key]
     used = []
     for i, field in enumerate(schema):
-        if applies(where.expression, schema.remove(i)):
+        if applies(where, schema.remove(i)):
             continue
         if not pa.types.is_struct(field.type) or "." in field.name:
             used.append(field.name)
             continue
         children = list(field.type)
         needed = [child.name for j, child in enumerate(children) if not applies(
-            where.expression, schema.set(i, field.with_type(
-                pa.struct(children[:j] + children[j + 1:]))))]
+            where, schema.set(i, field.with_type(pa.struct(children[:j] + children[j + 1:]))))]
         if not needed or any("." in name for name in needed):  # (the struct as a whole)
             used.append(field.name)
         else:
             used += [f"{field.name}.{name}" for name in needed]
-    return tuple(used)
+    if len(_PATHS_USED) >= 256:
+        _PATHS_USED.clear()
+    _PATHS_USED[key] = tuple(used)
+    return _PATHS_USED[key]
 
 
 def applies(where: pc.Expression, schema: pa.Schema) -> bool:
@@ -157,19 +157,6 @@ def applies(where: pc.Expression, schema: pa.Schema) -> bool:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return False
     return True
-
-
-@dataclass(frozen=True, eq=False)
-class _Hashed:
-    """An expression carried through a cache keyed on its text."""
-
-    expression: pc.Expression
-
-    def __hash__(self) -> int:
-        return 0
-
-    def __eq__(self, other: object) -> bool:
-        return True
 
 
 def _rows_of(starts: np.ndarray, groups: list[int] | None) -> np.ndarray:
@@ -210,11 +197,6 @@ class LazySegment:
 
     def entity_slice(self, entity: str, start: int | None, end: int | None) -> Slice | None:
         return (self._source or self._opened()).entity_slice(entity, start, end)
-
-
-_PARQUET = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(
-    page_checksum_verification=True))
-"""Parquet reads that check every page against its checksum."""
 
 
 class DiskSegments:
@@ -277,12 +259,12 @@ class DiskSegments:
         try:
             # the row groups their statistics do not rule out (None: all)
             groups = None if where is None and prune is None else _row_groups(
-                path, where if prune is None else prune if where is None else where & prune)
+                segment, where if prune is None else prune if where is None else where & prune)
             if groups == []:
                 return
             schema = segment.schema
             read = columns if columns is None or where is None else outermost(
-                [*columns, *_paths_used(str(where), schema, _Hashed(where))],
+                [*columns, *_paths_used(where, schema)],
                 top=schema.names)
             rows = _rows_of(segment.starts, groups) if positions else None
             at = 0

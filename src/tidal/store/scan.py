@@ -218,7 +218,9 @@ def _ints(table: pa.Table, path: str) -> np.ndarray:
     return np.asarray(column.combine_chunks().cast(pa.int64()))
 
 
-def _sorted(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+def sort_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """``table`` ordered by the integer (or timestamp) columns at paths ``keys``
+    (itself when already in that order)."""
     if table.num_rows < 2:
         return table
     arrays = [_ints(table, k) for k in reversed(keys)]
@@ -253,7 +255,7 @@ def in_order(units: list[Unit], keys: Sequence[str]) -> Iterator[pa.Table]:
         following = units[i + 1][0] if i + 1 < len(units) else None
         if following is not None and min(_low(t, keys[0]) for t in pending) >= following:
             continue  # nothing can go out before the next unit is read
-        merged = _sorted(concat_tables(pending) if len(pending) > 1 else pending[0], keys)
+        merged = sort_by(concat_tables(pending) if len(pending) > 1 else pending[0], keys)
         cut = merged.num_rows if following is None else int(
             np.searchsorted(_ints(merged, keys[0]), following, side="left"))
         if cut:

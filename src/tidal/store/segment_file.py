@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tidal.errors import CorruptionError
@@ -34,6 +36,7 @@ def slice_bytes(part: Slice) -> int:
     return part.table.nbytes + part.ts.nbytes
 
 
+_LOCAL = pafs.LocalFileSystem()
 TAKE_THREADS = 8
 """Row groups a take reads before it decodes their columns on several threads."""
 
@@ -76,6 +79,15 @@ class SegmentFile:
         if rows != self.meta.rows:
             raise CorruptionError(f"segment holds {rows} rows, the manifest says "
                                   f"{self.meta.rows}", path=str(self.path))
+        return found
+
+    @functools.cached_property
+    def fragment(self) -> ds.ParquetFileFragment:
+        """The file as a dataset fragment, for pruning row groups by their statistics
+        (its footer parsed once)."""
+        self._parquet  # noqa: B018 - the footer checked against the manifest first
+        found = ds.ParquetFileFormat().make_fragment(str(self.path), _LOCAL)
+        found.ensure_complete_metadata()
         return found
 
     @functools.cached_property
