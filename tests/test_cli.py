@@ -11,9 +11,11 @@ import gzip
 import io
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,6 +239,146 @@ def test_demo(tmp_path: Path) -> None:
     assert str(root / "k8s") in out
     assert count(root / "services") == 28_000
     assert count(root / "k8s") == 12_000
+
+    assert "live: the 4 rules of k8s.eql subscribed, 20,000 Kubernetes events" in out
+    rules = ("crash_loop", "oom_cascade", "config_change_restarts", "node_pressure_evictions")
+    fired = [words for line in out.splitlines()  # "  6.2 ms  oom_cascade  POD  00:03:18  ..."
+             if len(words := line.split()) > 5 and words[2] in rules]
+    assert all(float(words[0]) >= 0 and words[1] == "ms" for words in fired)
+    table = {cells[0]: cells[1:] for line in out.splitlines()
+             if len(cells := [c.strip() for c in line.split("│")[1:-1]]) == 4}
+    assert table.keys() >= set(rules)
+    for rule in rules:  # found live, planted, late
+        found, planted, late = (int(v) for v in table[rule])
+        assert found == planted == sum(words[2] == rule for words in fired) > 0, rule
+        assert late == 0
+    assert count(root / "k8s-live") == 20_000
+
+
+WATCHED = ('sequence by pod with maxspan=1m [any where reason == "OOMKilled"] '
+           '[any where reason == "Started"]')
+NO_RESTART = 'events({reason="OOMKilled"}) unless on(pod) within(2s) events({reason="Started"})'
+
+
+class Watch:
+    """``tidal watch`` running as a subprocess; its output read line by line with
+    timeouts (a thread per pipe), so a watch that prints nothing fails, not hangs."""
+
+    def __init__(self, store: Path, *args: str) -> None:
+        env = {**os.environ, "COLUMNS": "200"}
+        env.pop("FORCE_COLOR", None)
+        self.proc = subprocess.Popen([*TIDAL, "watch", *args, "--store", str(store)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.out: queue.Queue[str | None] = queue.Queue()
+        self.err: queue.Queue[str | None] = queue.Queue()
+        for pipe, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=self._read, args=(pipe, lines), daemon=True).start()
+        started = self.line(self.err)
+        assert started.startswith("watching "), started + self.rest(self.err)
+
+    @staticmethod
+    def _read(pipe: io.TextIOBase, lines: queue.Queue[str | None]) -> None:
+        with pipe:
+            for line in pipe:
+                lines.put(line)
+        lines.put(None)
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:  # the test failed with it running
+            self.proc.kill()
+            self.proc.wait(timeout=60)
+
+    def line(self, lines: queue.Queue[str | None], timeout_s: float = 60) -> str:
+        line = lines.get(timeout=timeout_s)
+        assert line is not None, f"tidal watch ended: {self.rest(self.err)}"
+        return line
+
+    def block(self) -> list[str]:
+        """The next correlation printed: its title line and its table."""
+        lines = [self.line(self.out)]
+        while not lines[-1].startswith("└"):
+            lines.append(self.line(self.out))
+        return lines
+
+    def rest(self, lines: queue.Queue[str | None]) -> str:
+        text = []
+        while (line := lines.get(timeout=60)) is not None:
+            text.append(line)
+        return "".join(text)
+
+    def interrupt(self) -> tuple[str, str]:
+        """Ctrl-C: it must stop cleanly with status 0; returns what it printed then."""
+        self.proc.send_signal(signal.SIGINT)
+        assert self.proc.wait(timeout=60) == 0, self.rest(self.err)
+        return self.rest(self.out), self.rest(self.err)
+
+
+def pod_event(second: float, pod: str, reason: str, t0_ns: int = T0_NS) -> dict[str, object]:
+    return {"timestamp": t0_ns + round(second * 10**9), "pod": pod, "reason": reason}
+
+
+def test_watch_prints_each_correlation_as_it_fires_until_ctrl_c(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    with tidal.open(path, entity_field="pod") as store:
+        store.append([pod_event(0, "a", "Started")])  # before the watch: not replayed
+        with Watch(path, WATCHED) as watch:
+            store.append([pod_event(1, "a", "OOMKilled"), pod_event(2, "b", "Started")])
+            store.append([pod_event(3, "a", "Started")])
+            first = watch.block()
+            assert first[0].strip() == (f"#0  pod=a  {rfc3339(T0_NS + 10**9)} .. "
+                                        f"{rfc3339(T0_NS + 3 * 10**9)}  complete")
+            rows = [line.split("│")[1:-1] for line in first if line.startswith("│")]
+            assert [[cell.strip() for cell in row] for row in rows] == [
+                ["1", "1", rfc3339(T0_NS + 10**9), "a", "OOMKilled"],
+                ["2", "3", rfc3339(T0_NS + 3 * 10**9), "a", "Started"]]
+            assert "_stage" in first[2] and "_sequence" not in "".join(first)
+
+            store.append([pod_event(10, "b", "OOMKilled"), pod_event(12, "b", "Started")])
+            assert watch.block()[0].startswith("#1  pod=b  ")
+            store.append([pod_event(5, "c", "OOMKilled")])  # behind the watermark: late
+            store.append([pod_event(20, "d", "OOMKilled"), pod_event(21, "d", "Started")])
+            assert watch.block()[0].startswith("#2  pod=d  ")  # (so the late one was seen)
+            out, err = watch.interrupt()
+    assert out == "stopped: 3 correlations, 1 late events, 0 evicted (of 8 events seen)\n"
+    assert err == ""
+
+
+def test_watch_from_seq_replays_history_and_idle_advance_settles_absence(
+        tmp_path: Path) -> None:
+    """A CorQL ``unless`` over stored events: history is replayed from ``--from-seq``;
+    the lateness holds the last OOM kill back and nothing more comes, so only
+    ``--idle-advance`` (by the clock) can settle that no restart followed it."""
+    path, now_ns = tmp_path / "s", time.time_ns()
+    with tidal.open(path, entity_field="pod") as store:
+        store.append([pod_event(-20, "a", "OOMKilled", now_ns),
+                      pod_event(-19, "a", "Started", now_ns),
+                      pod_event(-10, "b", "OOMKilled", now_ns)])
+    with Watch(path, NO_RESTART, "--language", "corql", "--from-seq", "0",
+               "--lateness", "5s", "--idle-advance", "1s") as watch:
+        block = watch.block()
+        assert block[0].startswith("#0  pod=b  ") and "OOMKilled" in block[-2]
+        out, err = watch.interrupt()
+    assert out == "stopped: 1 correlations, 0 late events, 0 evicted (of 3 events seen)\n"
+    assert err == ""
+
+
+def test_watch_refuses_what_cannot_run_live(store: Path,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    query = 'join by pod [any where n == 1] [any where n == 2]'
+    assert main(["watch", query, "--store", str(store)]) == 1
+    out, err = capfd.readouterr()
+    assert out == "" and err.startswith("tidal: error: ") and "history" in err
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C is the caller's again
+    assert main(["watch", "any where true", "--store", str(store), "--lateness", "soon"]) == 1
+    assert "allowed_lateness" in capfd.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["watch", "any where true", "--store", str(store), "--from-seq", "-1"])
+    assert exited.value.code == 2 and "must not be negative" in capfd.readouterr().err
 
 
 def test_damaged_and_foreign_stores_are_one_clean_error(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import tidal
 
 EXPORTED = {
     "BackpressureError", "ClosedError", "ConfigError", "CorruptionError", "DecodeError",
-    "Follower", "IngestError", "Problem", "QueryError", "ReadOnlyError", "Receipt", "Snapshot",
-    "SchemaError", "SourceError", "StorageError", "Store", "TidalError", "__version__", "open",
+    "FollowedBy", "Follower", "IngestError", "Problem", "QueryError", "ReadOnlyError",
+    "Receipt", "Snapshot", "SchemaError", "SourceError", "StorageError", "Store", "TidalError",
+    "__version__", "open",
 }
 
 

@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from tidal.api import Receipt, Store, open
+    from tidal.correlate.followed import FollowedBy
     from tidal.store.feed import Follower
     from tidal.store.readers import Snapshot
 
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "CorruptionError",
     "DecodeError",
+    "FollowedBy",
     "Follower",
     "IngestError",
     "Problem",
@@ -61,6 +63,10 @@ def __getattr__(name: str) -> Any:
         from tidal import api
 
         return getattr(api, name)
+    if name == "FollowedBy":
+        from tidal.correlate.followed import FollowedBy
+
+        return FollowedBy
     if name == "Follower":
         from tidal.store.feed import Follower
 

@@ -1,10 +1,12 @@
 """``tidal demo``: generate the services, k8s and security workloads, ingest, query (SQL,
-timelines, the EQL rule pack), show stats.
+timelines, the EQL rule pack), show stats; then replay a k8s workload as a live
+stream under the Kubernetes rules, showing each correlation as it fires.
 
-Two embedded stores live under the demo directory, because their entity fields
-differ: ``services/`` (entity ``pod``) and ``k8s/`` (entity
-``kubernetes.pod.name``). The directory is wiped first, but only if it is
-empty or was made by an earlier demo (it holds a ``.tidal-demo`` marker).
+Embedded stores live under the demo directory, one per entity field:
+``services/`` (entity ``pod``), ``k8s/`` and ``k8s-live/`` (entity
+``kubernetes.pod.name``) and ``security/`` (``host.name``). The directory is
+wiped first, but only if it is empty or was made by an earlier demo (it holds a
+``.tidal-demo`` marker).
 """
 
 from __future__ import annotations
@@ -19,15 +21,31 @@ from typing import TYPE_CHECKING
 from tidal.errors import ConfigError
 
 if TYPE_CHECKING:
+    from queue import SimpleQueue
+
     import pyarrow as pa
     from rich.console import Console
 
     from tidal.api import Store
+    from tidal.correlate.result import Correlation
 
 __all__ = ["SERVICES_SHARE", "run_demo"]
 
 RULES = Path(__file__).resolve().parents[2] / "rules" / "security.eql"
 """The EQL rule pack, beside the source tree (the demo runs from a checkout)."""
+K8S_RULES = RULES.with_name("k8s.eql")
+"""The Kubernetes rules, run live over a replayed stream."""
+K8S_PLANTED = {"crash_loop": "crash_loops", "oom_cascade": "oom_chains",
+               "config_change_restarts": "config_chains",
+               "node_pressure_evictions": "node_pressures"}
+"""Each Kubernetes rule's chains, by the k8s workload's name for them."""
+LIVE_EVENTS = 20_000
+LIVE_APPEND_EVENTS = 500
+LIVE_PAUSE_S = 0.02
+"""The live replay: its events, in appends of this many, this long apart."""
+LIVE_DRAIN_S = 30.0
+WATCH_EXAMPLE = ('sequence by kubernetes.pod.name [any where reason == "OOMKilled"] '
+                 '[any where reason == "Started"]')
 SECURITY_EVENTS = 200_000
 SERVICES_SHARE = 0.7
 """Share of the demo's events that are service request logs; the rest are k8s events."""
@@ -92,6 +110,7 @@ def _rate(n: int, seconds: float) -> str:
 
 def run_demo(root: Path, events: int, console: Console) -> None:
     """Generate ``events`` events into fresh stores under ``root`` and show what Tidal does."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import tidal
@@ -144,6 +163,7 @@ def run_demo(root: Path, events: int, console: Console) -> None:
         console.print(f"flushed both stores to segments in {time.perf_counter() - started:.2f} s")
         for store in (svc, kube):
             console.print(stats_table(store.stats(), title=f"stats of {store.path}"))
+        _show_live(stack, root, console)
     console.print()
     console.print("try:")
     console.print(f"  tidal sql \"SELECT level, count(*) FROM events GROUP BY level\" "
@@ -151,6 +171,8 @@ def run_demo(root: Path, events: int, console: Console) -> None:
     console.print(f"  tidal timeline POD --store {root / 'k8s'}")
     console.print(f"  tidal eql 'process where process.name : \"cmd*\"' "
                   f"--store {root / 'security'}")
+    console.print(escape(f"  tidal watch '{WATCH_EXAMPLE}' --from-seq 0 "
+                         f"--store {root / 'k8s-live'}"))
 
 
 def _show_rules(stack: ExitStack, root: Path, events: int, console: Console) -> None:
@@ -220,3 +242,91 @@ def _show_sql(store: Store, query: str, title: str, console: Console) -> None:
     console.print(f"[bold]{title}[/] in {took_ms:.1f} ms")
     console.print(f"[dim]{' '.join(query.split())}[/]")
     console.print(rich_table(answer))
+
+
+def _show_live(stack: ExitStack, root: Path, console: Console) -> None:
+    """Subscribe the Kubernetes rules to a fresh store, replay a k8s workload into it
+    as a live stream, and show each correlation as it fires, with its latency: from
+    the return of the append that committed its last event to its delivery."""
+    from queue import SimpleQueue
+
+    import tidal
+    from tidal.bench.workloads import k8s
+    from tidal.correlate.eql.rules import load_rules
+
+    console.print()
+    if not K8S_RULES.exists():
+        console.print(f"(no rule pack at {K8S_RULES}: the live rules are skipped)")
+        return
+    rules = load_rules(K8S_RULES)
+    table, planted = k8s(LIVE_EVENTS, seed=0)
+    parts = [table.slice(i, LIVE_APPEND_EVENTS)
+             for i in range(0, table.num_rows, LIVE_APPEND_EVENTS)]
+    store = stack.enter_context(tidal.open(root / "k8s-live", entity_field=K8S_ENTITY))
+    seen: SimpleQueue[tuple[str, Correlation, float]] = SimpleQueue()
+
+    def deliver(name: str) -> Callable[[Correlation], None]:
+        return lambda c: seen.put((name, c, time.perf_counter()))
+
+    console.print(f"[bold]live[/]: the {len(rules)} rules of {K8S_RULES.name} subscribed, "
+                  f"{table.num_rows:,} Kubernetes events replayed as a stream "
+                  f"(appends of {LIVE_APPEND_EVENTS:,}, {LIVE_PAUSE_S * 1e3:.0f} ms apart)")
+    # subscribe() plans against the store's fields, so the first append comes first
+    # and the subscriptions start at _seq 0: they replay it, then go on live.
+    ends = [store.append(parts[0]).last_seq or 0]
+    returned = [time.perf_counter()]
+    subs = [stack.enter_context(store.subscribe(rule.query, from_seq=0,
+                                                callback=deliver(rule.name)))
+            for rule in rules]
+    found: dict[str, list[float]] = {rule.name: [] for rule in rules}
+    console.print(f"[dim]  {'latency':>9}  {'rule':<24} {'key':<28} {'at':<8}  events[/]")
+    started = time.perf_counter()
+    for part in parts[1:]:
+        time.sleep(LIVE_PAUSE_S)
+        receipt = store.append(part)
+        returned.append(time.perf_counter())
+        ends.append(receipt.last_seq or 0)
+        _show_fired(seen, ends, returned, found, console)
+    deadline = time.monotonic() + LIVE_DRAIN_S
+    while any(sub.stats().events < table.num_rows for sub in subs) \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.01)  # (the callbacks run just after the stats move)
+    _show_fired(seen, ends, returned, found, console)
+    took_s = time.perf_counter() - started
+    latencies = sorted(ms for times in found.values() for ms in times)
+    console.print(f"replayed {table.num_rows:,} events in {len(parts)} appends in "
+                  f"{took_s:.1f} s: {len(latencies)} correlations"
+                  + (f", latency median {latencies[len(latencies) // 2]:.1f} ms, "
+                     f"max {latencies[-1]:.1f} ms" if latencies else ""))
+    import pyarrow as pa
+
+    from tidal.render import rich_table
+
+    console.print(rich_table(pa.table({
+        "rule": [rule.name for rule in rules],
+        "found live": [len(found[rule.name]) for rule in rules],
+        "planted": [planted.get(K8S_PLANTED.get(rule.name, ""), 0) for rule in rules],
+        "late": [sub.stats().late for sub in subs]})))
+
+
+def _show_fired(seen: SimpleQueue[tuple[str, Correlation, float]], ends: list[int],
+                returned: list[float], found: dict[str, list[float]],
+                console: Console) -> None:
+    """Print the correlations delivered so far, each with its latency."""
+    from bisect import bisect_left
+
+    from rich.markup import escape
+
+    from tidal.render import instant
+
+    while not seen.empty():
+        name, c, at = seen.get()
+        last = max(c.events.column("_seq").to_pylist())
+        batch = bisect_left(ends, last)  # the append that committed it
+        latency_ms = (at - returned[batch]) * 1e3 if batch < len(returned) else 0.0
+        found[name].append(latency_ms)
+        key = ", ".join(f"{v}" for v in c.key.values())
+        chain = " → ".join(str(r) for r in c.events.column("reason").to_pylist())
+        console.print(escape(f"  {latency_ms:6.1f} ms  {name:<24} {key:<28} "
+                             f"{instant(c.end)[11:19]}  {chain}"))

@@ -41,7 +41,10 @@ from tidal.store.repair import RepairReport
 from tidal.store.scan import Order
 
 if TYPE_CHECKING:
-    from tidal.correlate.result import Result
+    from tidal.correlate.followed import FollowedBy
+    from tidal.correlate.result import Correlation, Result
+    from tidal.correlate.ruleset import RuleInfo, RuleSet
+    from tidal.correlate.subscription import Subscription
     from tidal.query.sql import SqlEngine
 
 
@@ -58,6 +61,8 @@ class Receipt:
         source: the source the append was made for, if any.
         position: that source's committed position after this append.
         duplicate: the position was at or below the committed one: nothing was stored.
+        duplicates: events skipped as duplicates of stored ones (``dedup_key``; see
+            :func:`open`); ``count`` does not include them.
     """
 
     count: int
@@ -68,6 +73,7 @@ class Receipt:
     source: str | None = None
     position: int | None = None
     duplicate: bool = False
+    duplicates: int = 0
 
 
 class Store:
@@ -98,6 +104,11 @@ class Store:
         self._dead_letter = (Path(config.dead_letter_path) if config.dead_letter_path
                              else self.path / "dead-letter.ndjson" if self.path is not None
                              else Path("tidal-dead-letter.ndjson"))
+        self._fs = fs
+        self._rule_set: RuleSet | None = None
+        self._rules_lock = threading.Lock()
+        if self.path is not None and (self.path / "rules.json").exists():
+            self._ruleset()  # (rules run live from open on)
 
     # -- writing --------------------------------------------------------------
     def append(self, data: object, *, format: str | None = None,
@@ -147,7 +158,7 @@ class Store:
         done = prepared[0] if prepared else None  # a duplicate was never decoded
         return Receipt(stored.count, stored.first_seq, stored.last_seq,
                        done.rejected if done else 0, done.dead_letter if done else None,
-                       source, stored.position, stored.duplicate)
+                       source, stored.position, stored.duplicate, stored.duplicates)
 
     def positions(self) -> dict[str, int]:
         """The committed position of every source (see :meth:`append`).
@@ -222,6 +233,150 @@ class Store:
                            category_field=category_field or self.config.category_field,
                            field_types=field_types, max_samples_per_key=max_samples_per_key)
 
+    def correlate(self, query: str, *, start: object = None, end: object = None
+                  ) -> Iterator[Correlation]:
+        """Run a CorQL join over the store: the correlations, in the order they complete.
+
+        ``events({service="frontend"})[5m] and on(request_id) within(30s)
+        events({service="backend"}) {status=~"5.."}``: an event of the first
+        selector (the anchor) and the earliest unused event of the other within
+        30 s of it, with the same ``request_id``, make one correlation (both are
+        used up; ``group_left(..)`` gives one per anchor event, ``group_right(..)``
+        one per other event). ``or`` keeps an anchor without a partner as a
+        partial correlation, ``unless`` keeps only those without one. ``end``
+        (default: now) is where each selector's ``[range]`` looks back from; the
+        README, "CorQL", has the whole language.
+
+        Raises:
+            QueryError: the query is malformed (the message names line and column),
+                names an unknown source or key field.
+        """
+        from tidal.correlate.corql.run import run_corql  # (numba loads on first use)
+
+        with self.snapshot() as snap:
+            found = run_corql(snap, query, start=start, end=end).correlations
+        return iter(found)
+
+    def subscribe(self, query: str, *, language: str = "eql", allowed_lateness: object = "0s",
+                  idle_advance: object = None, max_keys: int | None = 1_000_000,
+                  max_state_bytes: int | None = 256 << 20, clock: Any = None,
+                  callback: Any = None, from_seq: int | None = None, start: object = None
+                  ) -> Subscription:
+        """Run a query live: its correlations as the events that complete them are
+        committed.
+
+        ``language``: ``"eql"`` (event queries and sequences) or ``"corql"``. Event
+        time drives everything: the watermark is the highest event time seen
+        minus ``allowed_lateness``; events are matched in time order once it
+        passes them, so the answers are those of :meth:`eql` / :meth:`correlate`
+        over the same events, however they were split into appends and in
+        whatever order they came within the lateness. An event below the
+        watermark is late: counted in ``stats().late`` (and stored) but not
+        matched. Absence (a missing-event stage at the end of a sequence, an
+        ``or`` or ``unless``) fires when the watermark passes its deadline; with
+        ``idle_advance="30s"`` the watermark also follows ``clock`` (default: the
+        system clock, int ns) minus that when no event has come for that long.
+        Past ``max_keys`` keys or ``max_state_bytes`` of state, the oldest held
+        events are evicted and counted. ``from_seq`` (or ``start``, an event
+        time) starts in the past: history is replayed through the same executor,
+        then it goes on live, with no gap and no repeat.
+
+        Returns a :class:`~tidal.correlate.subscription.Subscription`: iterate it
+        (``for`` or ``async for``), or pass ``callback``; ``close()`` ends it.
+
+        Raises:
+            QueryError: the query is malformed, or cannot run live (pipes, EQL
+                ``join`` and ``sample``).
+            ConfigError: a bad option.
+        """
+        from tidal.config import parse_duration_ns
+        from tidal.correlate.live import LiveExecutor
+        from tidal.correlate.subscription import Subscription
+
+        if language not in ("eql", "corql"):
+            raise ConfigError(f"language must be 'eql' or 'corql', not {language!r}",
+                              field="language")
+        lateness_ns = parse_duration_ns(allowed_lateness, name="allowed_lateness")
+        idle_ns = None if idle_advance is None else parse_duration_ns(
+            idle_advance, name="idle_advance")
+        for name, bound in (("max_keys", max_keys), ("max_state_bytes", max_state_bytes)):
+            if bound is not None and (not isinstance(bound, int) or bound < 1):
+                raise ConfigError(f"{name} must be a whole number >= 1 or None", field=name)
+        start_ns = parse_instant(start, name="start")
+        with self.snapshot() as snap:
+            schema, ts_field = snap.schema, snap.ts_field
+        if language == "corql":
+            from tidal.correlate.corql.run import live_planner as corql_planner
+
+            planner = corql_planner(query, ts_field=ts_field)
+        else:
+            from tidal.correlate.eql.run import live_planner
+
+            planner = live_planner(query, ts_field=ts_field,
+                                   category_field=self.config.category_field)
+        executor = LiveExecutor(planner, schema, ts_field=ts_field,
+                                allowed_lateness_ns=lateness_ns, max_keys=max_keys,
+                                max_state_bytes=max_state_bytes, start_ns=start_ns, text=query)
+        if start_ns is not None and from_seq is None:
+            from_seq = 0
+        return Subscription(self.follow(from_seq), executor, idle_advance_ns=idle_ns,
+                            clock=clock, callback=callback)
+
+    def followed_by(self, a: str, b: str, *, within: object, by: str | Sequence[str],
+                    start: object = None, end: object = None, examples: int = 5
+                    ) -> FollowedBy:
+        """How often events matching ``a`` are followed by one matching ``b`` for the
+        same key within ``within``, how soon, with example pairs.
+
+        ``a`` and ``b`` are EQL conditions (``event.action == "logon"``) or event
+        queries (``authentication where ...``). ``by``: the key, a field path or a
+        list of them; an event with a null key value never pairs. ``within``: a
+        duration (``"30s"``, ``"250ms"``, ``"5m"``, ``"1h"``, ``"2d"``), int ns or a
+        ``timedelta``. Only events in [``start``, ``end``) take part, as ``a`` or
+        ``b``.
+
+        How it works: an ``a`` event is followed when a ``b`` event of its key comes
+        after it in (timestamp, ``_seq``) order, no more than ``within`` later
+        (inclusive); an event that matches both never follows itself. Its gap is
+        the time to the first such ``b`` (several ``a`` events may share one
+        ``b``). One scan reads only the fields the conditions and key need; the
+        pairing is columnar (:mod:`tidal.correlate.followed`).
+
+        Returns:
+            A :class:`~tidal.correlate.followed.FollowedBy`: ``total`` (``a`` events
+            with a key), ``followed``, ``ratio``, the gaps' mean, p50 and p99 (ns,
+            None when nothing followed), ``examples`` (the first followed ``a``
+            events in time, each a ``Pair(a_seq, b_seq, key, gap_ns)``),
+            ``within_ns`` and ``by``.
+
+        Raises:
+            QueryError: a condition is malformed (the message names its line and
+                column) or does not fit the data.
+            ConfigError: a bad ``within``, ``by`` (an unknown or nested field) or
+                ``examples``.
+
+        Example:
+            >>> import tidal
+            >>> store = tidal.open()
+            >>> _ = store.append([
+            ...     {"timestamp": f"2026-01-01T00:{m:02d}:00Z", "user": u,
+            ...      "event": {"action": act}}
+            ...     for m, u, act in [(0, "ann", "fail"), (2, "ann", "logon"),
+            ...                       (3, "bob", "fail"), (30, "bob", "logon")]])
+            >>> seen = store.followed_by('event.action == "fail"', 'event.action == "logon"',
+            ...                          within="5m", by="user")
+            >>> seen.total, seen.followed, seen.ratio, seen.gap_p50_ns
+            (2, 1, 0.5, 120000000000)
+            >>> seen.examples[0].key
+            {'user': 'ann'}
+            >>> store.close()
+        """
+        from tidal.correlate.followed import followed_by  # (numba loads on first use)
+
+        with self.snapshot() as snap:
+            return followed_by(snap, a, b, within=within, by=by, start=start, end=end,
+                               examples=examples, category_field=self.config.category_field)
+
     def snapshot(self) -> Snapshot:
         """A consistent view of the store as it is now, until closed.
 
@@ -287,7 +442,8 @@ class Store:
             params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run DuckDB SQL over the view ``events`` (segments and memtable).
 
-        Nested fields are structs: ``kubernetes.pod.name`` works as written.
+        Nested fields are structs: ``kubernetes.pod.name`` works as written. The
+        view ``correlations`` holds the rules' stored correlations.
         Read-only and confined to the store's own files: one statement per
         call, reads only; anything else, and bad SQL, raise
         :class:`~tidal.errors.QueryError`. Keys SQL cannot show as written
@@ -295,11 +451,64 @@ class Store:
         string literal (see the README).
         """
         engine = self._sql_engine()
+        views = {"correlations": self._rule_set.table() if self._rule_set is not None
+                 else _no_correlations()}
 
         def run() -> pa.Table:
             with self._engine.snapshot() as snap:
-                return engine.query(snap, query, params)
+                return engine.query(snap, query, params, views=views)
         return self._engine.retrying(run)
+
+    # -- rules ----------------------------------------------------------------
+    def add_rule(self, name: str, query: str, *, language: str = "eql") -> None:
+        """Add a rule: a named live query whose correlations are stored durably.
+
+        The rule persists in the store directory and runs live from the next
+        event on (and from every later :func:`open` on). Its correlations are
+        kept in ``correlations.log``: read them with :meth:`correlations` or the
+        SQL view ``correlations``. After a crash, reopening replays the stored
+        events through the rules, so no correlation of an acknowledged event is
+        lost and none is stored twice.
+
+        Raises:
+            QueryError: the query is malformed or cannot run live.
+            ConfigError: the name is taken, or not 1 to 200 characters.
+        """
+        self._ruleset().add(name, query, language, self.max_seq() + 1)
+
+    def remove_rule(self, name: str) -> None:
+        """Stop and forget the rule ``name`` (its stored correlations stay).
+
+        Raises:
+            ConfigError: there is no such rule.
+        """
+        self._ruleset().remove(name)
+
+    def rules(self) -> list[RuleInfo]:
+        """The rules, each with its query, language, first ``_seq`` and live stats."""
+        return self._ruleset().infos()
+
+    def correlations(self, rule: str | None = None, start: object = None, end: object = None
+                     ) -> pa.Table:
+        """The stored correlations of the rules (of ``rule``; starting in [``start``,
+        ``end``)), as the SQL view ``correlations`` has them: ``rule``, ``id``,
+        ``key`` (JSON), ``start``, ``end``, ``completeness`` and the ``seqs`` of
+        their events."""
+        return self._ruleset().table(rule, parse_instant(start, name="start"),
+                                     parse_instant(end, name="end"))
+
+    def _ruleset(self) -> RuleSet:
+        with self._rules_lock:
+            if self._rule_set is None:
+                from tidal.correlate.ruleset import RuleSet
+
+                def start(query: str, language: str, from_seq: int, callback: Any
+                          ) -> Subscription:
+                    return self.subscribe(query, language=language, from_seq=from_seq,
+                                          callback=callback)
+
+                self._rule_set = RuleSet(self.path, self._fs, start, run=not self.read_only)
+            return self._rule_set
 
     def _sql_engine(self) -> SqlEngine:
         with self._sql_lock:
@@ -310,8 +519,10 @@ class Store:
             return self._sql
 
     def stats(self) -> dict[str, Any]:
-        """Counts and sizes: events, entities, segments, WAL, memory, background errors."""
-        return store_stats(self._engine, self.path)
+        """Counts and sizes: events, entities, segments, WAL, memory, background errors;
+        ``dedup``: the key, the window, duplicates skipped since open and events
+        tracked (None without ``dedup_key``)."""
+        return {**store_stats(self._engine, self.path), "dedup": self._engine.dedup_stats()}
 
     @property
     def dead_letter_path(self) -> Path:
@@ -343,6 +554,10 @@ class Store:
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
         """Make everything durable and release the store. Idempotent."""
+        with self._rules_lock:
+            rules, self._rule_set = self._rule_set, None
+        if rules is not None:
+            rules.close()
         self._engine.close()
         with self._sql_lock:
             if self._sql is not None:
@@ -362,6 +577,12 @@ class Store:
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "memory"
         return f"<tidal.Store {where} max_seq={self.max_seq()}>"
+
+
+def _no_correlations() -> pa.Table:
+    from tidal.correlate.ruleset import CORRELATIONS_SCHEMA
+
+    return CORRELATIONS_SCHEMA.empty_table()
 
 
 def _releasing(reader: pa.RecordBatchReader, snap: Snapshot) -> Iterator[pa.RecordBatch]:
@@ -414,6 +635,14 @@ def open(path: str | os.PathLike[str] | None = None, *,  # noqa: A001
     lock or changing any file (it works on read-only media, and next to a
     writer in another process, whose commits it sees). ``repair=True``
     salvages a damaged store before opening it (see ``Store.repair_report``).
+
+    ``dedup_key=["request_id"]`` (dotted field paths) with ``dedup_window="10m"``
+    skips an appended event whose key equals that of a stored event (or of one
+    earlier in the same append) within the window of its timestamp; receipts and
+    ``stats()["dedup"]`` count what was skipped. Events with a null or absent key
+    field are never duplicates. The store does not remember these settings: give
+    them at every open (opening rebuilds the index from the last window stored).
+    See :mod:`tidal.store.dedup`.
     """
     if path is not None:
         config = settings.merge(settings.load(Path(path)), config)

@@ -1,9 +1,9 @@
 """The ``tidal`` command line: glue over :func:`tidal.open` and the benchmark harness.
 
-Subcommands: ``ingest``, ``consume``, ``timeline``, ``sql``, ``stats``, ``check``,
-``repair``, ``demo`` and ``bench``. The read commands (``timeline``, ``sql``, ``stats``,
-``check``) open the store read-only, so they work next to a running writer
-and on read-only media.
+Subcommands: ``ingest``, ``consume``, ``timeline``, ``sql``, ``eql``, ``watch``,
+``stats``, ``check``, ``repair``, ``demo`` and ``bench``. The read commands
+(``timeline``, ``sql``, ``eql``, ``watch``, ``stats``, ``check``) open the store
+read-only, so they work next to a running writer and on read-only media.
 Heavy modules (pyarrow, duckdb, numpy, rich) are imported inside the command
 functions, so ``tidal --version`` and ``tidal --help`` start fast.
 
@@ -25,18 +25,21 @@ from typing import TYPE_CHECKING
 from tidal.errors import IngestError, StorageError, TidalError
 
 if TYPE_CHECKING:
+    import threading
     from pathlib import Path
 
     import pyarrow as pa
     from rich.console import Console
 
     from tidal.api import Store
-    from tidal.correlate.result import Result
+    from tidal.correlate.result import Correlation, Result
 
 __all__ = ["build_parser", "main"]
 PROBLEMS_SHOWN = 5
 POSITIONS_SHOWN = 20
 CORRELATIONS_SHOWN = 50
+WATCH_POLL_S = 0.2
+"""How often ``tidal watch`` looks up from waiting for a correlation to see Ctrl-C."""
 
 
 # ---------------------------------------------------------------- parser
@@ -60,6 +63,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
 
 
@@ -119,6 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples a 'sample' query returns per key (default 1)")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_eql)
+
+    p = sub.add_parser("watch", parents=[store],
+                       help="print a live query's correlations as they fire, until Ctrl-C")
+    p.add_argument("query", metavar="QUERY",
+                   help="an EQL event query or sequence, or a CorQL join")
+    p.add_argument("--language", choices=("eql", "corql"), default="eql",
+                   help="the query's language (default: eql)")
+    p.add_argument("--lateness", default="0s", metavar="DURATION",
+                   help="how far behind the newest event time an event may come and still "
+                        "be matched, e.g. 30s or 2m (default: 0s); later ones are counted "
+                        "as late")
+    p.add_argument("--idle-advance", metavar="DURATION",
+                   help="when no event has come for this long, move event time on with the "
+                        "clock, so missing-event stages fire in a quiet stream (default: off)")
+    p.add_argument("--from-seq", type=_non_negative_int, metavar="N",
+                   help="start at _seq N: replay the stored events from there, then go on "
+                        "live (default: the next event appended)")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("stats", parents=[store], help="store statistics")
     p.set_defaults(func=cmd_stats)
@@ -376,18 +407,72 @@ def cmd_eql(args: argparse.Namespace) -> int:
 
 def _write_correlations(result: Result) -> None:
     """Each match of a sequence, sample or join as a group of rows under its key."""
+    shown = result.correlations[:CORRELATIONS_SHOWN]
+    for c in shown:
+        _write_correlation(c)
+    if len(result.correlations) > len(shown):
+        _console().print(f"... {len(result.correlations) - len(shown):,} more "
+                         "(--format json prints all)")
+
+
+def _write_correlation(c: Correlation, *, completeness: bool = False) -> None:
+    """One correlation: a title line (number, key, time span and, when asked, its
+    completeness) over the table of its events."""
     from rich.markup import escape
 
     from tidal import render
 
-    shown = result.correlations[:CORRELATIONS_SHOWN]
-    for c in shown:
-        key = ", ".join(f"{k}={v}" for k, v in c.key.items()) or "(no key)"
-        span = f"{render.instant(c.start)} .. {render.instant(c.end)}"
-        _write(c.events.drop_columns(["_sequence"]), "table", escape(f"#{c.id}  {key}  {span}"))
-    if len(result.correlations) > len(shown):
-        _console().print(f"... {len(result.correlations) - len(shown):,} more "
-                         "(--format json prints all)")
+    key = ", ".join(f"{k}={v}" for k, v in c.key.items()) or "(no key)"
+    title = f"#{c.id}  {key}  {render.instant(c.start)} .. {render.instant(c.end)}"
+    if completeness:
+        title += "  " + (c.completeness if isinstance(c.completeness, str)
+                         else "lacks " + ", ".join(c.completeness))
+    events = c.events
+    if "_sequence" in events.column_names:
+        events = events.drop_columns(["_sequence"])
+    _console().print(escape(title), style="bold", overflow="fold")  # a line of its own,
+    _write(events, "table")  # not wrapped to the table's width as a table title would be
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """``tidal watch QUERY --store DIR``: live correlations until Ctrl-C or SIGTERM, then
+    a summary line; exit 0."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _watch(args, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _watch(args: argparse.Namespace, stop: threading.Event) -> int:
+    out, err = _console(), _console(stderr=True)
+    with _open(args, read_only=True) as store:
+        sub = store.subscribe(args.query, language=args.language,
+                              allowed_lateness=args.lateness, idle_advance=args.idle_advance,
+                              from_seq=args.from_seq)
+        with sub:
+            where = (f"from _seq {args.from_seq}" if args.from_seq is not None
+                     else f"after _seq {store.max_seq()}")
+            err.print(f"watching {args.store} {where}; Ctrl-C stops", markup=False)
+            while not stop.is_set():
+                found = sub.get(WATCH_POLL_S)
+                if found is not None:
+                    _write_correlation(found, completeness=True)
+                elif sub.closed:  # the store went away: nothing more will come
+                    break
+        while (found := sub.get(0)) is not None:  # found before the stop, not yet shown
+            _write_correlation(found, completeness=True)
+        stats = sub.stats()
+    out.print(f"stopped: {stats.correlations:,} correlations, {stats.late:,} late events, "
+              f"{stats.evicted:,} evicted (of {stats.events:,} events seen)")
+    sys.stdout.flush()
+    return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ just a message::
     │   └── DecodeError      input that could not be decoded at all (``source``)
     ├── SchemaError          a field whose values cannot be reconciled (``field``)
     ├── QueryError           bad query or failure (``query``, ``position``, ``line``, ``column``)
+    │   └── UnknownFieldError  a field no stored event has (``field``)
     ├── StorageError         WAL, segment or manifest trouble (``path``)
     │   ├── CorruptionError  damaged on-disk data (``path``, ``offset``)
     │   └── ReadOnlyError    a write to a store opened read-only
@@ -108,6 +109,17 @@ class QueryError(TidalError):
         self.position = position
         self.line = line
         self.column = column
+
+
+class UnknownFieldError(QueryError):
+    """A query names a field that no stored event has (``field``). A live query
+    waits for it; over history it is an error."""
+
+    def __init__(self, message: str, *, field: str, query: str | None = None,
+                 position: int | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        super().__init__(message, query=query, position=position, line=line, column=column)
+        self.field = field
 
 
 class StorageError(TidalError):

@@ -42,11 +42,16 @@ EXPECTED_METRICS = {
     "eql-filter": {"time", "time_rows"},
     "eql-sequence": {"events_scanned_per_s", "time_selective"},
     "eql-sequence-memory": {"peak_rss_ratio"},
+    "corql-join": {"throughput", "throughput_count", "throughput_native"},
+    "live-latency": {f"p{q}_{span}_to_delivery" for q in (50, 99) for span in ("commit", "append")}
+    | {"max_sustained_rate"},
+    "live-state": {"peak_rss_growth", "state_bytes_max", "evicted"},
 }
 
-MAY_BE_ZERO = {"bytes_read_share_cold"}
+MAY_BE_ZERO = {"bytes_read_share_cold", "peak_rss_growth"}
 NO_BASELINE = {"rss_growth_25_to_100pct", "appends_per_fsync", "p50_append_latency",
-               "append_throughput", "time_warm"}
+               "append_throughput", "time_warm", "p50_append_to_delivery",
+               "p99_append_to_delivery", "max_sustained_rate", "evicted"}
 
 
 @pytest.fixture(scope="module")

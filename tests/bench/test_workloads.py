@@ -201,7 +201,8 @@ def oom_oracle(rows: list[dict]) -> int:
 
 
 def config_oracle(rows: list[dict]) -> int:
-    """ConfigMapUpdated -> >= 2 pods of its namespace restart within 2 min -> Unhealthy in 5."""
+    """A ConfigMap or Secret update -> >= 2 pods of its namespace restart within 2 min ->
+    Unhealthy in 5."""
     by_ns: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
     for row in rows:
         by_ns[row["kubernetes"]["namespace"]].append((row["timestamp"], row["reason"], _pod(row)))
@@ -209,7 +210,7 @@ def config_oracle(rows: list[dict]) -> int:
     for events in by_ns.values():
         events.sort(key=lambda e: e[0])
         for t0, reason, _ in events:
-            if reason != "ConfigMapUpdated":
+            if reason not in ("ConfigMapUpdated", "SecretUpdated"):
                 continue
             window = [e for e in events if t0 < e[0] <= t0 + 5 * MIN]
             killed: dict[str, int] = {}
@@ -228,21 +229,81 @@ def config_oracle(rows: list[dict]) -> int:
     return found
 
 
+def crash_oracle(rows: list[dict]) -> int:
+    """Failed on a pod, after a Started and before a BackOff then a Started, within 10 min."""
+    by_pod: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for row in rows:
+        if _pod(row):
+            by_pod[_pod(row)].append((row["timestamp"], row["reason"]))
+    found = 0
+    for events in by_pod.values():
+        for i, (t1, reason) in enumerate(events):
+            if reason != "Failed":
+                continue
+            starts = [t for t, r in events[:i] if r == "Started" and t >= t1 - 10 * MIN]
+            if not starts:
+                continue
+            backoff = next((t for t, r in events[i + 1:] if r == "BackOff"), None)
+            found += backoff is not None and any(
+                r == "Started" and backoff < t <= starts[-1] + 10 * MIN for t, r in events[i + 1:])
+    return found
+
+
+def node_oracle(rows: list[dict]) -> int:
+    """Memory or disk pressure on a node -> >= 2 of its pods evicted within 5 min."""
+    pressures, evictions = [], defaultdict(list)
+    for row in rows:
+        node = row["kubernetes"]["node"]
+        if row["reason"] in ("NodeHasMemoryPressure", "NodeHasDiskPressure"):
+            pressures.append((row["timestamp"], node["name"]))
+        elif row["reason"] == "Evicted":
+            evictions[node["name"]].append((row["timestamp"], _pod(row)))
+    return sum(len({p for t, p in evictions[node] if t0 < t <= t0 + 5 * MIN}) >= 2
+               for t0, node in pressures)
+
+
+K8S_KINDS = ("oom_chains", "config_chains", "crash_loops", "node_pressures")
+TRIGGERS = {"oom_chains": {"OOMKilled"}, "config_chains": {"ConfigMapUpdated", "SecretUpdated"},
+            "crash_loops": {"Failed"},
+            "node_pressures": {"NodeHasMemoryPressure", "NodeHasDiskPressure"}}
+ORACLES = {"oom_chains": oom_oracle, "config_chains": config_oracle,
+           "crash_loops": crash_oracle, "node_pressures": node_oracle}
+
+
 def test_k8s_planted_chains_match_the_oracle():
     table, planted = w.k8s(20_000, seed=11, pods=600, incident_rate=0.002)
-    assert planted == {"oom_chains": 20, "config_chains": 20}
+    assert planted == dict.fromkeys(K8S_KINDS, 10)
     rows = _rows(table)
     reasons = [r["reason"] for r in rows]
-    assert reasons.count("OOMKilled") == 20 and reasons.count("ConfigMapUpdated") == 20
-    assert oom_oracle(rows) == planted["oom_chains"]
-    assert config_oracle(rows) == planted["config_chains"]
+    for kind in K8S_KINDS:
+        assert sum(reasons.count(r) for r in TRIGGERS[kind]) == 10, kind
+        assert ORACLES[kind](rows) == planted[kind], kind
+    assert {"ConfigMapUpdated", "SecretUpdated", "NodeHasMemoryPressure",
+            "NodeHasDiskPressure"} <= set(reasons)
+
+
+def test_k8s_chains_are_where_the_truth_says():
+    table, chains = w.k8s_chains(20_000, seed=11, pods=600, incident_rate=0.002)
+    assert table.equals(w.k8s(20_000, seed=11, pods=600, incident_rate=0.002)[0])
+    rows = _rows(table)
+    for kind, truth in chains.items():
+        assert truth.column_names == ["key", "trigger_ns", "start_ns", "end_ns"]
+        field = {"config_chains": "namespace", "node_pressures": "node"}.get(kind, "pod")
+        triggers = sorted((r["timestamp"], r["kubernetes"]["namespace"] if field == "namespace"
+                           else r["kubernetes"][field]["name"])
+                          for r in rows if r["reason"] in TRIGGERS[kind])
+        assert triggers == list(zip(truth["trigger_ns"].to_pylist(), truth["key"].to_pylist(),
+                                    strict=True)), kind
+        assert pc.all(pc.less_equal(truth["start_ns"], truth["trigger_ns"])).as_py()
+        assert pc.all(pc.less(truth["trigger_ns"], truth["end_ns"])).as_py()
 
 
 def test_k8s_background_forms_no_chain_and_entity_is_nested():
     table, planted = w.k8s(20_000, seed=2, pods=300, incident_rate=0.0)
-    assert planted == {"oom_chains": 0, "config_chains": 0}
+    assert planted == dict.fromkeys(K8S_KINDS, 0)
     rows = _rows(table)
-    assert oom_oracle(rows) == 0 and config_oracle(rows) == 0
+    assert all(ORACLES[kind](rows) == 0 for kind in K8S_KINDS)
+    assert not {r["reason"] for r in rows} & set().union(*TRIGGERS.values())
     assert "pod" not in table.column_names
     assert {"Scheduled", "Pulled", "Started", "Unhealthy", "Killing", "BackOff", "Evicted"} <= set(
         r["reason"] for r in rows)
@@ -254,12 +315,19 @@ def test_k8s_background_forms_no_chain_and_entity_is_nested():
     assert "kubernetes.pod.name" in flat.column_names
 
 
-def test_k8s_config_events_have_no_pod():
+def test_k8s_config_and_node_events_have_no_pod():
     table, _ = w.k8s(20_000, seed=4, pods=900, incident_rate=0.002)
-    updates = table.filter(pc.equal(table["reason"], "ConfigMapUpdated"))
-    assert updates.num_rows == 20
-    assert all(r["kubernetes"]["pod"] is None and r["kubernetes"]["namespace"]
-               for r in updates.to_pylist())
+    updates = table.filter(pc.is_in(table["reason"], pa.array(["ConfigMapUpdated",
+                                                                "SecretUpdated"])))
+    assert updates.num_rows == 10
+    assert all(r["kubernetes"]["pod"] is None and r["kubernetes"]["node"] is None
+               and r["kubernetes"]["namespace"] for r in updates.to_pylist())
+    pressures = table.filter(pc.starts_with(table["reason"], "NodeHas"))
+    assert pressures.num_rows == 10
+    assert all(r["kubernetes"]["pod"] is None and r["kubernetes"]["namespace"] == "default"
+               and r["kubernetes"]["node"]["name"].startswith("ip-10-0-")
+               and r["kubernetes"]["node"]["name"] in r["message"]
+               for r in pressures.to_pylist())
 
 
 # --- security oracle -----------------------------------------------------------------------

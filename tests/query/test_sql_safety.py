@@ -177,11 +177,11 @@ def test_nothing_created_persists_into_later_calls(mixed):
         mixed.sql("CREATE TABLE t AS SELECT 1 AS x")
     with pytest.raises(tidal.QueryError, match="t does not exist"):
         mixed.sql("SELECT * FROM t")
-    # only this call's view (and its memtable) exist, on a cursor of its own
+    # only this call's views (and its memtable) exist, on a cursor of its own
     tables = mixed.sql("SELECT table_name FROM duckdb_tables() UNION ALL "
                        "SELECT view_name FROM duckdb_views() WHERE NOT internal")
     assert {n for n in tables.column(0).to_pylist() if not n.startswith("_tidal_memory")} \
-        == {"events"}
+        == {"events", "correlations"}
 
 
 @pytest.mark.parametrize("query", [

@@ -31,6 +31,7 @@ from tidal.bench import (  # noqa: F401 - they register
     cases,
     concurrency,
     consume,
+    corql,
     eql,
     positions,
     reads,

@@ -5,7 +5,8 @@ Python), seeded, and returns a ``pa.Table`` whose ``timestamp`` column is
 ``timestamp("ns", tz="UTC")``, starting at :data:`EPOCH_NS` and sorted by time
 (``services`` leaves a small seeded fraction slightly late, as real logs do).
 ``k8s`` and ``security`` plant incident chains and return their counts, which a
-correlation rule must find exactly. :func:`to_ndjson` renders a table as NDJSON.
+correlation rule must find exactly (:func:`k8s_chains` also says where each is).
+:func:`to_ndjson` renders a table as NDJSON.
 
 >>> services(1000, seed=1).num_rows
 1000
@@ -67,6 +68,10 @@ _K8S_REASONS = (  # reason, type, weight in the background, message template
     ("SandboxChanged", "Normal", 3, "Pod sandbox changed, it will be killed and re-created."),
     ("OOMKilled", "Warning", 0, "Container {app} in pod {pod} was OOMKilled (limit {mem}Mi)"),
     ("ConfigMapUpdated", "Normal", 0, 'ConfigMap "{ns}-config" updated in namespace {ns}'),
+    ("SecretUpdated", "Normal", 0, 'Secret "{ns}-credentials" updated in namespace {ns}'),
+    ("Failed", "Warning", 0, "Error: container {app} exited with code {exit}"),
+    ("NodeHasMemoryPressure", "Warning", 0, "Node {node} status is now: NodeHasMemoryPressure"),
+    ("NodeHasDiskPressure", "Warning", 0, "Node {node} status is now: NodeHasDiskPressure"),
 )
 _R = {name: i for i, (name, *_rest) in enumerate(_K8S_REASONS)}
 _NAMESPACES = ("default", "payments", "checkout", "search", "monitoring", "ingress-nginx",
@@ -284,16 +289,51 @@ def services_stream(n: int, *, seed: int = 0, chunk: int = 1_000_000) -> Iterato
 
 # --- k8s ------------------------------------------------------------------------------------
 
+_Rows = tuple[np.ndarray, np.ndarray | int, np.ndarray | int, np.ndarray | int, np.ndarray | int]
+"""Planted k8s rows: times, reasons, pods, namespaces, nodes (-1: none)."""
+
+
 def k8s(n: int, *, seed: int = 0, pods: int = 10_000,
         incident_rate: float = 0.001) -> tuple[pa.Table, dict[str, int]]:
     """Kubernetes events of ``pods`` pods (entity ``kubernetes.pod.name``), ~100 events/s.
 
-    About ``n * incident_rate`` incident chains are planted, half of each kind:
-    ``oom_chains``: OOMKilled -> BackOff -> Started on one pod within 5 min;
-    ``config_chains``: ConfigMapUpdated in a namespace (no pod) -> Killing then
-    Started of 2 or 3 of its pods within 2 min -> Unhealthy there within 5 min.
-    The background never emits OOMKilled or ConfigMapUpdated, so it never forms
-    a chain, and the config chains of one namespace never overlap in time.
+    About ``n * incident_rate`` incident chains are planted, a quarter of each
+    kind, and their counts returned; ``rules/k8s.eql`` has a rule for each:
+
+    * ``oom_chains``: OOMKilled -> BackOff -> Started on one pod within 3 min;
+    * ``config_chains``: ConfigMapUpdated or SecretUpdated in a namespace (no
+      pod) -> Killing then Started of 2 or 3 of its pods within 90 s ->
+      Unhealthy there within 5 min;
+    * ``crash_loops``: Started -> Failed -> BackOff -> Started on one pod
+      within 4 min;
+    * ``node_pressures``: NodeHasMemoryPressure or NodeHasDiskPressure on a
+      node (no pod) -> Evicted of 2 to 4 of its pods within 4 min.
+
+    :func:`k8s_chains` gives the same table and where each chain is.
+
+    >>> k8s(50_000, seed=0)[1]
+    {'oom_chains': 13, 'config_chains': 13, 'crash_loops': 12, 'node_pressures': 12}
+    """
+    table, chains = k8s_chains(n, seed=seed, pods=pods, incident_rate=incident_rate)
+    return table, {kind: truth.num_rows for kind, truth in chains.items()}
+
+
+def k8s_chains(n: int, *, seed: int = 0, pods: int = 10_000,
+               incident_rate: float = 0.001) -> tuple[pa.Table, dict[str, pa.Table]]:
+    """:func:`k8s`'s table, and per kind of chain a table with a row per planted chain.
+
+    A row holds ``key`` (the pod, namespace or node the chain is on: its rule's
+    ``by`` value), ``trigger_ns`` (the time of its event of a reason the
+    background never emits: OOMKilled, Failed, an update, a pressure),
+    ``start_ns`` and ``end_ns`` (its first and last events), in time order.
+
+    Each rule finds exactly one sequence per chain of its kind, and each starts
+    (or, for a crash loop, fails) at the chain's trigger: only the chains emit
+    those reasons; an OOM or crash-loop chain has a pod to itself; the chains
+    of one namespace, or of one node, are 10 min slots apart and end within 9;
+    each chain holds, in order and within the rule's maxspan, events that
+    complete its rule, so background events of the later stages' reasons on
+    its key can only complete the sequence sooner, never start another.
     """
     if pods < 3:
         raise ValueError("need at least 3 pods")
@@ -302,57 +342,93 @@ def k8s(n: int, *, seed: int = 0, pods: int = 10_000,
     ns_of_pod = np.arange(pods) * n_ns // pods
     ns_first = np.searchsorted(ns_of_pod, np.arange(n_ns))
     ns_count = np.bincount(ns_of_pod, minlength=n_ns)
+    nodes = max(1, pods // 30)
+    node_of_pod = np.arange(pods) * 7_919 % nodes
+    node_pods = np.argsort(node_of_pod, kind="stable")
+    node_count = np.bincount(node_of_pod, minlength=nodes)
+    node_first = np.cumsum(node_count) - node_count
+    crowded = np.flatnonzero(node_count >= 2)
     span = max(n * S // 100, 2 * HOUR)
     chains = min(round(n * incident_rate), n // 16)
-    slots = (span - 5 * MIN) // (10 * MIN)  # per namespace: one config chain per 10 min
-    n_oom, n_cfg = (chains + 1) // 2, min(chains // 2, int(slots) * n_ns)
-    # OOMKilled -> BackOff -> Started, each chain on its own pod
+    slots = int((span - 5 * MIN) // (10 * MIN))  # per namespace or node: one chain per 10 min
+    n_oom = min((chains + 3) // 4, pods // 2)
+    n_cfg = min((chains + 2) // 4, slots * n_ns)
+    n_crash = min((chains + 1) // 4, pods - n_oom)
+    n_node = min(chains // 4, slots * len(crowded))
+    own = rng.permutation(pods)[:n_oom + n_crash]  # OOM and crash-loop chains: a pod each
+    # OOMKilled -> BackOff -> Started
+    o_pod = own[:n_oom]
     t0 = np.sort(rng.integers(0, span - 5 * MIN, n_oom))
-    o_pod = rng.permutation(pods)[np.arange(n_oom) % pods]
     t1 = t0 + rng.integers(5 * S, 60 * S, n_oom)
     t2 = t1 + rng.integers(10 * S, 120 * S, n_oom)
-    # ConfigMapUpdated -> m x (Killing, Started) -> Unhealthy
-    slot = rng.choice(int(slots) * n_ns, n_cfg, replace=False) if n_cfg else np.zeros(0, int)
-    c_ns = slot % n_ns
-    c_t0 = slot // n_ns * 10 * MIN + rng.integers(0, 4 * MIN, n_cfg)
+    # ConfigMapUpdated or SecretUpdated -> m x (Killing, Started) -> Unhealthy
+    c_ns, c_t0 = _slot_times(rng, n_cfg, slots, n_ns)
+    c_reason = np.where(rng.random(n_cfg) < 0.5, _R["ConfigMapUpdated"], _R["SecretUpdated"])
     m = rng.integers(2, 4, n_cfg)
     first = rng.integers(0, ns_count[c_ns]) if n_cfg else np.zeros(0, int)
-    r_chain = np.repeat(np.arange(n_cfg), m)
-    r_rank = np.arange(len(r_chain)) - np.repeat(np.cumsum(m) - m, m)
+    r_chain, r_rank = _ranks(m)
     r_pod = ns_first[c_ns[r_chain]] + (first[r_chain] + r_rank) % ns_count[c_ns[r_chain]]
     r_kill = c_t0[r_chain] + rng.integers(S, 30 * S, len(r_chain))
     r_start = r_kill + rng.integers(5 * S, 60 * S, len(r_chain))
     u_t = c_t0 + rng.integers(95 * S, 280 * S, n_cfg)
     u_pod = ns_first[c_ns] + first % ns_count[c_ns]
-    # background: skewed pods, no OOMKilled or ConfigMapUpdated
-    nb = n - 3 * n_oom - 2 * n_cfg - 2 * len(r_chain)
+    # Started -> Failed -> BackOff -> Started
+    k_pod = own[n_oom:]
+    k0 = rng.integers(0, span - 5 * MIN, n_crash)
+    k1 = k0 + rng.integers(5 * S, 60 * S, n_crash)
+    k2 = k1 + rng.integers(5 * S, 60 * S, n_crash)
+    k3 = k2 + rng.integers(10 * S, 120 * S, n_crash)
+    # NodeHas{Memory,Disk}Pressure -> e x Evicted, distinct pods of the node
+    p_node, p_t0 = _slot_times(rng, n_node, slots, len(crowded))
+    p_node = crowded[p_node]
+    p_reason = np.where(rng.random(n_node) < 0.5, _R["NodeHasMemoryPressure"],
+                        _R["NodeHasDiskPressure"])
+    e = np.minimum(rng.integers(2, 5, n_node), node_count[p_node])
+    first = rng.integers(0, node_count[p_node]) if n_node else np.zeros(0, int)
+    e_chain, e_rank = _ranks(e)
+    e_node = p_node[e_chain]
+    e_pod = node_pods[node_first[e_node] + (first[e_chain] + e_rank) % node_count[e_node]]
+    e_t = p_t0[e_chain] + rng.integers(10 * S, 4 * MIN, len(e_chain))
+    e_end = np.zeros(n_node, np.int64)
+    np.maximum.at(e_end, e_chain, e_t)
+    # background: skewed pods, none of the reasons that only chains emit
+    planted = 3 * n_oom + 2 * n_cfg + 2 * len(r_chain) + 4 * n_crash + n_node + len(e_chain)
+    nb = n - planted
     weights = np.array([w for _r, _t, w, _m in _K8S_REASONS], dtype=float)
     b_reason = rng.choice(len(weights), nb, p=weights / weights.sum())
     b_pod = rng.permutation(pods)[(pods * rng.random(nb) ** 2).astype(np.int64)]
-    ts = np.concatenate([rng.integers(0, span, nb), t0, t1, t2, c_t0, r_kill, r_start, u_t])
-    reason = np.concatenate([b_reason, np.repeat([_R["OOMKilled"], _R["BackOff"], _R["Started"]],
-                             n_oom), np.full(n_cfg, _R["ConfigMapUpdated"]),
-                             np.repeat([_R["Killing"], _R["Started"]], len(r_chain)),
-                             np.full(n_cfg, _R["Unhealthy"])])
-    pod = np.concatenate([b_pod, o_pod, o_pod, o_pod, np.full(n_cfg, -1), r_pod, r_pod, u_pod])
-    ns = np.where(pod >= 0, ns_of_pod[pod], np.concatenate(
-        [np.zeros(nb + 3 * n_oom, int), c_ns, np.zeros(2 * len(r_chain) + n_cfg, int)]))
+
+    def on_pods(times: np.ndarray, reason: int | np.ndarray, pod: np.ndarray) -> _Rows:
+        return times, reason, pod, ns_of_pod[pod], node_of_pod[pod]
+
+    blocks: list[_Rows] = [  # times, reason, pod, namespace, node (-1: none)
+        on_pods(rng.integers(0, span, nb), b_reason, b_pod),
+        on_pods(t0, _R["OOMKilled"], o_pod), on_pods(t1, _R["BackOff"], o_pod),
+        on_pods(t2, _R["Started"], o_pod),
+        (c_t0, c_reason, -1, c_ns, -1), on_pods(r_kill, _R["Killing"], r_pod),
+        on_pods(r_start, _R["Started"], r_pod), on_pods(u_t, _R["Unhealthy"], u_pod),
+        on_pods(k0, _R["Started"], k_pod), on_pods(k1, _R["Failed"], k_pod),
+        on_pods(k2, _R["BackOff"], k_pod), on_pods(k3, _R["Started"], k_pod),
+        (p_t0, p_reason, -1, 0, p_node), on_pods(e_t, _R["Evicted"], e_pod),
+    ]
+    ts, reason, pod, ns, node = (np.concatenate([np.broadcast_to(b[i], len(b[0])) for b in blocks])
+                                 for i in range(5))
+    base = int(ts.min()) if n else 0
     order = np.argsort(ts, kind="stable")
-    ts, reason, pod, ns = ts[order], reason[order], pod[order], ns[order]
+    ts, reason, pod, ns, node = ts[order], reason[order], pod[order], ns[order], node[order]
     # names
-    no_pod = pod < 0
-    pod = np.where(no_pod, 0, pod)
+    no_pod, no_node = pod < 0, node < 0
+    pod, node = np.maximum(pod, 0), np.maximum(node, 0)
     ns_names = pa.array(list(_NAMESPACES[:n_ns]) + [f"team-{i}" for i in range(12, n_ns)])
     app_of_pod = (np.arange(pods) * 5 + ns_of_pod) % len(_APPS)
     deploy_hash = _random_chars(rng, n_ns * len(_APPS), 4, _HEX)
     prefixes = _join(_take(_APPS, app_of_pod), "-",
                      deploy_hash.take(pa.array(ns_of_pod * len(_APPS) + app_of_pod)))
-    pod_names = _pod_names(prefixes, seed).take(pa.array(pod))
-    nodes = max(1, pods // 30)
-    node_names = _join("ip-10-0-", _str(np.arange(nodes) // 256), "-",
-                       _str(np.arange(nodes) % 256), ".ec2.internal")
-    node_of_pod = pa.array((np.arange(pods) * 7_919) % nodes)
-    node_names = node_names.take(node_of_pod).take(pa.array(pod))
+    all_pods = _pod_names(prefixes, seed)
+    pod_names = all_pods.take(pa.array(pod))
+    all_nodes = _join("ip-10-0-", _str(np.arange(nodes) // 256), "-",
+                      _str(np.arange(nodes) % 256), ".ec2.internal")
+    node_names = all_nodes.take(pa.array(node))
     images = _join("registry.example.com/", _take(_APPS, app_of_pod), ":1.", _str(
         np.arange(pods) % 7))
     apps = _take(_APPS, app_of_pod[pod])
@@ -362,19 +438,48 @@ def k8s(n: int, *, seed: int = 0, pods: int = 10_000,
         "image": images.take(pa.array(pod)),
         "secs": np.round(rng.lognormal(0.5, 0.8, n), 3), "code": rng.choice([500, 503], n),
         "mem": rng.choice([256, 512, 1024, 2048], n), "nodes": np.full(n, nodes),
-        "k": rng.integers(1, 9, n),
+        "k": rng.integers(1, 9, n), "exit": rng.choice([1, 2, 127, 139], n),
     }
     kube = _struct({
         "pod": _struct({"name": _null_where(pod_names, no_pod)}, no_pod),
         "namespace": row_ns,
-        "node": _struct({"name": _null_where(node_names, no_pod)}, no_pod),
+        "node": _struct({"name": _null_where(node_names, no_node)}, no_node),
     })
     table = pa.table({
         "timestamp": _ts(ts), "reason": _take([r for r, *_x in _K8S_REASONS], reason),
         "type": _take([t for _r, t, *_x in _K8S_REASONS], reason), "kubernetes": kube,
         "message": _render([msg for *_x, msg in _K8S_REASONS], reason, variables),
     })
-    return table, {"oom_chains": n_oom, "config_chains": n_cfg}
+    truth = {  # kind: (keys, trigger, start, end)
+        "oom_chains": (all_pods.take(pa.array(o_pod)), t0, t0, t2),
+        "config_chains": (ns_names.take(pa.array(c_ns)), c_t0, c_t0, u_t),
+        "crash_loops": (all_pods.take(pa.array(k_pod)), k1, k0, k3),
+        "node_pressures": (all_nodes.take(pa.array(p_node)), p_t0, p_t0, e_end),
+    }
+    return table, {kind: _chains(keys, trigger, start, end, EPOCH_NS - base)
+                   for kind, (keys, trigger, start, end) in truth.items()}
+
+
+def _slot_times(rng: np.random.Generator, count: int, slots: int,
+                groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` distinct (group, 10 min slot) pairs: the groups, and a time in each
+    slot's first 4 min."""
+    slot = rng.choice(slots * groups, count, replace=False) if count else np.zeros(0, int)
+    return slot % groups, slot // groups * 10 * MIN + rng.integers(0, 4 * MIN, count)
+
+
+def _ranks(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of ``sizes`` rows: each row's group, and its rank in it."""
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    return group, np.arange(len(group)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _chains(keys: pa.Array, trigger: np.ndarray, start: np.ndarray, end: np.ndarray,
+            shift: int) -> pa.Table:
+    order = np.argsort(trigger, kind="stable")
+    return pa.table({"key": keys.take(pa.array(order)),
+                     **{name: pa.array(col[order] + shift, pa.int64()) for name, col in
+                        (("trigger_ns", trigger), ("start_ns", start), ("end_ns", end))}})
 
 
 # --- security -------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ A key column that holds several values per row (an array field) makes a row
 take part under each of them: :func:`combinations` lists each row's key
 combinations (the cross product of its keys' values), which are then coded
 like rows.
+
+The hashing itself (FNV-1a, the spreading of a value over a table) lives in
+:mod:`tidal.store._kernels_hash`, shared with ingest deduplication.
 """
 
 from __future__ import annotations
@@ -26,27 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidal.errors import QueryError
+from tidal.store._kernels_hash import GOLDEN as _GOLDEN
+from tidal.store._kernels_hash import fnv1a as _fnv
+from tidal.store._kernels_hash import spread as _spread
 
 __all__ = ["KeyCodes", "combinations"]
 
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
-
-
-@numba.njit(cache=True, nogil=True)
-def _fnv(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
-    """The FNV-1a hash of each string of an Arrow string array's buffers."""
-    n = len(offsets) - 1
-    out = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        h = _FNV_OFFSET
-        for j in range(offsets[i], offsets[i + 1]):
-            h = (h ^ np.uint64(data[j])) * _FNV_PRIME
-        out[i] = np.int64(h)
-    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -59,12 +49,6 @@ def _mix(left: np.ndarray, right: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * _MIX_2
         out[i] = np.int64(z ^ (z >> np.uint64(31)))
     return out
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _spread(value: np.int64) -> np.uint64:
-    z = np.uint64(value) * _GOLDEN
-    return z ^ (z >> np.uint64(29))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -158,6 +142,8 @@ def _column_values(column: pa.Array) -> np.ndarray:
     if pa.types.is_floating(kind):
         floats = np.asarray(pc.fill_null(column.cast(pa.float64()), 0.0), dtype=np.float64)
         return (floats + 0.0).view(np.int64)  # (-0.0 + 0.0 is 0.0)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _text_hashes(column)  # (hashing the bytes beats encoding them first)
     encoded = column if pa.types.is_dictionary(kind) else pc.dictionary_encode(column)
     dictionary = encoded.dictionary
     if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
@@ -208,6 +194,11 @@ class KeyCodes:
 
     def __len__(self) -> int:
         return self._next
+
+    @property
+    def nbytes(self) -> int:
+        """The memory its table holds."""
+        return int(self._values.nbytes + self._codes.nbytes)
 
 
 def combinations(lengths: Sequence[np.ndarray | None], rows: int, cap: int

@@ -22,7 +22,16 @@ import numpy as np
 import pyarrow as pa
 
 from tidal.correlate.pipes import apply_pipes
-from tidal.correlate.plan import MATCH, Filter, Join, Plan, Sample, Sequence, event_column
+from tidal.correlate.plan import (
+    MATCH,
+    Filter,
+    Join,
+    Plan,
+    Sample,
+    Sequence,
+    WindowJoin,
+    event_column,
+)
 from tidal.correlate.result import Correlation, Result
 from tidal.store.readers import Snapshot
 from tidal.store.run import ROW, SEGMENT, SEQ, int_column
@@ -41,6 +50,8 @@ def execute(snapshot: Snapshot, plan: Plan) -> Result:
             events = events.slice(0, plan.size)
         return Result(events, [], plan.text)
     events, found = _correlate(snapshot, root, plan.text)
+    if isinstance(root, WindowJoin):  # (CorQL has no pipes)
+        return Result(events, found, plan.text)
     if not plan.pipes and (plan.size is None or plan.size >= len(found)):
         return Result(events, found, plan.text)
     width = len(root.stages)
@@ -56,8 +67,12 @@ def execute(snapshot: Snapshot, plan: Plan) -> Result:
     return _kept(events, found, keep, width, rows if counted else None, plan.text)
 
 
-def _correlate(snapshot: Snapshot, root: Sequence | Join | Sample, text: str
+def _correlate(snapshot: Snapshot, root: Sequence | Join | Sample | WindowJoin, text: str
                ) -> tuple[pa.Table, list[Correlation]]:
+    if isinstance(root, WindowJoin):
+        from tidal.correlate.window import run_window
+
+        return run_window(snapshot, root, text)
     if isinstance(root, Sequence):
         from tidal.correlate.sequence import run_sequence
 

@@ -34,8 +34,9 @@ from tidal.store.readers import Snapshot
 from tidal.store.run import ROW, SEGMENT, SEQ, int_column
 from tidal.store.seq_read import read_placed, read_seqs
 
-__all__ = ["KEEP_ROWS", "KEY_COMBINATIONS", "Kept", "KeyedStages", "Matched", "grown",
-           "key_columns", "key_values", "matched_batches", "results", "time_batches"]
+__all__ = ["KEEP_ROWS", "KEY_COMBINATIONS", "Kept", "KeyedStages", "MatchRows", "Matched",
+           "correlations_of", "grown", "key_columns", "key_values", "match_rows",
+           "matched_batches", "results", "time_batches", "times"]
 
 KEEP_ROWS = 1 << 18
 """Rows held before the ones no match refers to are dropped (at least)."""
@@ -233,6 +234,14 @@ def matched_batches(snapshot: Snapshot, read: Read, keyed: KeyedStages, coder: K
             yield Matched(sub, matched, codes, ids, int(last or 0))
 
 
+def times(batch: Matched, ts_field: str) -> np.ndarray:
+    """The event times (ns) of a matched batch's rows."""
+    column = get_path(batch.rows, ts_field)
+    if column is None:
+        return np.zeros(batch.rows.num_rows, dtype=np.int64)
+    return np.asarray(pc.fill_null(pc.cast(column, pa.int64()), 0), dtype=np.int64)
+
+
 def grown(array: np.ndarray, keys: int) -> np.ndarray:
     """``array`` (indexed by key code first) with room for ``keys`` codes."""
     have = array.shape[0]
@@ -251,23 +260,56 @@ class Kept:
     the pending and found matches, not the events scanned.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, min_rows: int | None = None) -> None:
         self.tables: list[pa.Table] = []
         self.ids: list[np.ndarray] = []
         self.rows = 0
-        self.limit = KEEP_ROWS
+        self.min_rows = KEEP_ROWS if min_rows is None else min_rows
+        self.limit = self.min_rows
+        self.nbytes = 0
 
     def add(self, table: pa.Table, ids: np.ndarray,
             needed: Callable[[], np.ndarray] | None = None) -> None:
         self.tables.append(table)
         self.ids.append(ids)
         self.rows += table.num_rows
+        self.nbytes += table.nbytes
         if needed is not None and self.rows > self.limit:
-            table, ids = self.all(table.schema)
-            keep = np.isin(ids, needed())
-            self.tables, self.ids = [table.filter(pa.array(keep))], [ids[keep]]
-            self.rows = int(keep.sum())
-            self.limit = max(KEEP_ROWS, 2 * self.rows)
+            self.prune(needed())
+
+    def prune(self, needed: np.ndarray) -> None:
+        """Keep only the rows whose id is in ``needed``."""
+        if not self.tables:
+            return
+        table, ids = self.all(self.tables[0].schema)
+        keep = np.isin(ids, needed)
+        self.tables, self.ids = [table.filter(pa.array(keep))], [ids[keep]]
+        self.rows = int(keep.sum())
+        self.limit = max(self.min_rows, 2 * self.rows)
+        self.nbytes = self.tables[0].nbytes
+
+    def take(self, ids: np.ndarray, schema: pa.Schema) -> pa.Table:
+        """The held rows of ``ids`` (each held), in that order; only the tables that
+        hold them are touched."""
+        if not self.tables or not len(ids):
+            return (self.tables[0] if self.tables else schema.empty_table()).slice(0, 0)
+        held = [t for t, i in enumerate(self.ids) if len(i)]
+        firsts = np.array([self.ids[t][0] for t in held], dtype=np.int64)
+        where = np.searchsorted(firsts, ids, side="right") - 1
+        parts, order = [], []
+        for w in np.unique(where).tolist():
+            mine = np.flatnonzero(where == w)
+            t = held[w]
+            rows = np.searchsorted(self.ids[t], ids[mine])
+            parts.append(self.tables[t].take(pa.array(rows)))
+            order.append(mine)
+        table = parts[0] if len(parts) == 1 else concat_tables(parts)
+        positions = np.concatenate(order)
+        if len(parts) == 1 and np.all(positions[1:] >= positions[:-1]):
+            return table
+        back = np.empty(len(positions), dtype=np.int64)
+        back[positions] = np.arange(len(positions))
+        return table.take(pa.array(back))
 
     def all(self, schema: pa.Schema) -> tuple[pa.Table, np.ndarray]:
         """Every row still held, and its id."""
@@ -278,43 +320,97 @@ class Kept:
         return self.tables[0], self.ids[0]
 
 
-def results(snapshot: Snapshot, kept: Kept, schema: pa.Schema, matches: np.ndarray,
-            stages: KeyedStages, text: str) -> tuple[pa.Table, list[Correlation]]:
+@dataclass(frozen=True)
+class MatchRows:
+    """Found matches read back: ``events`` (``width`` rows a match: ``_sequence``,
+    ``_stage`` and every stored column) and per match its key, first and last time."""
+
+    events: pa.Table
+    width: int
+    keys: list[dict[str, object]]
+    start: list[int]
+    end: list[int]
+
+
+def match_rows(snapshot: Snapshot | None, kept: Kept, schema: pa.Schema, matches: np.ndarray,
+               stages: KeyedStages, *, ts_field: str = "timestamp") -> MatchRows:
     """``matches`` holds, per match, the ids of its events stage by stage (-1: a
     missing-event stage, a row of nulls); the first stage's event is always there.
-    A correlation's ``key`` is the first stage's key values it joined on (for a key
-    that holds arrays, the one value, not the array)."""
-    candidates, ids = kept.all(schema)
+    A match's key is the first stage's key values it joined on (for a key that
+    holds arrays, the one value, not the array). Events are read back whole from
+    ``snapshot``; without one (live), ``kept`` holds them whole."""
     count, width = matches.shape
     flat = matches.ravel()
     present = flat >= 0
-    rows = np.searchsorted(ids, flat[present])
-    if count:
-        seqs = int_column(candidates, SEQ)[rows]
-        full = read_placed(snapshot, int_column(candidates, SEGMENT)[rows],
-                           int_column(candidates, ROW)[rows], seqs)  # (in _seq order)
-    else:
-        seqs, full = np.zeros(0, dtype=np.int64), read_seqs(snapshot, np.zeros(0, np.int64))
+    picked = kept.take(flat[present], schema)  # (the held rows, in match order)
     at = np.full(flat.shape, -1, dtype=np.int64)
-    at[present] = np.searchsorted(np.unique(seqs), seqs)
-    events = full.take(pa.array(at, mask=at < 0)) if count else full.slice(0, 0)
+    if snapshot is None:
+        full = picked.drop_columns([c for c in picked.column_names
+                                    if c.startswith(_JOINED) or c in (SEGMENT, ROW)])
+        at[present] = np.arange(picked.num_rows)
+    elif count:
+        seqs = int_column(picked, SEQ)
+        full = read_placed(snapshot, int_column(picked, SEGMENT), int_column(picked, ROW),
+                           seqs)  # (in _seq order)
+        at[present] = np.searchsorted(np.unique(seqs), seqs)
+    else:
+        full = read_seqs(snapshot, np.zeros(0, np.int64))
+    if not count:
+        events = full.slice(0, 0)
+    elif snapshot is None and present.all():
+        events = full  # (every match whole: the rows are in match order already)
+    else:
+        events = full.take(pa.array(at, mask=at < 0))
     events = events.add_column(0, "_stage", pa.array(
         np.tile(np.arange(1, width + 1, dtype=np.int16), count)))
     events = events.add_column(0, "_sequence", pa.array(np.repeat(np.arange(count),
                                                                   width)))
-    ts_column = get_path(candidates, snapshot.ts_field)
+    ts_column = get_path(picked, snapshot.ts_field if snapshot is not None else ts_field)
     ts = np.full(flat.shape, np.iinfo(np.int64).max, dtype=np.int64)
     if ts_column is not None and count:
         ts[present] = np.asarray(pc.fill_null(pc.cast(ts_column, pa.int64()), 0),
-                                 dtype=np.int64)[rows]
+                                 dtype=np.int64)
     times = ts.reshape(count, width)
     first = times.min(axis=1).tolist() if count else []
     last = np.where(times == np.iinfo(np.int64).max, np.iinfo(np.int64).min, times).max(
         axis=1).tolist() if count else []
-    heads = candidates.take(pa.array(np.searchsorted(ids, matches[:, 0]))) if count \
-        else candidates.slice(0, 0)
-    values = [k.to_pylist() for k in key_columns(heads, stages.keys[0])]
+    heads = pa.array(np.cumsum(present)[::width] - 1)  # (every match's first event is there)
+    values = [k.take(heads).to_pylist() for k in key_columns(picked, stages.keys[0])]
+    keys = [{n: v[i] for n, v in zip(stages.names, values, strict=True)} for i in range(count)]
+    return MatchRows(events, width, keys, first, last)
+
+
+def correlations_of(rows: MatchRows, text: str, *, picked: np.ndarray | None = None,
+                    first_id: int = 0,
+                    completeness: Sequence[str | tuple[str, ...]] | None = None,
+                    labels: Sequence[dict[str, object]] | None = None
+                    ) -> tuple[pa.Table, list[Correlation]]:
+    """The matches ``picked`` (default: all) as ``Result.events`` rows and
+    correlations, numbered from ``first_id``."""
+    width, events = rows.width, rows.events
+    count = len(rows.keys)
+    if picked is not None or first_id:
+        picked = np.arange(count) if picked is None else picked
+        take = (picked[:, None] * width + np.arange(width)).ravel()
+        if len(picked) < count:
+            events = events.take(pa.array(take))
+        events = events.set_column(0, "_sequence", pa.array(
+            np.repeat(np.arange(len(picked)) + first_id, width)))
+        which = picked.tolist()
+    else:
+        which = list(range(count))
     return events, [
-        Correlation(i, text, {n: v[i] for n, v in zip(stages.names, values, strict=True)},
-                    events.slice(i * width, width), first[i], last[i])
-        for i in range(count)]
+        Correlation(first_id + n, text, rows.keys[i], events.slice(n * width, width),
+                    rows.start[i], rows.end[i],
+                    "complete" if completeness is None else completeness[i],
+                    {} if labels is None else labels[i])
+        for n, i in enumerate(which)]
+
+
+def results(snapshot: Snapshot | None, kept: Kept, schema: pa.Schema, matches: np.ndarray,
+            stages: KeyedStages, text: str, *, ts_field: str = "timestamp"
+            ) -> tuple[pa.Table, list[Correlation]]:
+    """The found ``matches`` (see :func:`match_rows`) as ``Result.events`` rows and
+    correlations."""
+    return correlations_of(match_rows(snapshot, kept, schema, matches, stages,
+                                      ts_field=ts_field), text)

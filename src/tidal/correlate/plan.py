@@ -12,6 +12,8 @@ is evaluated over whole Arrow batches, never per event.
   with missing-event stages and ``until``.
 * :class:`Join`: one event of each stage per key, in any order (Endgame).
 * :class:`Sample`: per key, events of each stage in no order (Elastic).
+* :class:`WindowJoin`: streams joined to the first on a key within time windows
+  (CorQL's ``and``, ``or``, ``unless``).
 * :class:`Pipe`: what is done with the result (``head``, ``count``, ...).
 
 Every node has a :class:`Read`: the stored columns it needs, an expression the
@@ -29,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["MATCH", "Filter", "Join", "KeyFn", "Many", "Pipe", "Plan", "Predicate", "Read",
-           "Sample", "Sequence", "Stage", "event_column", "match_schema"]
+           "Sample", "Sequence", "Stage", "Stream", "WindowJoin", "event_column",
+           "match_schema"]
 
 MATCH = "_match"
 """The column that numbers the matches in the rows pipes after a sequence, sample
@@ -147,6 +150,39 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Stream:
+    """One stream of a :class:`WindowJoin`: its events (a stage whose keys are the join
+    key as this stream holds it) and how it joins the first stream."""
+
+    stage: Stage
+    op: str = "anchor"
+    """``"anchor"`` (the first stream), ``"and"`` (a partner is required), ``"or"``
+    (optional: without one the correlation is partial) or ``"unless"`` (one within
+    the window drops the anchor)."""
+    within_ns: int | None = None
+    """The largest time difference from the anchor, inclusive (None: any)."""
+    range_ns: int | None = None
+    """How far back this stream reads: from the query's end over history; live,
+    how long its events are held."""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class WindowJoin:
+    """Streams joined to the first (the anchor) on one key, each within its window;
+    ``group`` ``"left"`` gives one correlation per anchor event (partners may be
+    shared), ``"right"`` one per partner event; ``post`` keeps the correlations
+    with an event that matches it."""
+
+    streams: tuple[Stream, ...]
+    read: Read
+    key_names: tuple[str, ...] = ()
+    group: str | None = None
+    group_fields: tuple[str, ...] = ()
+    post: Predicate | None = None
+
+
+@dataclass(frozen=True)
 class Pipe:
     """A step over the result: ``head``/``tail`` (``count``), ``count``, ``unique``,
     ``unique_count``, ``sort`` (``keys``, named ``key_names``) or ``filter``
@@ -163,7 +199,7 @@ class Pipe:
 class Plan:
     """A whole query: its root node, its pipes, a row limit and the text it came from."""
 
-    root: Filter | Sequence | Join | Sample
+    root: Filter | Sequence | Join | Sample | WindowJoin
     pipes: tuple[Pipe, ...] = ()
     size: int | None = None
     text: str = ""

@@ -23,6 +23,8 @@ class Correlation:
         start: the first event's timestamp (int ns UTC).
         end: the last event's timestamp (int ns UTC).
         completeness: ``"complete"``, or the names of the stages it lacks.
+        labels: fields carried from the other side (CorQL's ``group_left(..)``
+            and ``group_right(..)``), by name.
     """
 
     id: int
@@ -32,6 +34,7 @@ class Correlation:
     start: int
     end: int
     completeness: str | tuple[str, ...] = "complete"
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

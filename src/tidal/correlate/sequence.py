@@ -23,23 +23,28 @@ events alone; a missing-event stage has a row of nulls.
 
 from __future__ import annotations
 
-import functools
 from contextlib import closing
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tidal.correlate._kernels_keys import KeyCodes
 from tidal.correlate._kernels_sequence import advance, expired
 from tidal.correlate.drive import narrowed
-from tidal.correlate.matching import Kept, KeyedStages, grown, matched_batches, results
+from tidal.correlate.matching import (
+    Kept,
+    KeyedStages,
+    Matched,
+    grown,
+    matched_batches,
+    results,
+    times,
+)
 from tidal.correlate.plan import Sequence
 from tidal.correlate.result import Correlation
-from tidal.model.paths import get_path
 from tidal.store.readers import Snapshot
 
-__all__ = ["COMPACT_KEYS", "run_sequence"]
+__all__ = ["COMPACT_KEYS", "SequenceMatcher", "run_sequence"]
 
 COMPACT_KEYS = 1 << 16
 """Key codes in use before those of keys with no open sequence are forgotten (at
@@ -102,54 +107,99 @@ class _State:
         return found[np.lexsort((found[:, -1], np.concatenate(self.done_at)))]
 
 
+class SequenceMatcher:
+    """The state of one sequence query, fed batches in time order (over history, or
+    live as the watermark releases events)."""
+
+    def __init__(self, node: Sequence) -> None:
+        stages = node.stages
+        self.node = node
+        self.trailing = stages[-1].missing
+        self.real = [i for i, stage in enumerate(stages) if not stage.missing]
+        self.gap_of = {i: sum(1 for r in self.real if r < i) - 1
+                       for i, st in enumerate(stages) if st.missing}
+        self.keyed = KeyedStages.of([*stages, *([node.until] if node.until else [])],
+                                    node.key_names)
+        self.coder = KeyCodes()
+        self.state = _State(len(self.real))
+        self.maxspan_ns = node.maxspan_ns if node.maxspan_ns is not None else -1
+        self.compact_at = COMPACT_KEYS
+        self.watermark: int | None = None
+
+    def oldest(self) -> int | None:
+        """The earliest start a pending sequence may have and still complete."""
+        if self.watermark is None or self.maxspan_ns < 0:
+            return None
+        return self.watermark - self.maxspan_ns
+
+    def feed(self, batch: Matched, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move the pending sequences along by one batch (``ts``: its rows' times);
+        the sequences it completes (their real-stage event ids) and when each did."""
+        self.watermark = batch.last_ns
+        rows, stages = batch.rows.num_rows, len(self.node.stages)
+        if not rows:
+            return np.zeros((0, len(self.real)), np.int64), np.zeros(0, np.int64)
+        codes, state = batch.codes, self.state
+        kills = np.full((len(self.real), rows), -1, dtype=np.int64)
+        for i, gap in self.gap_of.items():
+            kills[gap] = np.where(kills[gap] >= 0, kills[gap], codes[i])
+        until = (codes[stages] if self.node.until is not None
+                 else np.full(rows, -1, dtype=np.int64))
+        state.fit(len(self.coder))
+        completed, completed_ns, _count = advance(
+            codes[self.real], batch.stages[self.real], kills, until, ts, batch.ids,
+            self.maxspan_ns, self.trailing, state.live, state.start, state.refs)
+        if len(self.coder) >= self.compact_at:  # keys without an open sequence are forgotten
+            open_keys = state.open_keys(len(self.coder), self.oldest(), self.trailing)
+            self.coder.keep(open_keys)
+            state.keep(open_keys)
+            self.compact_at = max(COMPACT_KEYS, 2 * len(self.coder))
+        return completed, completed_ns
+
+    def expire(self, watermark_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sequences that end with a missing-event stage whose ``maxspan`` has
+        passed by ``watermark_ns``: complete (and no longer pending)."""
+        if not self.trailing:
+            return np.zeros((0, len(self.real)), np.int64), np.zeros(0, np.int64)
+        keys, state = len(self.coder), self.state
+        done, done_ns = expired(state.live, state.start, state.refs, keys, self.maxspan_ns,
+                                watermark_ns)
+        last = state.live.shape[1] - 1
+        state.live[:keys, last] &= watermark_ns - state.start[:keys, last] <= self.maxspan_ns
+        return done, done_ns
+
+    def needed(self) -> np.ndarray:
+        """The ids of the events pending sequences that may still complete refer to."""
+        return self.state.needed(self.oldest(), self.trailing)
+
+    def widen(self, found: np.ndarray) -> np.ndarray:
+        """Found sequences with a column per stage (-1 for missing-event stages)."""
+        matches = np.full((len(found), len(self.node.stages)), -1, dtype=np.int64)
+        matches[:, self.real] = found
+        return matches
+
+
 def run_sequence(snapshot: Snapshot, node: Sequence, text: str
                  ) -> tuple[pa.Table, list[Correlation]]:
     """All the sequences ``node`` finds in the snapshot, in the order they complete."""
+    end = node.read.end
     node = narrowed(snapshot, node)
-    stages = node.stages
-    trailing = stages[-1].missing
-    real = [i for i, stage in enumerate(stages) if not stage.missing]
-    gap_of = {i: sum(1 for r in real if r < i) - 1 for i, st in enumerate(stages) if st.missing}
-    keyed = KeyedStages.of([*stages, *([node.until] if node.until else [])], node.key_names)
-    coder = KeyCodes()
-    state = _State(len(real))
+    matcher = SequenceMatcher(node)
+    state = matcher.state
     kept = Kept()
-    watermark = None
-    compact_at = COMPACT_KEYS
-    maxspan_ns = node.maxspan_ns if node.maxspan_ns is not None else -1
-    ts_field = snapshot.ts_field
-    with closing(matched_batches(snapshot, node.read, keyed, coder)) as batches:
+    with closing(matched_batches(snapshot, node.read, matcher.keyed, matcher.coder)) as batches:
         for batch in batches:
-            watermark = batch.last_ns
-            sub, matched, codes, ids = batch.rows, batch.stages, batch.codes, batch.ids
-            if not sub.num_rows:
-                continue
-            kills = np.full((len(real), sub.num_rows), -1, dtype=np.int64)
-            for i, gap in gap_of.items():
-                kills[gap] = np.where(kills[gap] >= 0, kills[gap], codes[i])
-            until = (codes[len(stages)] if node.until is not None
-                     else np.full(sub.num_rows, -1, dtype=np.int64))
-            state.fit(len(coder))
-            ts = np.asarray(pc.cast(get_path(sub, ts_field), pa.int64()), dtype=np.int64)
-            completed, completed_ns, count = advance(
-                codes[real], matched[real], kills, until, ts, ids, maxspan_ns, trailing,
-                state.live, state.start, state.refs)
-            if count:
+            ts = times(batch, snapshot.ts_field)
+            completed, completed_ns = matcher.feed(batch, ts)
+            if len(completed):
                 state.done.append(completed)
                 state.done_at.append(completed_ns)
-            oldest = watermark - maxspan_ns if maxspan_ns >= 0 else None
-            kept.add(sub, ids, functools.partial(state.needed, oldest, trailing))
-            if len(coder) >= compact_at:  # keys without an open sequence are forgotten
-                open_keys = state.open_keys(len(coder), oldest, trailing)
-                coder.keep(open_keys)
-                state.keep(open_keys)
-                compact_at = max(COMPACT_KEYS, 2 * len(coder))
-    if trailing and watermark is not None:
-        late, late_ns = expired(state.live, state.start, state.refs, len(coder), maxspan_ns,
-                                watermark)
+            if batch.rows.num_rows:
+                kept.add(batch.rows, batch.ids, matcher.needed)
+    if matcher.watermark is not None:  # (settled as live at the watermark: the read's end)
+        settle = matcher.watermark if end is None else end - 1
+        late, late_ns = matcher.expire(settle)
         state.done.append(late)
         state.done_at.append(late_ns)
-    found = state.matches()
-    matches = np.full((len(found), len(stages)), -1, dtype=np.int64)
-    matches[:, real] = found
-    return results(snapshot, kept, snapshot.schema, matches, keyed, text)
+    matches = matcher.widen(state.matches())
+    return results(snapshot, kept, snapshot.schema, matches, matcher.keyed, text)

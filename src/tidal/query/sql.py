@@ -70,13 +70,15 @@ class SqlEngine:
         self._empty = _empty_view(ts_field, entity_field)
 
     def query(self, snapshot: Snapshot, query: str,
-              params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+              params: Sequence[Any] | Mapping[str, Any] | None = None, *,
+              views: Mapping[str, pa.Table] | None = None) -> pa.Table:
         """Run one read-only statement against ``snapshot``.
 
         A string holding several statements is refused whole, reads included:
         checking each statement would make the answer depend on how DuckDB
         splits the text, and a caller gets one table back anyway. Refused
-        statements and DuckDB errors raise :class:`QueryError`.
+        statements and DuckDB errors raise :class:`QueryError`. ``views``: more
+        tables the query may read, by name (the rules' ``correlations``).
         """
         paths = snapshot.segment_paths()
         if paths is not None:
@@ -86,6 +88,8 @@ class SqlEngine:
             check_read_only(cursor, query)
             body = self._view(cursor, snapshot, paths)
             cursor.execute(f"CREATE OR REPLACE TEMP VIEW {VIEW} AS {body}")
+            for name, table in (views or {}).items():
+                cursor.register(name, table)
             relation = cursor.sql(query, params=params)
             return relation.to_arrow_table() if relation is not None else pa.table({})
         except duckdb.Error as exc:

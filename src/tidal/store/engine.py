@@ -182,6 +182,13 @@ class Engine:
         self._ager.start()
         if recovered.frames:
             self.writer.seal_if_due()  # a reopen replayed a full or old memtable: flush it
+        if self.writer.dedup is not None:
+            try:
+                with self.snapshot() as snap:  # the keys of the last window stored
+                    self.writer.dedup.load(snap)
+            except BaseException:
+                self.close()
+                raise
 
     def _live_ids(self) -> set[int]:
         return {s.id for s in self.state.manifest.segments}
@@ -365,6 +372,11 @@ class Engine:
     @property
     def cache_bytes(self) -> int:
         return self.segments.cache_bytes
+
+    def dedup_stats(self) -> dict[str, object] | None:
+        """Ingest deduplication: key, window, duplicates skipped, events tracked (None: off)."""
+        dedup = self.writer.dedup if self.writer is not None else None
+        return dedup.stats() if dedup is not None else None
 
     def background_errors(self) -> list[JobError]:
         """Background jobs whose last run failed."""

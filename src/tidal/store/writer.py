@@ -21,6 +21,14 @@ group are written first, those after it next. After a group, the leader seals th
 when it is full or old: the WAL moves to a new file at that ``_seq`` and the
 sealed memtable queues for the background flush, so an append never waits for
 a flush while memory lasts.
+
+With ``dedup_key`` set, the leader also drops each append's duplicates
+(:class:`~tidal.store.dedup.DedupIndex`) before encoding its frame: under the
+leadership, so two appends of one event, however concurrent, keep it once. What
+an append keeps is staged for the appends after it, made final when its WAL
+write succeeds and forgotten when it fails; an append that only skipped
+duplicates fails with the write of its group's batch too (the event it matched
+may have been in that batch).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +51,9 @@ from tidal.store.group_commit import GroupCommit
 from tidal.store.run import SEQ
 from tidal.store.state import StoreState
 from tidal.store.wal import PendingFrame, encode_payload
+
+if TYPE_CHECKING:
+    from tidal.store.dedup import DedupIndex
 
 
 class Log(Protocol):
@@ -62,13 +73,15 @@ class Log(Protocol):
 @dataclass(frozen=True)
 class SeqRange:
     """The ``_seq`` range given to one append; for a positioned one, the source's
-    committed position after it, and whether it was a duplicate (stored nothing)."""
+    committed position after it, and whether it was a duplicate (stored nothing);
+    ``duplicates``: events it held that the dedup index skipped."""
 
     count: int
     first_seq: int | None
     last_seq: int | None
     position: int | None = None
     duplicate: bool = False
+    duplicates: int = 0
 
 
 @dataclass
@@ -91,10 +104,11 @@ class _Stream:
 
 @dataclass
 class _Append:
-    """A prepared append: its table and its WAL frame."""
+    """A prepared append: its table and its WAL frame (and the duplicates it skipped)."""
 
     table: pa.Table
     frame: PendingFrame
+    duplicates: int = 0
 
 
 _NO_PAYLOAD = pa.py_buffer(b"")
@@ -137,9 +151,9 @@ def _in_position_order(requests: Sequence[_Request]) -> list[int]:
 def _range_of(append: _Append) -> SeqRange:
     frame = append.frame
     if not frame.rows:
-        return SeqRange(0, None, None, frame.position)
+        return SeqRange(0, None, None, frame.position, duplicates=append.duplicates)
     return SeqRange(frame.rows, frame.first_seq, frame.first_seq + frame.rows - 1,
-                    frame.position)
+                    frame.position, duplicates=append.duplicates)
 
 
 class Writer:
@@ -164,6 +178,12 @@ class Writer:
         self.backpressure_wait_s = 0.0
         self.rotate_error: BaseException | None = None
         self._stats_lock = threading.Lock()
+        self.dedup: DedupIndex | None = None
+        if config.dedup_key is not None and config.dedup_window_ns is not None:
+            from tidal.store.dedup import DedupIndex  # (numba loads only for a dedup store)
+
+            self.dedup = DedupIndex(config.dedup_key, config.dedup_window_ns,
+                                    config.timestamp_field)
 
     # -- appending ----------------------------------------------------------------
     def append(self, prepare: Callable[[], pa.Table | Iterable[pa.Table]], *, weight: int = 1,
@@ -222,23 +242,30 @@ class Writer:
     def _prepare(self, request: _Request) -> _Append | _Stream | SeqRange | BaseException:
         """Run an append's ``prepare`` and encode its frame; an empty one is done already.
         A ``prepare`` that gives blocks instead of a table is a stream, written later."""
+        mark = self.dedup.mark() if self.dedup is not None else None
         try:
             made = request.prepare()
             if not isinstance(made, pa.Table):
                 return _Stream(iter(made))
             return self._encoded(made, positioned=request.source is not None)
         except BaseException as exc:  # bad input: this append fails alone
+            if self.dedup is not None:
+                self.dedup.rollback(mark)
             return exc
 
     def _encoded(self, table: pa.Table, *, positioned: bool) -> _Append | SeqRange:
-        """``table`` with its WAL part; an empty one needs none unless it carries a position."""
+        """``table`` without its duplicates, with its WAL part; an empty one needs none
+        unless it carries a position."""
+        duplicates = 0
+        if self.dedup is not None and table.num_rows:
+            table, duplicates = self.dedup.keep(table)
         if table.num_rows == 0 and not positioned:
-            return SeqRange(0, None, None)
+            return SeqRange(0, None, None, duplicates=duplicates)
         if any(column.num_chunks > 1 for column in table.columns):
             table = table.combine_chunks()  # IPC-encoding chunked columns is much slower
         payload = encode_payload(table) if self.log.durable else None
         return _Append(_own_bytes(table, payload),
-                       PendingFrame(payload or _NO_PAYLOAD, table.num_rows))
+                       PendingFrame(payload or _NO_PAYLOAD, table.num_rows), duplicates)
 
     def _write_group(self, requests: Sequence[_Request]
                      ) -> list[SeqRange | BaseException]:
@@ -254,7 +281,9 @@ class Writer:
         """
         results: list[_Append | SeqRange | BaseException | None] = [None] * len(requests)
         accepted: dict[str, int] = {}
-        batch: list[tuple[int, _Append]] = []
+        batch: list[tuple[int, _Append | SeqRange]] = []
+        if self.dedup is not None:
+            self.dedup.rollback()  # what a group that broke off left staged
         for i in _in_position_order(requests):
             request = requests[i]
             source, position = request.source, request.position
@@ -274,6 +303,8 @@ class Writer:
                     if positioned:
                         result.frame.source, result.frame.position = source, position
                     batch.append((i, result))
+                elif isinstance(result, SeqRange) and result.duplicates:
+                    batch.append((i, result))  # only duplicates: stands or falls with the batch
                 results[i] = result
             if source is not None and position is not None and not isinstance(
                     results[i], BaseException):
@@ -286,24 +317,29 @@ class Writer:
         return [_range_of(r) if isinstance(r, _Append) else r  # type: ignore[misc]
                 for r in results]
 
-    def _commit(self, batch: list[tuple[int, _Append]],
+    def _commit(self, batch: list[tuple[int, _Append | SeqRange]],
                 results: list[_Append | SeqRange | BaseException | None]) -> None:
         """Write ``batch`` as one WAL frame and make it visible; if the write fails,
-        that is each of its appends' result."""
+        that is each of its appends' result (also of those that only skipped duplicates)."""
         if not batch:
             return
-        appends = [a for _, a in batch]
-        first = self._next_seq
-        for a in appends:
-            a.frame.first_seq = first
-            first += a.frame.rows
-        try:
-            self.log.write([a.frame for a in appends])
-        except Exception as exc:  # noqa: BLE001 - nothing of the batch was stored
-            for i, _ in batch:
-                results[i] = exc
-            return
-        self._publish(appends)
+        appends = [a for _, a in batch if isinstance(a, _Append)]
+        if appends:
+            first = self._next_seq
+            for a in appends:
+                a.frame.first_seq = first
+                first += a.frame.rows
+            try:
+                self.log.write([a.frame for a in appends])
+            except Exception as exc:  # noqa: BLE001 - nothing of the batch was stored
+                for i, _ in batch:
+                    results[i] = exc
+                if self.dedup is not None:
+                    self.dedup.rollback()
+                return
+            self._publish(appends)
+        if self.dedup is not None:
+            self.dedup.commit(sum(a.duplicates for _, a in batch))
 
     def _write_stream(self, request: _Request, stream: _Stream) -> SeqRange | BaseException:
         """Write an append that comes in blocks as one WAL frame, each block written while
@@ -311,13 +347,15 @@ class Writer:
         on its last block (so each block is held until the next one is made)."""
         positioned = request.source is not None and request.position is not None
         appends: list[_Append] = []
+        skipped = [0]  # duplicates of blocks that kept nothing
 
         def parts() -> Iterator[PendingFrame]:
             seq = self._next_seq
             for table in stream.blocks:
                 made = self._encoded(table, positioned=False)
                 if isinstance(made, SeqRange):
-                    continue  # an empty block
+                    skipped[0] += made.duplicates
+                    continue  # an empty block (or one of duplicates only)
                 if positioned and appends:
                     yield appends[-1].frame
                 made.frame.first_seq, seq = seq, seq + made.frame.rows
@@ -337,14 +375,19 @@ class Writer:
         try:
             self.log.write_stream(parts())
         except Exception as exc:  # noqa: BLE001 - bad input or a failed write: stored nothing
+            if self.dedup is not None:
+                self.dedup.rollback()
             return exc
+        duplicates = skipped[0] + sum(a.duplicates for a in appends)
+        if self.dedup is not None:
+            self.dedup.commit(duplicates)
         if not appends:
-            return SeqRange(0, None, None)
+            return SeqRange(0, None, None, duplicates=duplicates)
         self._publish(appends)
         rows = sum(a.frame.rows for a in appends)
         first = appends[0].frame.first_seq
         return SeqRange(rows, first if rows else None, first + rows - 1 if rows else None,
-                        request.position if positioned else None)
+                        request.position if positioned else None, duplicates=duplicates)
 
     def _publish(self, appends: list[_Append]) -> None:
         """Stamp durable appends with their ``_seq`` and make them visible (memtable,

@@ -75,7 +75,7 @@ from tidal.correlate.eql.values import (
     scalar_type,
     versions,
 )
-from tidal.errors import QueryError
+from tidal.errors import QueryError, UnknownFieldError
 from tidal.model.paths import get_path, root_at, type_at
 from tidal.model.time import TIMESTAMP_TYPE, parse_instant, to_timestamp_array
 
@@ -158,8 +158,11 @@ class _Compiler:
     def field_type(self, node: Field) -> pa.DataType | None:
         found = type_at(self.schema, node.name)
         if found is None and not node.optional:
-            raise self.error(node, f"unknown field {node.name!r}: no event in the store has "
-                             f"it (write ?{node.name} if it may be absent)")
+            error = self.error(node, f"unknown field {node.name!r}: no event in the store has "
+                               f"it (write ?{node.name} if it may be absent)")
+            raise UnknownFieldError(str(error), field=node.name, query=error.query,
+                                    position=error.position, line=error.line,
+                                    column=error.column)
         return found
 
     def kind(self, node: Expr) -> str:

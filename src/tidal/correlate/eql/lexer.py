@@ -11,14 +11,11 @@ followed by a unit name (the parser joins them), and operators. Comments are
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
 
-from tidal.errors import QueryError
+from tidal.correlate.syntax import Token, syntax_error
 
 __all__ = ["Token", "syntax_error", "tokenize"]
 
-Kind = Literal["name", "quoted", "string", "number", "op", "end"]
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
 _OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "=", ":", "(", ")", "[", "]", ",", "|",
@@ -26,37 +23,6 @@ _OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "=", ":", "(", ")", "[", "]", ",
 _NUMBER = re.compile(r"(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 _NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_@]*")
 _SPACE = re.compile(r"\s+|//[^\n]*|/\*.*?\*/", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Token:
-    """One token: its kind, its value (names and strings decoded, numbers as text)
-    and where it starts in the query."""
-
-    kind: Kind
-    value: str
-    pos: int
-
-    def is_op(self, *ops: str) -> bool:
-        return self.kind == "op" and self.value in ops
-
-    def is_word(self, *words: str) -> bool:
-        """An unquoted name equal (in any case) to one of ``words``."""
-        return self.kind == "name" and self.value.lower() in words
-
-
-def syntax_error(query: str, pos: int, message: str) -> QueryError:
-    """A :class:`QueryError` for ``query`` at offset ``pos``: the message, then the
-    query's line with a caret under the place."""
-    pos = max(0, min(pos, len(query)))
-    line = query.count("\n", 0, pos) + 1
-    start = query.rfind("\n", 0, pos) + 1
-    stop = query.find("\n", pos)
-    text = query[start:stop if stop >= 0 else len(query)]
-    column = pos - start + 1
-    caret = " " * (column - 1) + "^"
-    return QueryError(f"line {line}, column {column}: {message}\n  {text}\n  {caret}",
-                      query=query, position=pos, line=line, column=column)
 
 
 def tokenize(query: str) -> list[Token]:

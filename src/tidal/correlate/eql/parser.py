@@ -34,7 +34,7 @@ from tidal.correlate.eql.ast import (
     Stage,
 )
 from tidal.correlate.eql.lexer import Token, syntax_error, tokenize
-from tidal.errors import QueryError
+from tidal.correlate.syntax import Cursor
 
 __all__ = ["KEYWORDS", "parse"]
 
@@ -65,27 +65,9 @@ def parse(query: str) -> Query:
     return _Parser(query).query()
 
 
-class _Parser:
+class _Parser(Cursor):
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.tokens = tokenize(text)
-        self.i = 0
-
-    # -- tokens ------------------------------------------------------------------------
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.i]
-
-    def peek(self, ahead: int = 1) -> Token:
-        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
-
-    def advance(self) -> Token:
-        tok = self.tokens[self.i]
-        self.i = min(self.i + 1, len(self.tokens) - 1)
-        return tok
-
-    def error(self, message: str, tok: Token | None = None) -> QueryError:
-        return syntax_error(self.text, (tok or self.tok).pos, message)
+        super().__init__(text, tokenize(text))
 
     def found(self, tok: Token | None = None) -> str:
         tok = tok or self.tok

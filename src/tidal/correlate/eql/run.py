@@ -8,18 +8,23 @@ executor (:mod:`tidal.correlate.execute`) runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
+import pyarrow as pa
+
+from tidal.correlate.eql.ast import Join, Sample
 from tidal.correlate.eql.evaluate import Options
 from tidal.correlate.eql.parser import parse
 from tidal.correlate.eql.planner import plan_query
 from tidal.correlate.execute import execute
+from tidal.correlate.plan import Plan
 from tidal.correlate.result import Result
+from tidal.correlate.syntax import syntax_error
 from tidal.errors import ConfigError
 from tidal.model.time import parse_instant
 from tidal.store.readers import Snapshot
 
-__all__ = ["run_eql"]
+__all__ = ["live_planner", "run_eql"]
 
 FIELD_TYPES = ("date", "version")
 
@@ -46,3 +51,23 @@ def run_eql(snapshot: Snapshot, text: str, *, start: object = None, end: object 
                       end=parse_instant(end, name="end"), size=size,
                       max_samples_per_key=max_samples_per_key)
     return execute(snapshot, plan)
+
+
+def live_planner(text: str, *, ts_field: str, category_field: str = "event.category"
+                 ) -> Callable[[pa.Schema], Plan]:
+    """EQL ``text`` parsed and checked for running live (no pipes, no ``join`` or
+    ``sample``: they need the whole history); what plans it for a schema."""
+    query = parse(text)
+    if query.pipes:
+        raise syntax_error(text, query.pipes[0].pos, "a live query cannot have pipes: they "
+                           "need the whole result (run it over history with eql())")
+    if isinstance(query.body, Join | Sample):
+        raise syntax_error(text, query.body.pos, "live queries run event queries and "
+                           "sequences; join and sample run over history only")
+    options = Options(False, category_field, {})
+
+    def plan(schema: pa.Schema) -> Plan:
+        return plan_query(query, schema, options, ts_field=ts_field, start=None, end=None,
+                          size=None, max_samples_per_key=1)
+
+    return plan
