@@ -16,8 +16,6 @@ the order they leave it, is the result, renumbered.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pyarrow as pa
 
@@ -149,6 +147,6 @@ def _kept(events: pa.Table, found: list[Correlation], keep: np.ndarray, width: i
             if name in kept.column_names:
                 kept = kept.drop_columns([name])
             kept = kept.append_column(name, pa.array(values))
-    picked = [replace(found[i], id=n, events=kept.slice(n * width, width))
+    picked = [found[i].renumbered(n, kept.slice(n * width, width))
               for n, i in enumerate(keep.tolist())]
     return Result(kept, picked, text)

@@ -19,7 +19,7 @@ oldest held events are evicted, and counted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -359,7 +359,7 @@ class _Sequences(_Matcher):
                      ) -> list[Correlation]:
         _, out = results(None, kept, pa.schema([]), found.ids, self.matcher.keyed, text,
                          ts_field=self.ts_field)
-        return [replace(c, id=first_id + c.id) for c in out]
+        return [c.renumbered(first_id + c.id) for c in out]
 
     def keys_at_most(self) -> int:
         return len(self.matcher.coder)

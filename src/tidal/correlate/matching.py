@@ -196,9 +196,10 @@ def _first(many: Many) -> pa.Array:
 def time_batches(snapshot: Snapshot, read: Read) -> Generator[pa.Table, None, None]:
     """The events ``read`` names in (timestamp, ``_seq``) order, a non-empty table a
     batch, with ``_seq``, ``read.columns`` and where each is stored (``_segment``,
-    ``_row``) only."""
-    reader = snapshot.scan(list(read.columns), prune=read.prune, start=read.start,
-                           end=read.end, order="time", positions=True)
+    ``_row``) only. Rows the prune rules out (they match no stage) are filtered
+    out as they are read, before the sort."""
+    reader = snapshot.scan(list(read.columns), read.prune, prune=read.prune,
+                           start=read.start, end=read.end, order="time", positions=True)
     try:
         for batch in reader:
             if batch.num_rows:
@@ -400,10 +401,9 @@ def correlations_of(rows: MatchRows, text: str, *, picked: np.ndarray | None = N
     else:
         which = list(range(count))
     return events, [
-        Correlation(first_id + n, text, rows.keys[i], events.slice(n * width, width),
-                    rows.start[i], rows.end[i],
+        Correlation(first_id + n, text, rows.keys[i], events, rows.start[i], rows.end[i],
                     "complete" if completeness is None else completeness[i],
-                    {} if labels is None else labels[i])
+                    None if labels is None else labels[i], at=n * width, width=width)
         for n, i in enumerate(which)]
 
 

@@ -11,7 +11,6 @@ import pyarrow as pa
 __all__ = ["Correlation", "Result"]
 
 
-@dataclass(frozen=True)
 class Correlation:
     """Events that belong together.
 
@@ -25,16 +24,54 @@ class Correlation:
         completeness: ``"complete"``, or the names of the stages it lacks.
         labels: fields carried from the other side (CorQL's ``group_left(..)``
             and ``group_right(..)``), by name.
+
+    The correlations of one result share its events table: ``events`` is cut
+    from it when asked for (``at`` and ``width`` say where), so making many
+    correlations costs no table each.
     """
 
-    id: int
-    query: str
-    key: dict[str, Any]
-    events: pa.Table
-    start: int
-    end: int
-    completeness: str | tuple[str, ...] = "complete"
-    labels: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_at", "_table", "_width", "completeness", "end", "id", "key", "labels",
+                 "query", "start")
+
+    def __init__(self, id: int, query: str, key: dict[str, Any],  # noqa: A002
+                 events: pa.Table, start: int, end: int,
+                 completeness: str | tuple[str, ...] = "complete",
+                 labels: dict[str, Any] | None = None, *, at: int = 0,
+                 width: int | None = None) -> None:
+        self.id, self.query, self.key = id, query, key
+        self._table, self._at, self._width = events, at, width
+        self.start, self.end = start, end
+        self.completeness = completeness
+        self.labels = {} if labels is None else labels
+
+    @property
+    def events(self) -> pa.Table:
+        if self._width is None:
+            return self._table
+        return self._table.slice(self._at, self._width)
+
+    def renumbered(self, id: int, events: pa.Table | None = None) -> Correlation:  # noqa: A002
+        """The same correlation numbered ``id`` (with ``events`` instead)."""
+        if events is None:
+            return Correlation(id, self.query, self.key, self._table, self.start, self.end,
+                               self.completeness, self.labels, at=self._at, width=self._width)
+        return Correlation(id, self.query, self.key, events, self.start, self.end,
+                           self.completeness, self.labels)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Correlation):
+            return NotImplemented
+        return ((self.id, self.query, self.key, self.start, self.end, self.completeness,
+                 self.labels) == (other.id, other.query, other.key, other.start, other.end,
+                                  other.completeness, other.labels)
+                and self.events.equals(other.events))
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable parts: key, labels)
+
+    def __repr__(self) -> str:
+        return (f"Correlation(id={self.id}, key={self.key!r}, start={self.start}, "
+                f"end={self.end}, completeness={self.completeness!r}, "
+                f"events={self.events.num_rows})")
 
 
 @dataclass(frozen=True)
