@@ -100,7 +100,7 @@ class LiveExecutor:
         self._buffer: list[pa.Table] = []
         self._max_ns: int | None = None
         self._emitted = 0
-        self._kept = Kept(_KEEP_ROWS)
+        self._kept = Kept(_KEEP_ROWS, growth=4)  # (held rows pruned less often: smaller tails)
         self._matcher: _Matcher | None = None
         self.waiting_for: str | None = None
         """The field the query waits for (None: planned)."""

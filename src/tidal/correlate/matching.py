@@ -43,6 +43,8 @@ KEEP_ROWS = 1 << 18
 KEY_COMBINATIONS = 1024
 """The most keys one event takes part under when its keys hold arrays (the first ones
 of the cross product of their values; the rest are dropped)."""
+_MANY_TABLES = 256
+"""Held tables past which a prune joins them into one (chunked) table."""
 _JOINED = "\x00joined"
 """The prefix of the columns in which an entry carries the first stage's key values."""
 
@@ -261,7 +263,8 @@ class Kept:
     the pending and found matches, not the events scanned.
     """
 
-    def __init__(self, min_rows: int | None = None) -> None:
+    def __init__(self, min_rows: int | None = None, growth: int = 2) -> None:
+        self.growth = growth
         self.tables: list[pa.Table] = []
         self.ids: list[np.ndarray] = []
         self.rows = 0
@@ -279,15 +282,26 @@ class Kept:
             self.prune(needed())
 
     def prune(self, needed: np.ndarray) -> None:
-        """Keep only the rows whose id is in ``needed``."""
-        if not self.tables:
-            return
-        table, ids = self.all(self.tables[0].schema)
-        keep = np.isin(ids, needed)
-        self.tables, self.ids = [table.filter(pa.array(keep))], [ids[keep]]
-        self.rows = int(keep.sum())
-        self.limit = max(self.min_rows, 2 * self.rows)
-        self.nbytes = self.tables[0].nbytes
+        """Keep only the rows whose id is in ``needed`` (table by table: no more memory
+        than one table's worth on top of what is held)."""
+        needed = np.unique(needed)
+        tables, ids = [], []
+        for table, held in zip(self.tables, self.ids, strict=True):
+            at = np.searchsorted(needed, held)
+            keep = (at < len(needed)) & (needed[np.minimum(at, len(needed) - 1)] == held) \
+                if len(needed) else np.zeros(len(held), dtype=bool)
+            if keep.all():
+                tables.append(table)
+                ids.append(held)
+            elif keep.any():
+                tables.append(table.filter(pa.array(keep)))
+                ids.append(held[keep])
+        if len(tables) > _MANY_TABLES:  # (zero-copy: the chunks stay as they are)
+            tables, ids = [concat_tables(tables)], [np.concatenate(ids)]
+        self.tables, self.ids = tables, ids
+        self.rows = sum(len(i) for i in ids)
+        self.limit = max(self.min_rows, self.growth * self.rows)
+        self.nbytes = sum(t.nbytes for t in tables)
 
     def take(self, ids: np.ndarray, schema: pa.Schema) -> pa.Table:
         """The held rows of ``ids`` (each held), in that order; only the tables that
