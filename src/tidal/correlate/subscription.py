@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from tidal.correlate.live import LiveExecutor, LiveStats
 from tidal.correlate.result import Correlation
+from tidal.errors import ConfigError
 from tidal.store.feed import Follower
 
 __all__ = ["Subscription"]
@@ -119,7 +120,15 @@ class Subscription:
 
     def get(self, timeout_s: float | None = None) -> Correlation | None:
         """The next correlation, waiting up to ``timeout_s`` (None: until closed);
-        None on timeout or when the subscription has ended."""
+        None on timeout or when the subscription has ended.
+
+        Raises:
+            ConfigError: the subscription delivers to its callback instead.
+        """
+        if self._callback is not None:
+            raise ConfigError("this subscription delivers to its callback; get() and "
+                              "iteration are for subscriptions without one",
+                              field="callback")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._ready:
             while not self._out:
@@ -149,6 +158,8 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Correlation:
+        if self._callback is not None:
+            self.get(0)  # (raises: a callback takes them)
         loop = asyncio.get_running_loop()
         while True:
             woken: asyncio.Future[None] = loop.create_future()
