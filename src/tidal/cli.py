@@ -1,7 +1,7 @@
 """The ``tidal`` command line: glue over :func:`tidal.open` and the benchmark harness.
 
-Subcommands: ``ingest``, ``consume``, ``timeline``, ``sql``, ``eql``, ``watch``,
-``stats``, ``check``, ``repair``, ``demo`` and ``bench``. The read commands
+Subcommands: ``ingest``, ``consume``, ``serve``, ``timeline``, ``sql``, ``eql``,
+``watch``, ``stats``, ``check``, ``repair``, ``demo`` and ``bench``. The read commands
 (``timeline``, ``sql``, ``eql``, ``watch``, ``stats``, ``check``) open the store
 read-only, so they work next to a running writer and on read-only media.
 Heavy modules (pyarrow, duckdb, numpy, rich) are imported inside the command
@@ -176,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entity-field", metavar="F", help="dotted path of the entity field")
     p.add_argument("--timestamp-field", metavar="F", help="dotted path of the event time")
     p.set_defaults(func=cmd_consume)
+
+    p = sub.add_parser("serve", help="run the store as an HTTP service until Ctrl-C or SIGTERM")
+    p.add_argument("--store", metavar="DIR", help="store directory, created if missing "
+                                                  "(default: the config's, else ./tidal-data)")
+    p.add_argument("--host", metavar="HOST",
+                   help="address to listen on (default 127.0.0.1; another one needs API tokens)")
+    p.add_argument("--port", type=_non_negative_int, metavar="PORT",
+                   help="TCP port (default 3100; 0: any free port)")
+    p.add_argument("--config", metavar="FILE",
+                   help="a TOML file: host, port, store, max_body_bytes, [[auth.tokens]]")
+    p.add_argument("--entity-field", metavar="F", help="dotted path of the entity field")
+    p.add_argument("--timestamp-field", metavar="F", help="dotted path of the event time")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="generate, ingest and query a sample data set")
     p.add_argument("--store", default="tidal-data", metavar="DIR",
@@ -368,6 +381,18 @@ def cmd_consume(args: argparse.Namespace) -> int:
               f"in {elapsed:.2f} s")
     if result.rejected:
         out.print(f"skipped {result.rejected:,} bad lines to the dead-letter file")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``tidal serve [--store DIR] [--host H] [--port N] [--config FILE]``: until Ctrl-C
+    (exit 130) or SIGTERM (exit 0), answering the requests in flight first."""
+    from tidal.server.config import ServerConfig
+    from tidal.server.serve import serve
+
+    config = ServerConfig.load(args.config, store=args.store, host=args.host, port=args.port)
+    args.store = config.store
+    serve(config, _open(args, read_only=False))
     return 0
 
 

@@ -46,12 +46,16 @@ EXPECTED_METRICS = {
     "live-latency": {f"p{q}_{span}_to_delivery" for q in (50, 99) for span in ("commit", "append")}
     | {"max_sustained_rate"},
     "live-state": {"peak_rss_growth", "state_bytes_max", "evicted"},
+    "http-ingest": {"throughput", "p50_request", "p99_request"},
+    "http-timeline": {"p50", "p99"},
+    "serve-cold-start": {"ready", "idle_rss"},
 }
 
 MAY_BE_ZERO = {"bytes_read_share_cold", "peak_rss_growth"}
 NO_BASELINE = {"rss_growth_25_to_100pct", "appends_per_fsync", "p50_append_latency",
                "append_throughput", "time_warm", "p50_append_to_delivery",
-               "p99_append_to_delivery", "max_sustained_rate", "evicted"}
+               "p99_append_to_delivery", "max_sustained_rate", "evicted", "p50_request",
+               "p99_request"}
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from tidal.bench import (  # noqa: F401 - they register
     eql,
     positions,
     reads,
+    server,
 )
 from tidal.bench.figures import Context, Figure, median_of, seconds
 from tidal.bench.registry import CASES

@@ -14,14 +14,15 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tidal.api import Store
 from tidal.errors import BackpressureError, ConfigError, IngestError, QueryError, TidalError
-from tidal.server import health
+from tidal.server import health, ingest, metrics, openapi
 from tidal.server.config import ServerConfig
-from tidal.server.metrics import Metrics
+from tidal.server.metrics import HttpMetrics, Metrics
 
 __all__ = ["create_app", "error_response"]
 
@@ -42,12 +43,18 @@ def create_app(store: Store, config: ServerConfig | None = None, *,
             if close_store:
                 store.close()
 
-    routes = [*health.routes()]
+    # (reading: queries, rules, live streams; log pushes: Loki, OTLP/HTTP)
+    from tidal.server import live, loki, otlp, query
+
+    routes = [*loki.routes(), *otlp.routes(),
+              *health.routes(), *ingest.routes(), *metrics.routes(), *openapi.routes(),
+              *query.routes(), *live.routes()]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        HTTPException: _http_error, TidalError: _tidal_error})
+        HTTPException: _http_error, TidalError: _tidal_error},
+        middleware=[Middleware(HttpMetrics)])
     app.state.store = store
     app.state.config = config
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(store)
     app.state.ready = False
     return app
 

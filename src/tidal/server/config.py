@@ -6,6 +6,7 @@ host = "127.0.0.1"
 port = 3100
 store = "./tidal-data"
 max_body_bytes = 67108864
+backpressure_wait_s = 5.0
 
 [[auth.tokens]]
 token = "s3cret"
@@ -48,6 +49,8 @@ class ServerConfig:
         store: the store directory.
         max_body_bytes: the largest request body accepted (after decompression
             too); larger ones get 413.
+        backpressure_wait_s: how long an ingest request waits for room when the
+            store is at its memory limit before it is answered 429 with Retry-After.
         tokens: the API tokens; none: no authentication (loopback only).
     """
 
@@ -55,6 +58,7 @@ class ServerConfig:
     port: int = 3100
     store: str = "./tidal-data"
     max_body_bytes: int = 64 << 20
+    backpressure_wait_s: float = 5.0
     tokens: tuple[Token, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -63,6 +67,11 @@ class ServerConfig:
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
             raise ConfigError("max_body_bytes must be a whole number >= 1",
                               field="max_body_bytes")
+        if (isinstance(self.backpressure_wait_s, bool)
+                or not isinstance(self.backpressure_wait_s, int | float)
+                or not 0 <= self.backpressure_wait_s <= 3600):
+            raise ConfigError("backpressure_wait_s must be a number of seconds, 0 to 3600",
+                              field="backpressure_wait_s")
         for token in self.tokens:
             if not token.token:
                 raise ConfigError("a token must not be empty", field="auth.tokens")
@@ -80,9 +89,9 @@ class ServerConfig:
     def load(cls, path: str | os.PathLike[str] | None = None,
              env: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
         """Defaults, then the TOML file at ``path``, then ``TIDAL_HOST``,
-        ``TIDAL_PORT``, ``TIDAL_STORE``, ``TIDAL_MAX_BODY_BYTES`` and
-        ``TIDAL_TOKENS`` (``token:scope+scope,...``), then ``overrides`` (None
-        values are skipped)."""
+        ``TIDAL_PORT``, ``TIDAL_STORE``, ``TIDAL_MAX_BODY_BYTES``,
+        ``TIDAL_BACKPRESSURE_WAIT_S`` and ``TIDAL_TOKENS`` (``token:scope+scope,...``),
+        then ``overrides`` (None values are skipped)."""
         values: dict[str, Any] = {}
         if path is not None:
             try:
@@ -90,16 +99,18 @@ class ServerConfig:
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"cannot read the config {path}: {exc}",
                                   field="config") from exc
-            values.update({k: data[k] for k in ("host", "port", "store", "max_body_bytes")
-                           if k in data})
-            tokens = data.get("auth", {}).get("tokens", [])
+            values.update({k: data[k] for k in ("host", "port", "store", "max_body_bytes",
+                                                  "backpressure_wait_s") if k in data})
+            auth = data.get("auth", {})
+            tokens = auth.get("tokens", []) if isinstance(auth, dict) else None
             if not isinstance(tokens, list):
                 raise ConfigError("auth.tokens must be a list of tables", field="auth.tokens")
             values["tokens"] = tuple(_token(t) for t in tokens)
         env = os.environ if env is None else env
         for name, key, kind in (("TIDAL_HOST", "host", str), ("TIDAL_PORT", "port", int),
                                 ("TIDAL_STORE", "store", str),
-                                ("TIDAL_MAX_BODY_BYTES", "max_body_bytes", int)):
+                                ("TIDAL_MAX_BODY_BYTES", "max_body_bytes", int),
+                                ("TIDAL_BACKPRESSURE_WAIT_S", "backpressure_wait_s", float)):
             if name in env:
                 try:
                     values[key] = kind(env[name])
