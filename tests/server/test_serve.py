@@ -198,3 +198,17 @@ def test_a_port_in_use_is_one_clean_error(tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
         f"tidal: error: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_the_listening_socket_is_tcp_so_answers_are_not_held_back():
+    """asyncio turns Nagle off (TCP_NODELAY) only on connections of an IPPROTO_TCP
+    socket; without it every small answer waited ~40 ms for a delayed ACK."""
+    import socket
+
+    from tidal.server.serve import _listen
+
+    sock = _listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

@@ -21,7 +21,12 @@ from tidal.model.schema import concat_tables
 from tidal.store.run import SEQ, Slice, SliceSource, SourceSet, seq_array
 
 READ_THREADS = 2  # row groups of different segments decoded side by side
-_EMPTY = pa.table({SEQ: pa.array([], pa.int64())})
+
+
+@functools.cache
+def _empty() -> pa.Table:
+    """No events (made on first use: building a table at import loads pandas)."""
+    return pa.schema([(SEQ, pa.int64())]).empty_table()
 
 
 def timeline(sources: SourceSet, entity: object, start: int | None,
@@ -34,7 +39,7 @@ def timeline(sources: SourceSet, entity: object, start: int | None,
     key = entity if isinstance(entity, str) else str(entity)
     slices = _probe(sources, key, start, end, limit=limit, desc=desc)
     if not slices:
-        return _EMPTY
+        return _empty()
     result = _join(slices)
     if desc:
         result = result.take(pa.array(np.arange(result.num_rows - 1, -1, -1)))

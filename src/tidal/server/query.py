@@ -17,6 +17,7 @@ reads it (:mod:`tidal.server.encode` says how values look in JSON).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -54,6 +55,8 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 ARROW = "application/vnd.apache.arrow.stream"
 _MEDIA = (JSON, NDJSON, ARROW)
+WHOLE_ROWS = 1_000
+"""Answers of at most this many rows are encoded in one body (no stream)."""
 T = TypeVar("T")
 
 # -- the OpenAPI document -------------------------------------------------------------------
@@ -211,10 +214,16 @@ async def timeline(request: Request) -> Response:
     media = negotiate(request)
     params = request.query_params
     store: Store = request.app.state.store
-    table = await run_in_threadpool(
-        store.timeline, request.path_params["entity"], params.get("start"), params.get("end"),
-        limit=_int_param(request, "limit"), desc=_bool_param(request, "desc"))
-    return _answer(Answer("events", table), media, envelope=False)
+    entity, limit, desc = request.path_params["entity"], _int_param(request, "limit"), \
+        _bool_param(request, "desc")
+
+    def answer() -> Response:  # (read and, when small, encode in one trip to the pool)
+        table = store.timeline(entity, params.get("start"), params.get("end"), limit=limit,
+                               desc=desc)
+        return _answer(Answer("events", table), media, envelope=False,
+                       whole=table.num_rows <= WHOLE_ROWS)
+
+    return await run_in_threadpool(answer)
 
 
 @openapi.operation(
@@ -385,37 +394,42 @@ def negotiate(request: Request) -> str:
     raise HTTPException(406, f"cannot answer in {header!r}: ask for {', '.join(_MEDIA)}")
 
 
-def _answer(found: Answer, media: str, *, envelope: bool = True) -> Response:
-    """``found`` in ``media``; ``envelope=False``: JSON as ``{"events": [...]}`` alone."""
+def _answer(found: Answer, media: str, *, envelope: bool = True, whole: bool = False
+            ) -> Response:
+    """``found`` in ``media``; ``envelope=False``: JSON as ``{"events": [...]}`` alone;
+    ``whole``: encoded now, in one body (a small answer, from the thread pool)."""
+    stream = functools.partial(_stream, whole=whole)
     if media == ARROW:
         if found.kind == "correlations" and found.table is None:
             correlations = found.correlations
-            return _stream(arrow_stream(lambda: event_table(correlations).combine_chunks()), ARROW)
+            return stream(arrow_stream(lambda: event_table(correlations).combine_chunks()), ARROW)
         table = found.table
-        return _stream(arrow_stream(lambda: table), ARROW)
+        return stream(arrow_stream(lambda: table), ARROW)
     if found.kind == "rows":
         assert found.table is not None
         if media == NDJSON:
-            return _stream(ndjson(row_objects(found.table)), NDJSON)
+            return stream(ndjson(row_objects(found.table)), NDJSON)
         columns = [{"name": f.name, "type": str(f.type)} for f in found.table.schema]
-        return _stream(json_document([("rows", row_arrays(found.table))], head={
+        return stream(json_document([("rows", row_arrays(found.table))], head={
             "columns": columns}), JSON)
     if found.kind == "correlations":
         objects = batched(correlation_objects(found.correlations), 256)
         if media == NDJSON:
-            return _stream(ndjson(objects), NDJSON)
-        return _stream(json_document([("events", iter(())), ("correlations", objects)]), JSON)
+            return stream(ndjson(objects), NDJSON)
+        return stream(json_document([("events", iter(())), ("correlations", objects)]), JSON)
     assert found.table is not None
     events = row_objects(found.table)
     if media == NDJSON:
-        return _stream(ndjson(events), NDJSON)
+        return stream(ndjson(events), NDJSON)
     parts: list[tuple[str, Iterator[list[Any]]]] = [("events", events)]
     if envelope:
         parts.append(("correlations", iter(())))
-    return _stream(json_document(parts), JSON)
+    return stream(json_document(parts), JSON)
 
 
-def _stream(chunks: Iterator[bytes], media: str) -> Response:
+def _stream(chunks: Iterator[bytes], media: str, *, whole: bool = False) -> Response:
+    if whole:
+        return Response(b"".join(chunks), media_type=media)
     # (a sync iterator: Starlette reads it in the thread pool, so encoding is off the loop)
     return StreamingResponse(chunks, media_type=media)
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -29,6 +29,9 @@ from tidal.model.storable import restored, restored_schema
 from tidal.store.cache import ByteCache
 from tidal.store.run import Slice, time_array
 from tidal.store.segment import SegmentMeta, read_index, verify_footer
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 
 def slice_bytes(part: Slice) -> int:
@@ -82,10 +85,12 @@ class SegmentFile:
         return found
 
     @functools.cached_property
-    def fragment(self) -> ds.ParquetFileFragment:
+    def fragment(self) -> ds.ParquetFileFragment:  # (pyarrow.dataset loads pandas: on use)
         """The file as a dataset fragment, for pruning row groups by their statistics
         (its footer parsed once)."""
         self._parquet  # noqa: B018 - the footer checked against the manifest first
+        import pyarrow.dataset as ds
+
         found = ds.ParquetFileFormat().make_fragment(str(self.path), _LOCAL)
         found.ensure_complete_metadata()
         return found
