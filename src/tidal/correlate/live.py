@@ -320,7 +320,7 @@ class _Events(_Matcher):
     def correlations(self, found: _Found, kept: Kept, text: str, first_id: int
                      ) -> list[Correlation]:
         rows, _ = kept.all(pa.schema([]))
-        kept.tables, kept.ids, kept.rows = [], [], 0
+        kept.clear()
         ts = _times(rows, self.ts_field).tolist()
         return [Correlation(first_id + i, text, {}, rows.slice(i, 1), ts[i], ts[i])
                 for i in range(rows.num_rows)]

@@ -281,6 +281,10 @@ class Kept:
         if needed is not None and self.rows > self.limit:
             self.prune(needed())
 
+    def clear(self) -> None:
+        """Hold nothing."""
+        self.tables, self.ids, self.rows, self.nbytes = [], [], 0, 0
+
     def prune(self, needed: np.ndarray) -> None:
         """Keep only the rows whose id is in ``needed`` (table by table: no more memory
         than one table's worth on top of what is held)."""

@@ -50,12 +50,19 @@ from tidal.server.config import ServerConfig
 if TYPE_CHECKING:
     from tidal.api import Receipt, Store
 
-__all__ = ["ENDPOINT", "MEDIA_TYPES", "TENANT_FIELD", "TENANT_HEADER", "decompress",
-           "read_body", "routes", "tenant", "with_tenant"]
+__all__ = ["ENDPOINT", "MEDIA_TYPES", "REFUSALS", "TENANT_FIELD", "TENANT_HEADER",
+           "TENANT_PARAMETER", "decompress", "read_body", "routes", "tenant", "with_tenant"]
 
 ENDPOINT = "/v1/events"
 TENANT_HEADER = "X-Scope-OrgID"
 TENANT_FIELD = "org_id"
+TENANT_PARAMETER = openapi.header(TENANT_HEADER,
+                                  f"A tenant, set as {TENANT_FIELD!r} on every event")
+"""The tenant header, as every ingest route documents it."""
+REFUSALS = {413: "The body is larger than max_body_bytes (sent or decompressed)",
+            415: "An unsupported Content-Type or Content-Encoding",
+            429: "The store is full: retry after Retry-After seconds"}
+"""The answers every ingest route may give besides its own (OpenAPI responses)."""
 """The top-level field ``X-Scope-OrgID`` sets on every event of a request."""
 MEDIA_TYPES = {
     "application/x-ndjson": "ndjson", "application/jsonl": "ndjson", "text/plain": "ndjson",
@@ -221,15 +228,11 @@ _LINES = {"type": "string", "description": "one JSON object per line"}
              "application/json": {"oneOf": [{"type": "array", "items": {"type": "object"}},
                                             {"type": "object"}]},
              "application/vnd.apache.arrow.stream": {"type": "string", "format": "binary"}},
-    parameters=[openapi.header(TENANT_HEADER, f"A tenant, set as {TENANT_FIELD!r} on every "
-                                              "event"),
-                openapi.header("Content-Encoding", "gzip, zstd or identity")],
+    parameters=[TENANT_PARAMETER, openapi.header("Content-Encoding", "gzip, zstd or identity")],
     responses={200: {"description": "Stored durably", "content": {
                    "application/json": {"schema": RECEIPT}}},
                400: "Bad input (every bad line and why), or a body that does not decompress",
-               413: "The body is larger than max_body_bytes (sent or decompressed)",
-               415: "An unsupported Content-Type or Content-Encoding",
-               429: "The store is full: retry after Retry-After seconds"})
+               **REFUSALS})
 async def post_events(request: Request) -> Response:
     """Store the events of the request body."""
     require(request, "ingest")

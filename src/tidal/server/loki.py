@@ -84,14 +84,11 @@ _DIGITS = re.compile(r"-?[0-9]{1,20}")
                 f"{ingest.TENANT_HEADER} sets the field {ingest.TENANT_FIELD!r} of every event.",
     request={"application/x-protobuf": {"type": "string", "format": "binary"},
              "application/json": {"type": "object", "required": ["streams"]}},
-    parameters=[openapi.header(ingest.TENANT_HEADER, "A tenant, set as "
-                                                     f"{ingest.TENANT_FIELD!r} on every event"),
+    parameters=[ingest.TENANT_PARAMETER,
                 openapi.header("Content-Encoding", "snappy, gzip, deflate or identity")],
     responses={204: {"description": "Stored durably"},
                400: "A body that cannot be read (what is wrong, and where)",
-               413: "The body is larger than max_body_bytes (sent or decompressed)",
-               415: "An unsupported Content-Type or Content-Encoding",
-               429: "The store is full: retry after Retry-After seconds"})
+               **ingest.REFUSALS})
 async def push(request: Request) -> Response:
     """Store a Loki push body; 204 once it is durable."""
     auth.require(request, "ingest")

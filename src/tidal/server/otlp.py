@@ -98,16 +98,13 @@ _json = msgspec.json.Encoder()
                 f"{ingest.TENANT_HEADER} sets the field {ingest.TENANT_FIELD!r} of every event.",
     request={PROTOBUF: {"type": "string", "format": "binary"},
              JSON: {"type": "object", "properties": {"resourceLogs": {"type": "array"}}}},
-    parameters=[openapi.header(ingest.TENANT_HEADER, "A tenant, set as "
-                                                     f"{ingest.TENANT_FIELD!r} on every event"),
+    parameters=[ingest.TENANT_PARAMETER,
                 openapi.header("Content-Encoding", "gzip, deflate, zstd or identity")],
     responses={200: {"description": "Stored durably: an ExportLogsServiceResponse", "content": {
                    PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
                    JSON: {"schema": {"type": "object"}}}},
                400: "A body that cannot be read (what is wrong, and where)",
-               413: "The body is larger than max_body_bytes (sent or decompressed)",
-               415: "An unsupported Content-Type or Content-Encoding",
-               429: "The store is full: retry after Retry-After seconds"})
+               **ingest.REFUSALS})
 async def export_logs(request: Request) -> Response:
     """Store an OTLP logs export; 200 with an ``ExportLogsServiceResponse`` once durable."""
     auth.require(request, "ingest")
