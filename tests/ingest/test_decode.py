@@ -194,3 +194,13 @@ def test_dataframe_libraries_are_not_imported_by_decoding(tmp_path: Path):
 def test_generator_of_dicts():
     d = decode({"i": i} for i in range(3))
     assert d.table.column("i").to_pylist() == [0, 1, 2] and d.lines is None
+
+
+def test_arrow_ipc_with_text_that_is_not_utf8_is_refused():
+    bad = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, 2], np.int32)),
+                                                 pa.py_buffer(b"\xff\xfe")])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, pa.schema([("message", pa.string())])) as writer:
+        writer.write_table(pa.table({"message": bad}))
+    with pytest.raises(DecodeError, match="Arrow IPC.*UTF8|Arrow IPC.*utf"):
+        decode(sink.getvalue().to_pybytes(), format="arrow")

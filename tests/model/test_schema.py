@@ -406,3 +406,10 @@ def test_concat_keeps_every_value(inputs: list[pa.Table]) -> None:
             for name in set(stored) - set(row):
                 assert stored[name] is None
         offset += t.num_rows
+
+
+def test_an_empty_object_widened_to_text_keeps_its_row():
+    """(A struct with no fields rebuilt from its children had no rows.)"""
+    a = pa.table({"a": pa.array([[]], pa.list_(pa.int64()))})
+    b = pa.table({"a": pa.array([{}], pa.struct([]))})
+    assert concat_tables([a, b]).column("a").to_pylist() == ["[]", "{}"]

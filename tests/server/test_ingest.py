@@ -149,6 +149,28 @@ def test_duplicates_are_counted_in_the_receipt(tmp_path):
         assert again == {"count": 1, "first_seq": 3, "last_seq": 3, "duplicates": 3}
 
 
+def test_a_retried_position_stores_nothing_the_second_time(server):
+    source = {**NDJSON, "Tidal-Source": "shipper-1"}
+    first = post(server, ndjson(events(3)), {**source, "Tidal-Position": "10"}).json()
+    assert first == {"count": 3, "first_seq": 0, "last_seq": 2, "duplicates": 0,
+                     "source": "shipper-1", "position": 10, "duplicate": False}
+    again = post(server, ndjson(events(3)), {**source, "Tidal-Position": "10"}).json()
+    assert again == {"count": 0, "first_seq": None, "last_seq": None, "duplicates": 0,
+                     "source": "shipper-1", "position": 10, "duplicate": True}
+    older = post(server, gzip.compress(ndjson(events(2, start=50))),
+                 {**source, "Tidal-Position": "4", "content-encoding": "gzip",
+                  "X-Scope-OrgID": "t"}).json()
+    assert older["duplicate"] and older["position"] == 10
+    later = post(server, ndjson(events(2, start=3)),
+                 {**source, "Tidal-Position": "12", "X-Scope-OrgID": "t"}).json()
+    assert (later["count"], later["position"], later["duplicate"]) == (2, 12, False)
+    empty = post(server, b"", {**NDJSON, "Tidal-Source": "idle", "Tidal-Position": "7"}).json()
+    assert (empty["count"], empty["position"]) == (0, 7)  # the position alone commits
+    assert stored_ids(server.store) == [0, 1, 2, 3, 4]
+    got = httpx.get(server.url + "/v1/positions")
+    assert got.json() == {"shipper-1": 12, "idle": 7} == server.store.positions()
+
+
 def test_the_tenant_header_sets_org_id_on_every_event(server):
     rows = [*events(2), {**events(1, start=2)[0], "org_id": "someone-else"}]
     got = post(server, ndjson(rows), {**NDJSON, "X-Scope-OrgID": "acme"})
@@ -224,6 +246,18 @@ BAD = [
         400, "bad_input", ("Arrow IPC",)),
     Bad("a bad tenant", GOOD, {**NDJSON, "X-Scope-OrgID": "a/b"}, 400, "bad_request",
         ("X-Scope-OrgID",)),
+    Bad("a position without a source", GOOD, {**NDJSON, "Tidal-Position": "3"}, 400,
+        "bad_request", ("Tidal-Source is missing",)),
+    Bad("a source without a position", GOOD, {**NDJSON, "Tidal-Source": "s"}, 400,
+        "bad_request", ("Tidal-Position is missing",)),
+    Bad("a negative position", GOOD, {**NDJSON, "Tidal-Source": "s", "Tidal-Position": "-1"},
+        400, "bad_request", ("decimal integer", "'-1'")),
+    Bad("a position past 2**63-1", GOOD,
+        {**NDJSON, "Tidal-Source": "s", "Tidal-Position": str(1 << 63)}, 400, "bad_request",
+        ("between 0 and 2**63-1",)),
+    Bad("an overlong source", GOOD,
+        {**NDJSON, "Tidal-Source": "s" * 1025, "Tidal-Position": "1"}, 400, "bad_request",
+        ("1 to 1024 bytes",)),
     Bad("oversized by Content-Length", b"x" * (LIMIT + 1), NDJSON, 413, "too_large",
         ("max_body_bytes",)),
     Bad("oversized once decompressed", gzip.compress(b"\n" * (LIMIT + 1)),

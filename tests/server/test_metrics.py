@@ -92,6 +92,12 @@ def test_store_figures_are_read_at_each_scrape(served):
     assert types["tidal_store_commit_groups"] == "counter"
     assert value(samples, "tidal_store_commit_groups", "tidal_store_commit_groups_total") >= 1
     assert value(samples, "tidal_store_wal_bytes", "tidal_store_wal_bytes") > 0
+    fsync = "tidal_wal_fsync_duration_seconds"
+    assert types[fsync] == "histogram"
+    fsyncs = value(samples, fsync, f"{fsync}_count")
+    assert fsyncs == store.stats()["wal_fsync"]["count"] >= 1  # one per commit group at least
+    assert value(samples, fsync, f"{fsync}_bucket", le="+Inf") == fsyncs
+    assert 0 < value(samples, fsync, f"{fsync}_sum") < 60
     httpx.post(f"{served.url}/v1/events", content=body(range(12, 20)), headers=NDJSON)
     _, samples, _ = scrape(served)
     assert value(samples, "tidal_store_max_seq", "tidal_store_max_seq") == 19

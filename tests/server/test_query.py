@@ -93,6 +93,13 @@ def test_a_timeline_of_an_entity_with_a_slash_in_ndjson_and_arrow(seeded):
     assert pa.types.is_timestamp(table.schema.field("timestamp").type)
 
 
+def test_a_timeline_of_an_entity_with_a_newline(served):
+    served.store.append(requests(1, entity="odd\nname"))
+    got = httpx.get(f"{served.url}/v1/entities/odd%0Aname/timeline")
+    assert got.status_code == 200, got.text
+    assert [e["entity"] for e in got.json()["events"]] == ["odd\nname"] * 2
+
+
 # -- queries in every language and format ---------------------------------------------------
 
 def test_an_eql_event_query_in_each_format(seeded):

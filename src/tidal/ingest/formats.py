@@ -125,11 +125,14 @@ def _guard(read: Callable[[], pa.Table], what: str, source: str | None) -> pa.Ta
 
 
 def _read_ipc(buf: pa.Buffer) -> pa.Table:
-    """An Arrow IPC file, else an IPC stream."""
+    """An Arrow IPC file, else an IPC stream; validated in full (offsets in bounds, UTF-8
+    text), since the bytes may come from anyone."""
     try:
-        return pa.ipc.open_file(pa.BufferReader(buf)).read_all()
+        table = pa.ipc.open_file(pa.BufferReader(buf)).read_all()
     except pa.ArrowInvalid:
-        return pa.ipc.open_stream(pa.BufferReader(buf)).read_all()
+        table = pa.ipc.open_stream(pa.BufferReader(buf)).read_all()
+    table.validate(full=True)
+    return table
 
 
 def decode_json_array(

@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from tidal.errors import Problem
+from tidal.ingest.arrow_json import read_json
 from tidal.ingest.nesting import (
     TOO_DEEP,
     deep_field,
@@ -83,7 +84,7 @@ _NL_BRACE = _NL | _LBRACE << 8  # b"\n{" read as little-endian uint16
 _WS = np.zeros(256, dtype=bool)
 _WS[[9, 10, 13, 32]] = True
 _PARSE_ERRORS = (pa.ArrowException, UnicodeDecodeError, ValueError)
-_CONFLICT = re.compile(r"Column\((?P<path>.*)\) changed from \w+ to \w+")
+_CONFLICT = re.compile(r"Column\((?P<path>.*)\) changed from \w+ to \w+", re.DOTALL)
 _ROW = re.compile(r"in row (\d+)\s*$")
 _LENIENT = re.compile(rb"NaN|Infinity")
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
@@ -382,7 +383,7 @@ def _read(body: pa.Buffer, block_size: int) -> tuple[pa.Table | None, str]:
     """``read_json`` over ``body``: the table, or None and the error message."""
     try:
         opts = pj.ReadOptions(block_size=block_size)
-        return pj.read_json(pa.BufferReader(body), read_options=opts), ""
+        return read_json(body, opts), ""
     except _PARSE_ERRORS as exc:
         return None, str(exc)
 
@@ -587,7 +588,7 @@ class _SlowDecoder:
     def parse_body(body: pa.Buffer, nrows: int) -> pa.Table:
         """One block, one thread: pyarrow's "row N" is then the Nth non-blank line."""
         opts = pj.ReadOptions(block_size=min(body.size + 2, _MAX_BLOCK), use_threads=False)
-        table = pj.read_json(pa.BufferReader(body), read_options=opts)
+        table = read_json(body, opts)
         if table.num_rows != nrows:
             raise ValueError(f"expected {nrows} rows, got {table.num_rows}")
         if deep_field(table.schema) is not None:  # never after classify(); kept as a guard

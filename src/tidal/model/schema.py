@@ -152,7 +152,7 @@ def _refuse(path: str, src: pa.DataType, target: pa.DataType, why: str = "") -> 
 def _plain_temporal(arr: pa.Array) -> pa.Array:
     """``arr`` with nested temporal/decimal leaves as strings, ready for ``to_pylist``."""
     t = arr.type
-    if pa.types.is_struct(t):
+    if pa.types.is_struct(t) and t.num_fields:  # (rebuilt from no children, it would be empty)
         children = [_plain_temporal(arr.field(i)) for i in range(t.num_fields)]
         fields = [
             pa.field(f.name, c.type) for f, c in zip(_struct_fields(t), children, strict=True)

@@ -47,6 +47,7 @@ def store_stats(engine: Engine, path: Path | None) -> dict[str, Any]:
         "dropped_events": manifest.dropped_events,
         "torn_tail_bytes": torn.dropped_bytes if torn else 0,
         "commit_groups": groups,
+        "wal_fsync": _fsyncs(engine),
         "appends_per_group": round(appends / groups, 3) if groups else 0.0,
         "backpressure_waits": writer.backpressure_waits if writer is not None else 0,
         "backpressure_wait_s": round(writer.backpressure_wait_s, 6) if writer else 0.0,
@@ -56,3 +57,9 @@ def store_stats(engine: Engine, path: Path | None) -> dict[str, Any]:
         "background_errors": [f"{e.job}: {e.message} ({e.failures} in a row)"
                               for e in engine.background_errors()],
     }
+
+
+def _fsyncs(engine: Engine) -> dict[str, object] | None:
+    """The WAL's fsync durations since open (None without a WAL that syncs)."""
+    durations = engine.log.fsync_durations if engine.writer is not None else None
+    return durations.snapshot().as_dict() if durations is not None else None

@@ -18,6 +18,14 @@ line rejects it with 400, naming every bad line and why. An empty body stores
 nothing and is answered 200 with ``count`` 0 (shippers flush empty batches).
 A full store answers 429 with ``Retry-After`` after ``backpressure_wait_s``.
 
+Exactly once from clients that retry: ``Tidal-Source: NAME`` and
+``Tidal-Position: N`` (both or neither; N a decimal integer, 0 to 2**63-1)
+append with ``Store.append(source=, position=)``: the events and the source's
+position commit together, and a request at or below the committed position
+stores nothing and is answered 200 with ``"duplicate": true``. The receipt then
+holds ``source`` and its committed ``position``; ``GET /v1/positions`` lists
+every source's (scope ``ingest``), so that a restarted shipper resumes after it.
+
 ``X-Scope-OrgID: TENANT`` (as Loki and Mimir clients send it) sets the
 top-level field ``org_id`` of every event of the request to ``TENANT``,
 replacing any ``org_id`` the events carry. Tenant names follow Loki's rules:
@@ -56,6 +64,9 @@ __all__ = ["ENDPOINT", "MEDIA_TYPES", "REFUSALS", "TENANT_FIELD", "TENANT_HEADER
 ENDPOINT = "/v1/events"
 TENANT_HEADER = "X-Scope-OrgID"
 TENANT_FIELD = "org_id"
+"""The top-level field ``X-Scope-OrgID`` sets on every event of a request."""
+SOURCE_HEADER = "Tidal-Source"
+POSITION_HEADER = "Tidal-Position"
 TENANT_PARAMETER = openapi.header(TENANT_HEADER,
                                   f"A tenant, set as {TENANT_FIELD!r} on every event")
 """The tenant header, as every ingest route documents it."""
@@ -63,7 +74,6 @@ REFUSALS = {413: "The body is larger than max_body_bytes (sent or decompressed)"
             415: "An unsupported Content-Type or Content-Encoding",
             429: "The store is full: retry after Retry-After seconds"}
 """The answers every ingest route may give besides its own (OpenAPI responses)."""
-"""The top-level field ``X-Scope-OrgID`` sets on every event of a request."""
 MEDIA_TYPES = {
     "application/x-ndjson": "ndjson", "application/jsonl": "ndjson", "text/plain": "ndjson",
     "application/json": "json",
@@ -153,6 +163,27 @@ def with_tenant(table: pa.Table, org: str) -> pa.Table:
     return table.append_column(TENANT_FIELD, column)
 
 
+def _position(request: Request) -> tuple[str | None, int | None]:
+    """The request's ``Tidal-Source`` and ``Tidal-Position``, (None, None) without them.
+
+    Raises:
+        HTTPException: 400 for one without the other, or a position that is not a
+            decimal integer (the store checks the rest).
+    """
+    source = request.headers.get(SOURCE_HEADER)
+    position = request.headers.get(POSITION_HEADER)
+    if source is None and position is None:
+        return None, None
+    if source is None or position is None:
+        missing = SOURCE_HEADER if source is None else POSITION_HEADER
+        raise HTTPException(400, f"{SOURCE_HEADER} and {POSITION_HEADER} go together: "
+                                 f"{missing} is missing")
+    if not (position.isascii() and position.isdigit()):
+        raise HTTPException(400, f"{POSITION_HEADER} must be a decimal integer from 0 to "
+                                 f"2**63-1, not {position[:40]!r}")
+    return source, int(position)
+
+
 def _too_large(what: str, limit: int) -> HTTPException:
     return HTTPException(413, f"{what} than the limit of {limit:,} bytes (max_body_bytes)")
 
@@ -188,20 +219,23 @@ def _object_or_lines(body: bytes) -> tuple[bytes, str]:
 
 
 def _store(store: Store, config: ServerConfig, raw: bytes, fmt: str, codec: str | None,
-           org: str | None) -> Receipt | None:
-    """Decompress and append (in a worker thread); None for an empty body."""
+           org: str | None, source: str | None, position: int | None) -> Receipt | None:
+    """Decompress and append (in a worker thread); None for an empty body without a
+    position (an empty one with a position commits the position)."""
     body = decompress(raw, codec, config.max_body_bytes) if codec else raw
-    if not body:
+    if not body and source is None:
         return None
     if fmt == "json" and body.removeprefix(_BOM).lstrip()[:1] == b"{":
         body, fmt = _object_or_lines(body.removeprefix(_BOM))
     wait_s = config.backpressure_wait_s
-    if org is None:
-        return store.append(body, format=fmt, on_error="reject", timeout=wait_s)
+    if org is None or not body:
+        return store.append(body, format="ndjson" if not body else fmt, on_error="reject",
+                            source=source, position=position, timeout=wait_s)
     # Decode and normalize here (bad lines are reported by their line numbers), add
     # the tenant column, then append: the store finds the table already normalized.
     prepared = prepare(body, config=store.config, now_ns=now_ns(), format=fmt)
-    return store.append(with_tenant(prepared.table, org), on_error="reject", timeout=wait_s)
+    return store.append(with_tenant(prepared.table, org), on_error="reject",
+                        source=source, position=position, timeout=wait_s)
 
 
 RECEIPT = openapi.schema("Receipt", {
@@ -212,8 +246,16 @@ RECEIPT = openapi.schema("Receipt", {
         "last_seq": {"type": ["integer", "null"], "description": "_seq of the last"},
         "duplicates": {"type": "integer",
                        "description": "events skipped as duplicates (the store's dedup_key)"},
+        "source": {"type": "string", "description": f"the {SOURCE_HEADER} sent, if any"},
+        "position": {"type": "integer",
+                     "description": "that source's committed position after this request"},
+        "duplicate": {"type": "boolean", "description": f"the {POSITION_HEADER} was at or "
+                      "below the committed one: nothing was stored"},
     },
 })
+POSITIONS = openapi.schema("Positions", {
+    "type": "object", "additionalProperties": {"type": "integer"},
+    "description": "each source's committed position"})
 _LINES = {"type": "string", "description": "one JSON object per line"}
 
 
@@ -228,7 +270,12 @@ _LINES = {"type": "string", "description": "one JSON object per line"}
              "application/json": {"oneOf": [{"type": "array", "items": {"type": "object"}},
                                             {"type": "object"}]},
              "application/vnd.apache.arrow.stream": {"type": "string", "format": "binary"}},
-    parameters=[TENANT_PARAMETER, openapi.header("Content-Encoding", "gzip, zstd or identity")],
+    parameters=[TENANT_PARAMETER, openapi.header("Content-Encoding", "gzip, zstd or identity"),
+                openapi.header(SOURCE_HEADER, "A source name, for exactly-once appends "
+                               f"(with {POSITION_HEADER})"),
+                openapi.header(POSITION_HEADER, "This body's position in its source: at "
+                               "or below the committed one, nothing is stored",
+                               schema={"type": "string", "pattern": "^[0-9]{1,19}$"})],
     responses={200: {"description": "Stored durably", "content": {
                    "application/json": {"schema": RECEIPT}}},
                400: "Bad input (every bad line and why), or a body that does not decompress",
@@ -239,11 +286,12 @@ async def post_events(request: Request) -> Response:
     fmt = _format(request.headers.get("content-type"))
     codec = _codec(request.headers.get("content-encoding"))
     org = tenant(request)
+    source, position = _position(request)
     config: ServerConfig = request.app.state.config
     raw = await read_body(request, config.max_body_bytes)
     started = time.perf_counter()
     receipt = await run_in_threadpool(_store, request.app.state.store, config, raw, fmt,
-                                      codec, org)
+                                      codec, org, source, position)
     count = receipt.count if receipt is not None else 0
     request.app.state.metrics.ingested(ENDPOINT, count, len(raw),
                                        time.perf_counter() - started)
@@ -251,9 +299,23 @@ async def post_events(request: Request) -> Response:
         "count": count, "first_seq": receipt.first_seq if receipt else None,
         "last_seq": receipt.last_seq if receipt else None,
         "duplicates": receipt.duplicates if receipt else 0}
+    if receipt is not None and receipt.source is not None:
+        answer |= {"source": receipt.source, "position": receipt.position,
+                   "duplicate": receipt.duplicate}
     return JSONResponse(answer)
 
 
+@openapi.operation(
+    "Each source's committed position (Tidal-Source, Tidal-Position)", scope="ingest",
+    responses={200: {"description": "Positions by source", "content": {
+        "application/json": {"schema": POSITIONS}}}})
+async def get_positions(request: Request) -> Response:
+    """The committed position of every source."""
+    require(request, "ingest")
+    return JSONResponse(request.app.state.store.positions())
+
+
 def routes() -> list[BaseRoute]:
-    """``POST /v1/events``."""
-    return [Route(ENDPOINT, post_events, methods=["POST"])]
+    """``POST /v1/events``, ``GET /v1/positions``."""
+    return [Route(ENDPOINT, post_events, methods=["POST"]),
+            Route("/v1/positions", get_positions, methods=["GET"])]

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -148,6 +153,13 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("tidal_store_background_errors",
                                 "Background jobs whose last run failed",
                                 value=float(len(stats["background_errors"])))
+        fsyncs = stats.get("wal_fsync")
+        if fsyncs is not None:
+            buckets = [(repr(float(bound)), float(n)) for bound, n in fsyncs["buckets"]]
+            yield HistogramMetricFamily("tidal_wal_fsync_duration_seconds",
+                                        "WAL fsync latency, since open",
+                                        buckets=[*buckets, ("+Inf", float(fsyncs["count"]))],
+                                        sum_value=fsyncs["sum_s"])
         dedup = stats.get("dedup")
         if dedup:
             yield CounterMetricFamily("tidal_store_dedup_duplicates",

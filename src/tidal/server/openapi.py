@@ -110,10 +110,11 @@ def schema(name: str, body: Mapping[str, Any]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def header(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
-    """An OpenAPI header parameter (a string)."""
+def header(name: str, description: str, *, required: bool = False,
+           schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OpenAPI header parameter (a string, or as ``schema`` says)."""
     return {"name": name, "in": "header", "required": required, "description": description,
-            "schema": {"type": "string"}}
+            "schema": schema or {"type": "string"}}
 
 
 def query(name: str, description: str, *, required: bool = False,

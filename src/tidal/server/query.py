@@ -27,6 +27,7 @@ from urllib.parse import quote
 import msgspec
 import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -328,9 +329,25 @@ async def list_correlations(request: Request) -> Response:
     return _stream(json_document([("correlations", batches)]), JSON)
 
 
+class _AnyText(Convertor[str]):
+    """A path part of any characters, slashes and newlines too (an entity is any text;
+    Starlette's ``path`` stops at a newline)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("text", _AnyText())
+
+
 def routes() -> list[BaseRoute]:
     return [
-        Route("/v1/entities/{entity:path}/timeline", timeline, methods=["GET"]),
+        Route("/v1/entities/{entity:text}/timeline", timeline, methods=["GET"]),
         Route("/v1/query", post_query, methods=["POST"]),
         Route("/v1/rules", list_rules, methods=["GET"]),
         Route("/v1/rules/{name}", get_rule, methods=["GET"]),

@@ -25,6 +25,7 @@ from tidal.model.storable import restored
 from tidal.store import manifest as manifest_io
 from tidal.store import segment as segment_io
 from tidal.store.cache import ByteCache
+from tidal.store.durations import Durations
 from tidal.store.fs import FileSystem
 from tidal.store.manifest import Manifest
 from tidal.store.run import ROW, Slice, SliceSource, SortedRun
@@ -397,6 +398,7 @@ class NullLog:
 
     durable = False
     sync_error: BaseException | None = None
+    fsync_durations: Durations | None = None
 
     def write(self, frames: Sequence[PendingFrame]) -> int:
         return 0

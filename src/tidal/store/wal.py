@@ -56,6 +56,7 @@ import numpy as np
 import pyarrow as pa
 
 from tidal.errors import CorruptionError, StorageError
+from tidal.store.durations import Durations
 from tidal.store.fs import FileSystem, LogFile
 
 MAGIC = b"TWL5"
@@ -294,6 +295,7 @@ class WalWriter:
         self._syncer: threading.Thread | None = None
         self.sync_error: BaseException | None = None
         self.on_error: Callable[[str, BaseException], None] | None = None
+        self.fsync_durations = Durations()
         path = current if current is not None else directory / file_name(first_seq)
         self._log: LogFile = self._open(path)
         if durability == "interval":
@@ -345,7 +347,8 @@ class WalWriter:
         with self._lock:
             self._heal()
             start = self._log.size
-            writer = _PartWriter(self._log, sync=self.durability == "group")
+            writer = _PartWriter(self._log, sync=self._sync if self.durability == "group"
+                                 else None)
             try:
                 for part in parts:
                     if not writer.parts:
@@ -370,12 +373,16 @@ class WalWriter:
     def _finish_write(self) -> None:
         """Make what was just written durable, as the policy says."""
         if self.durability == "group":
-            self._log.sync()
+            self._sync(self._log)
         else:
             self._dirty = True
             if (self.durability == "interval"
                     and time.monotonic() - self._last_sync >= self.fsync_interval_s):
                 self._sync_locked()
+
+    def _sync(self, log: LogFile) -> None:
+        """fsync ``log``, counted in :attr:`fsync_durations`."""
+        self.fsync_durations.timed(log.sync)
 
     def _cut(self, offset: int, cause: BaseException) -> None:
         """Remove a failed write's bytes; if that fails too, refuse writes until it works."""
@@ -400,7 +407,7 @@ class WalWriter:
 
     def _sync_locked(self) -> None:
         if self._dirty:
-            self._log.sync()
+            self._sync(self._log)
         self._dirty = False
         self._last_sync = time.monotonic()
 
@@ -472,7 +479,7 @@ class _PartWriter:
     """Writes the parts of one streamed frame in order on a thread of its own, so the
     next part is made while the last one is written; keeps the frame's totals."""
 
-    def __init__(self, log: LogFile, *, sync: bool) -> None:
+    def __init__(self, log: LogFile, *, sync: Callable[[LogFile], None] | None) -> None:
         self.log = log
         self.sync = sync  # each part, so that the last fsync has little left to do
         self.parts = 0
@@ -494,8 +501,8 @@ class _PartWriter:
     def _write(self, head: bytes, payload: pa.Buffer) -> None:
         self.crc = zlib.crc32(memoryview(payload), zlib.crc32(head, self.crc))
         self.log.write([head, payload])
-        if self.sync:
-            self.log.sync()
+        if self.sync is not None:
+            self.sync(self.log)
 
     def wait(self, *, quietly: bool = False) -> None:
         """Wait for the part being written; its error is raised unless ``quietly``."""

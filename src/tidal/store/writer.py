@@ -54,6 +54,7 @@ from tidal.store.wal import PendingFrame, encode_payload
 
 if TYPE_CHECKING:
     from tidal.store.dedup import DedupIndex
+    from tidal.store.durations import Durations
 
 
 class Log(Protocol):
@@ -61,6 +62,10 @@ class Log(Protocol):
 
     durable: bool
     sync_error: BaseException | None
+
+    @property
+    def fsync_durations(self) -> Durations | None:
+        """How long its fsyncs took (None: it makes none)."""
 
     def write(self, frames: Sequence[PendingFrame]) -> int: ...
     def write_stream(self, parts: Iterable[PendingFrame]) -> int: ...
