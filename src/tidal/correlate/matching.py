@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidal.correlate._kernels_keys import KeyCodes, combinations
 from tidal.correlate.plan import KeyFn, Many, Predicate, Read, Stage
 from tidal.correlate.result import Correlation
 from tidal.model.paths import get_path
@@ -33,6 +33,9 @@ from tidal.model.schema import concat_tables
 from tidal.store.readers import Snapshot
 from tidal.store.run import ROW, SEGMENT, SEQ, int_column
 from tidal.store.seq_read import read_placed, read_seqs
+
+if TYPE_CHECKING:
+    from tidal.correlate._kernels_keys import KeyCodes
 
 __all__ = ["KEEP_ROWS", "KEY_COMBINATIONS", "Kept", "KeyedStages", "MatchRows", "Matched",
            "correlations_of", "grown", "key_columns", "key_values", "match_rows",
@@ -164,6 +167,8 @@ def _combined(coder: KeyCodes, values: list[pa.Array | Many], rows: int
         else:
             lengths.append(None)
             arrays.append(value)
+    from tidal.correlate._kernels_keys import combinations  # (numba loads on first use)
+
     at, gathers = combinations(lengths, rows, KEY_COMBINATIONS)
     columns = [a.take(pa.array(g)) for a, g in zip(arrays, gathers, strict=True)]
     return at, coder.codes(columns, len(at)), columns

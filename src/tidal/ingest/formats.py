@@ -17,7 +17,6 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from tidal.errors import DecodeError, Problem
 from tidal.ingest.ndjson import Decoded, decode_ndjson, empty_decoded, raw_text
@@ -93,6 +92,8 @@ def _json(buf: pa.Buffer, source: str | None, strict: bool) -> Decoded:
 
 
 def _parquet(buf: pa.Buffer, source: str | None, strict: bool) -> Decoded:
+    import pyarrow.parquet as pq
+
     table = _guard(lambda: pq.read_table(pa.BufferReader(buf)), "Parquet", source)
     return Decoded(check_table(table, source), [], None, source)
 

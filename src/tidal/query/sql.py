@@ -28,7 +28,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tidal.errors import ClosedError, QueryError
 from tidal.model.schema import concat_tables, conform, unify
@@ -112,6 +111,7 @@ class SqlEngine:
 
     def _view(self, cursor: duckdb.DuckDBPyConnection, snapshot: Snapshot,
               paths: list[str] | None) -> str:
+        import pyarrow.parquet as pq  # (loads on first use)
         in_memory: list[pa.Table] = []
         if paths is None:
             in_memory = [snapshot.segment_table(m) for m in snapshot.segments]
@@ -161,6 +161,7 @@ class SqlEngine:
         return names
 
     def _file(self, path: str) -> _File:
+        import pyarrow.parquet as pq  # (loads on first use)
         file = self._files.get(path)
         if file is None:
             schema = pq.read_schema(path)

@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import cramjam
 import msgspec
 import numpy as np
 import pyarrow as pa
@@ -70,6 +69,8 @@ def decompress(body: bytes, encoding: str, limit_bytes: int) -> bytes:
 
 def snappy_block(body: bytes, limit_bytes: int) -> bytes:
     """``body`` decoded from the snappy *block* format (what Loki clients send)."""
+    import cramjam
+
     if body.startswith(_SNAPPY_FRAMED):
         raise HTTPException(400, "the body is in the snappy framed (stream) format; send "
                                  "the snappy block format, as Promtail, Alloy and the Loki "

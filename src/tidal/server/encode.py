@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -232,15 +233,39 @@ def _texted(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
+_UNITS = {"s": (1, 0), "ms": (1000, 3), "us": (10**6, 6), "ns": (10**9, 9)}
+
+
+def _timestamp_text(array: pa.Array) -> pa.Array:
+    """A timestamp array as RFC 3339 text, with ``Z`` when it has a time zone (its values
+    are UTC), and as many fraction digits as its unit has (as ``strftime``'s ``%S``)."""
+    from tidal.server._kernels_rfc3339 import in_range, rfc3339  # (numba: on first use)
+
+    kind = array.type
+    per_second, digits = _UNITS[kind.unit]
+    values = pc.fill_null(array.cast(pa.int64()), 0).to_numpy()
+    if not in_range(values, per_second):  # (years past 9999 or before 1: rare, slower)
+        if kind.tz is None:
+            return pc.strftime(array, format="%Y-%m-%dT%H:%M:%S")
+        utc = array.cast(pa.timestamp(kind.unit, tz="UTC"))
+        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
+    zulu = kind.tz is not None
+    text = rfc3339(values, per_second, digits, zulu)
+    width = 19 + (digits + 1 if digits else 0) + zulu
+    offsets = np.arange(0, (len(values) + 1) * width, width, dtype=np.int32)
+    strings = pa.Array.from_buffers(pa.string(), len(values),
+                                    [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+    if array.null_count:
+        return pc.if_else(array.is_valid(), strings, pa.scalar(None, pa.string()))
+    return strings
+
+
 def _text_times(array: pa.Array) -> pa.Array:
     kind = array.type
     if not _has_time(kind):
         return array
     if pa.types.is_timestamp(kind):
-        if kind.tz is None:
-            return pc.strftime(array, format="%Y-%m-%dT%H:%M:%S")
-        utc = array.cast(pa.timestamp(kind.unit, tz="UTC"))
-        return pc.strftime(utc, format="%Y-%m-%dT%H:%M:%SZ")
+        return _timestamp_text(array)
     mask = array.is_null() if array.null_count else None
     if pa.types.is_struct(kind):
         children = [_text_times(array.field(i)) for i in range(kind.num_fields)]

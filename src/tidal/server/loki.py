@@ -49,7 +49,6 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
-from google.protobuf.message import DecodeError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -60,7 +59,6 @@ from tidal.api import Store
 from tidal.errors import TidalError
 from tidal.model.time import TIMESTAMP_TYPE, parse_instant
 from tidal.server import auth, ingest, openapi
-from tidal.server._loki_proto import PushRequest
 from tidal.server._push import Columns, content_encoding, decompress, media_type, snappy_block
 from tidal.server.config import ServerConfig
 
@@ -275,6 +273,10 @@ def _kind_of(value: object) -> str:
 # ---------------------------------------------------------------- protobuf
 
 def _read_protobuf(raw: bytes, batch: _Batch) -> None:
+    from google.protobuf.message import DecodeError
+
+    from tidal.server._loki_proto import PushRequest  # (protobuf loads on first use)
+
     try:
         request = PushRequest.FromString(raw)
     except DecodeError as exc:

@@ -59,12 +59,6 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -116,6 +110,12 @@ async def export_logs(request: Request) -> Response:
     store: Store = request.app.state.store
     started = time.perf_counter()
 
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+    )
+
     def decode_and_append() -> tuple[int, _Logs]:
         raw = decompress(body, encoding, config.max_body_bytes) if body else b""
         export = _parse(raw, media) if raw else ExportLogsServiceRequest()  # (empty: none)
@@ -151,6 +151,10 @@ def _media(media: str) -> str:
 
 
 def _parse(raw: bytes, media: str) -> Any:
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
     if media == PROTOBUF:
         try:
             return ExportLogsServiceRequest.FromString(raw)
@@ -214,6 +218,7 @@ def logs_table(request: Any, *, timestamp_field: str = "timestamp",
 
     ``need_time``: refuse records with neither time (else they get the ingest time).
 
+    >>> from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     >>> from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
     >>> r = ExportLogsServiceRequest(resource_logs=[ResourceLogs()])
     >>> rec = r.resource_logs[0].scope_logs.add().log_records.add(time_unix_nano=5)

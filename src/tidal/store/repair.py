@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tidal.config import StoreConfig
 from tidal.errors import StorageError
@@ -140,6 +139,7 @@ def _wal_gaps(flushed_seq: int, frames: list[FrameRef]) -> list[tuple[int, int]]
 def _rebuild_manifest(fs: FileSystem, directory: Path, config: StoreConfig, wal: _Wal,
                       report: RepairReport) -> Manifest:
     """A manifest from the segment files: newest copy of each ``_seq`` wins."""
+    import pyarrow.parquet as pq  # (loads on first use)
     ids = sorted((int(p.name[4:-8]) for p in directory.glob("seg-*.parquet")
                   if layout.is_segment_file(p.name)), reverse=True)
     first_wal = wal.frames[0].first_seq if wal.frames else None

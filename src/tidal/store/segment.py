@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as feather
-import pyarrow.parquet as pq
 
 from tidal.errors import CorruptionError, StorageError
 from tidal.model.storable import restored, storable
@@ -166,6 +165,7 @@ def encode(run: SortedRun, ts_field: str, entity_field: str, profile: WriteProfi
     ``positions``: the source positions its events' appends committed, kept in
     the file's metadata so that a repair can restore them without the manifest.
     """
+    import pyarrow.parquet as pq  # (loads on first use)
     table = storable(run.table)  # e.g. ``{}``, which Parquet cannot hold as it is
     if positions:
         table = table.replace_schema_metadata({
@@ -269,6 +269,7 @@ def read_verified(path: Path, size: int, crc: int) -> pa.Buffer:
 
 def read_table(meta: SegmentMeta, directory: Path) -> pa.Table:
     """The segment's events (sorted by entity, timestamp, ``_seq``), verified."""
+    import pyarrow.parquet as pq  # (loads on first use)
     path = directory / meta.data_name
     data = read_verified(path, meta.data_bytes, meta.data_crc)
     try:
@@ -303,6 +304,7 @@ def read_index(meta: SegmentMeta, directory: Path) -> pa.Table:
 
 def positions_in(path: Path) -> dict[str, int]:
     """The source positions a segment file records (see :func:`encode`)."""
+    import pyarrow.parquet as pq  # (loads on first use)
     try:
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowException) as exc:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 from tidal.errors import CorruptionError
 from tidal.model.storable import restored, restored_schema
@@ -39,7 +40,6 @@ def slice_bytes(part: Slice) -> int:
     return part.table.nbytes + part.ts.nbytes
 
 
-_LOCAL = pafs.LocalFileSystem()
 TAKE_THREADS = 8
 """Row groups a take reads before it decodes their columns on several threads."""
 
@@ -70,6 +70,7 @@ class SegmentFile:
 
     def _reader(self) -> pq.ParquetFile:
         """A new reader of the memory-mapped file (readers are not shared by threads)."""
+        import pyarrow.parquet as pq  # (loads on first use)
         try:
             found = pq.ParquetFile(pa.memory_map(str(self.path)),
                                    page_checksum_verification=True)
@@ -91,7 +92,7 @@ class SegmentFile:
         self._parquet  # noqa: B018 - the footer checked against the manifest first
         import pyarrow.dataset as ds
 
-        found = ds.ParquetFileFormat().make_fragment(str(self.path), _LOCAL)
+        found = ds.ParquetFileFormat().make_fragment(str(self.path), _local())
         found.ensure_complete_metadata()
         return found
 
@@ -228,3 +229,10 @@ class SegmentFile:
             return True
         bounds = self.index.get(entity)
         return bounds is not None and (self.meta.id, *self._groups_of(*bounds)) in self._cache
+
+
+def _local() -> object:
+    """The local file system (pyarrow.fs loads its S3/GCS/Azure modules: on first use)."""
+    import pyarrow.fs as pafs
+
+    return pafs.LocalFileSystem()

@@ -225,11 +225,12 @@ def decode_frame(data: bytes | memoryview, ref: FrameRef, path: Path | str,
             pos += source_len
             payload = pa.py_buffer(view[pos:pos + size])
             if payload.address % 64:  # columns must be aligned for Arrow's compute engine
-                payload = pa.allocate_buffer(size)
+                payload = pa.allocate_buffer(size, memory_pool=pa.system_memory_pool())
                 memoryview(payload).cast("B")[:] = view[pos:pos + size]
             table = pa.ipc.open_stream(payload).read_all()
             pos += size
-            stamp = pa.array(np.arange(seq, seq + table.num_rows, dtype=np.int64))
+            stamp = pa.Array.from_buffers(pa.int64(), table.num_rows, [None, pa.py_buffer(
+                np.arange(seq, seq + table.num_rows, dtype=np.int64))])  # (pa.array imports pandas)
             out.append(Part(table.add_column(0, SEQ, stamp), source,
                             position if source is not None else None))
             seq += table.num_rows
