@@ -318,4 +318,4 @@ def test_tokens_basic_auth_as_loki_clients_send_it_and_metrics(tmp_path):
                           auth=("tenant-1", "pushy")).status_code == 204
         assert store.max_seq() == 1
         metrics = httpx.get(f"{running.url}/metrics").text
-        assert 'tidal_ingest_events_total{endpoint="loki"} 2.0' in metrics
+        assert 'tidal_ingest_events_total{endpoint="/loki/api/v1/push"} 2.0' in metrics

@@ -322,4 +322,4 @@ def test_oversized_bodies_get_413(tmp_path):
         got = httpx.post(url, content=_request(1).SerializeToString(), headers=PROTOBUF)
         assert got.status_code == 200 and store.max_seq() == 0
         metrics = httpx.get(f"{running.url}/metrics").text
-        assert 'tidal_ingest_events_total{endpoint="otlp"} 1.0' in metrics
+        assert 'tidal_ingest_events_total{endpoint="/v1/logs"} 1.0' in metrics

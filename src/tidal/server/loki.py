@@ -64,6 +64,7 @@ from tidal.server.config import ServerConfig
 
 __all__ = ["LINE_FIELD", "parse_labels", "routes"]
 
+PUSH_PATH = "/loki/api/v1/push"
 LINE_FIELD = "message"
 """The field that holds the log line (what a Loki query API reads back)."""
 ENCODINGS = ("gzip", "deflate", "snappy")
@@ -114,13 +115,13 @@ async def push(request: Request) -> Response:
         return store.append(table, timeout=config.backpressure_wait_s).count
 
     count = await run_in_threadpool(decode_and_append)
-    request.app.state.metrics.ingested("loki", count, len(body), time.perf_counter() - started)
+    request.app.state.metrics.ingested(PUSH_PATH, count, len(body), time.perf_counter() - started)
     return Response(status_code=204)
 
 
 def routes() -> list[BaseRoute]:
     """``POST /loki/api/v1/push``."""
-    return [Route("/loki/api/v1/push", push, methods=["POST"])]
+    return [Route(PUSH_PATH, push, methods=["POST"])]
 
 
 def _kind(media: str) -> str:

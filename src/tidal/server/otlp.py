@@ -73,6 +73,7 @@ from tidal.server.config import ServerConfig
 
 __all__ = ["logs_table", "routes"]
 
+LOGS_PATH = "/v1/logs"
 ENCODINGS = ("gzip", "deflate", "zstd")
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
 MAX_PATH_PARTS = 16
@@ -127,7 +128,7 @@ async def export_logs(request: Request) -> Response:
         return store.append(table, timeout=config.backpressure_wait_s).count, logs
 
     count, logs = await run_in_threadpool(decode_and_append)
-    request.app.state.metrics.ingested("otlp", count, len(body), time.perf_counter() - started)
+    request.app.state.metrics.ingested(LOGS_PATH, count, len(body), time.perf_counter() - started)
     answer = ExportLogsServiceResponse()
     if logs.rejected:
         answer.partial_success.rejected_log_records = logs.rejected
@@ -139,7 +140,7 @@ async def export_logs(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     """``POST /v1/logs``."""
-    return [Route("/v1/logs", export_logs, methods=["POST"])]
+    return [Route(LOGS_PATH, export_logs, methods=["POST"])]
 
 
 def _media(media: str) -> str:
