@@ -204,7 +204,7 @@ class Store:
             size: int | None = None, case_insensitive: bool = False,
             category_field: str | None = None,
             field_types: Mapping[str, str] | None = None,
-            max_samples_per_key: int = 1) -> Result:
+            max_samples_per_key: int = 1, where: str | None = None) -> Result:
         """Run an EQL query (Elastic's Event Query Language) over the store.
 
         ``process where process.name == "cmd.exe" | head 10`` finds events;
@@ -215,7 +215,10 @@ class Store:
         category is read from ``category_field`` (the store's setting, default
         ``event.category``). ``field_types={"f": "date"}`` declares a field a date
         (``"version"``: a software version). ``max_samples_per_key``: how many
-        samples a ``sample`` query returns per key. Returns a
+        samples a ``sample`` query returns per key. ``where``: an EQL condition
+        (``host.name == "a" and level != "debug"``) that every event the query
+        considers must meet, missing and ``until`` stages included (Elasticsearch's
+        ``filter``). Returns a
         :class:`~tidal.correlate.result.Result`: an event query's events in
         timestamp order, or a sequence's, sample's or join's matches as
         ``correlations`` (see the README, "EQL", for the matching rules).
@@ -231,7 +234,8 @@ class Store:
             return run_eql(snap, query, start=start, end=end, size=size,
                            case_insensitive=case_insensitive,
                            category_field=category_field or self.config.category_field,
-                           field_types=field_types, max_samples_per_key=max_samples_per_key)
+                           field_types=field_types, max_samples_per_key=max_samples_per_key,
+                           where=where)
 
     def correlate(self, query: str, *, start: object = None, end: object = None
                   ) -> Iterator[Correlation]:

@@ -45,7 +45,7 @@ def require(connection: HTTPConnection, scope: str) -> None:
 def _presented(connection: HTTPConnection) -> str | None:
     header = connection.headers.get("authorization", "")
     kind, _, value = header.partition(" ")
-    if kind.lower() == "bearer" and value.strip():
+    if kind.lower() in ("bearer", "apikey") and value.strip():  # (ApiKey: Elasticsearch clients)
         return value.strip()
     if kind.lower() == "basic" and value.strip():
         try:

@@ -7,12 +7,12 @@ Every node keeps ``pos``, its offset in the query text, so that later errors
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 __all__ = [
     "Arith", "BoolOp", "Call", "Compare", "EventQuery", "Expr", "Field", "InList", "Join",
     "Literal", "Match", "Neg", "Not", "Pipe", "Query", "Sample", "Sequence", "Stage",
-    "field_names",
+    "field_names", "restricted",
 ]
 
 Value = str | int | float | bool | None
@@ -188,6 +188,27 @@ class Query:
     body: EventQuery | Sequence | Sample | Join
     pipes: tuple[Pipe, ...] = ()
     text: str = field(default="", compare=False)
+
+
+def restricted(query: Query, condition: Expr) -> Query:
+    """``query`` run only over the events ``condition`` holds for: ``condition`` is
+    and-ed into the condition of every event query, stage, missing stage and
+    ``until`` (as Elasticsearch's ``filter`` applies before the EQL query)."""
+
+    def event(q: EventQuery) -> EventQuery:
+        return replace(q, condition=BoolOp("and", (q.condition, condition), pos=q.pos))
+
+    def stage(s: Stage) -> Stage:
+        return replace(s, query=event(s.query))
+
+    body = query.body
+    if isinstance(body, EventQuery):
+        return replace(query, body=event(body))
+    stages = tuple(stage(s) for s in body.stages)
+    if isinstance(body, Sample):
+        return replace(query, body=replace(body, stages=stages))
+    until = stage(body.until) if body.until is not None else None
+    return replace(query, body=replace(body, stages=stages, until=until))
 
 
 def field_names(*nodes: object) -> list[str]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import pyarrow as pa
 
-from tidal.correlate.eql.ast import Join, Sample
+from tidal.correlate.eql.ast import EventQuery, Join, Sample, restricted
 from tidal.correlate.eql.evaluate import Options
 from tidal.correlate.eql.parser import parse
 from tidal.correlate.eql.planner import plan_query
@@ -33,8 +33,9 @@ def run_eql(snapshot: Snapshot, text: str, *, start: object = None, end: object 
             size: int | None = None, case_insensitive: bool = False,
             category_field: str = "event.category",
             field_types: Mapping[str, str] | None = None,
-            max_samples_per_key: int = 1) -> Result:
-    """Parse ``text``, check it against the snapshot's schema and run it."""
+            max_samples_per_key: int = 1, where: str | None = None) -> Result:
+    """Parse ``text``, check it against the snapshot's schema and run it (over the
+    events the EQL condition ``where`` holds for, if given)."""
     if size is not None and (not isinstance(size, int) or size < 0):
         raise ConfigError("size must be a whole number >= 0 or None", field="size")
     if not isinstance(max_samples_per_key, int) or max_samples_per_key < 1:
@@ -45,6 +46,10 @@ def run_eql(snapshot: Snapshot, text: str, *, start: object = None, end: object 
             raise ConfigError(f"field_types[{name!r}] must be one of {FIELD_TYPES}, not "
                               f"{kind!r}", field="field_types")
     query = parse(text)
+    if where is not None:
+        condition = parse(f"any where {where}").body
+        assert isinstance(condition, EventQuery)
+        query = restricted(query, condition.condition)
     options = Options(case_insensitive, category_field, dict(field_types or {}))
     plan = plan_query(query, snapshot.schema, options, ts_field=snapshot.ts_field,
                       start=parse_instant(start, name="start"),
