@@ -49,6 +49,7 @@ EXPECTED_METRICS = {
     "http-ingest": {"throughput", "p50_request", "p99_request"},
     "http-timeline": {"p50", "p99"},
     "serve-cold-start": {"ready", "idle_rss"},
+    "eql-search-api": {"p50", "p99"},
 }
 
 MAY_BE_ZERO = {"bytes_read_share_cold", "peak_rss_growth"}

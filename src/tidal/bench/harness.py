@@ -32,6 +32,7 @@ from tidal.bench import (  # noqa: F401 - they register
     concurrency,
     consume,
     corql,
+    ecosystem,
     eql,
     positions,
     reads,

@@ -1,0 +1,64 @@
+"""The benchmarks of the APIs other tools speak (``tidal bench``), over ``tidal serve``
+in a process of its own, each against the same work done in process.
+
+* **eql-search-api**: ``POST /{index}/_eql/search`` with Elastic's official
+  Python client, a 3-stage ``sequence by`` (the ``start_connect_end`` rule of
+  the eql benchmarks, ``size`` 100) over 1M ``security`` events stored by
+  appends: p50/p99 of the request. Baseline: ``Store.eql`` of the same query in
+  this process (``| tail 100``, as the API asks for the last 100), so the ratio
+  is what HTTP, JSON and the client add.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tidal.bench.eql import SEQUENCE_EQL, _security_store
+from tidal.bench.figures import Context, Figure
+from tidal.bench.registry import case
+from tidal.bench.server import served
+
+SEARCH_EVENTS = 1_000_000
+SEARCHES = 30
+SIZE = 100
+
+
+@case("eql-search-api", "Elastic's EQL search API (official client) vs Store.eql in process")
+def eql_search_api(ctx: Context) -> list[Figure]:
+    from elasticsearch import Elasticsearch
+
+    import tidal
+
+    n = ctx.size(SEARCH_EVENTS)
+    path, _ = _security_store(ctx, n)
+    local = []
+    with tidal.open(path, read_only=True) as store:
+        expected = store.eql(f"{SEQUENCE_EQL}\n| tail {SIZE}")  # (warm: kernels, caches)
+        for _ in range(SEARCHES):
+            t0 = time.perf_counter()
+            store.eql(f"{SEQUENCE_EQL}\n| tail {SIZE}")
+            local.append(time.perf_counter() - t0)
+    remote = []
+    with served(path) as (url, _child):
+        es = Elasticsearch(url, request_timeout=120)
+        got = es.eql.search(index="*", query=SEQUENCE_EQL, size=SIZE).body  # (warm)
+        if got["hits"]["total"]["value"] != len(expected.correlations):
+            raise RuntimeError(f"the API found {got['hits']['total']['value']} sequences, "
+                               f"Store.eql {len(expected.correlations)}")
+        for _ in range(SEARCHES):
+            t0 = time.perf_counter()
+            es.eql.search(index="*", query=SEQUENCE_EQL, size=SIZE)
+            remote.append(time.perf_counter() - t0)
+        es.close()
+    ms, base = np.array(remote) * 1e3, np.array(local) * 1e3
+    ctx.note(f"{len(expected.correlations)} sequences a search; HTTP p50 "
+             f"{np.median(ms):.1f} ms p99 {np.percentile(ms, 99):.1f} ms; in process p50 "
+             f"{np.median(base):.1f} ms p99 {np.percentile(base, 99):.1f} ms")
+    return [Figure("eql-search-api", "security", n, "p50", float(np.median(ms)), "ms",
+                   "Store.eql in process", float(np.median(base)), higher_is_better=False,
+                   runs=SEARCHES),
+            Figure("eql-search-api", "security", n, "p99", float(np.percentile(ms, 99)), "ms",
+                   "Store.eql in process", float(np.percentile(base, 99)),
+                   higher_is_better=False, runs=SEARCHES)]
