@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, metavar="N")
     p.add_argument("--desc", action="store_true", help="newest first")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
+    p.add_argument("--plot", action="store_true",
+                   help="draw the events on a time axis instead of listing them")
+    p.add_argument("--color-by", metavar="FIELD",
+                   help="with --plot: colour the events by this field (default: level, "
+                        "event.category or reason, whichever the events have)")
     p.set_defaults(func=cmd_timeline)
 
     p = sub.add_parser("sql", parents=[store], help="run SQL over the view `events`")
@@ -399,11 +404,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- queries and output
 
 
+COLOUR_FIELDS = ("level", "event.category", "reason", "severity_text", "service")
+"""What ``tidal timeline --plot`` colours by when not told: the first the events have."""
+
+
 def cmd_timeline(args: argparse.Namespace) -> int:
     """``tidal timeline ENTITY --store DIR``."""
     with _open(args, read_only=True) as store:
         table = store.timeline(args.entity, args.start, args.end, limit=args.limit,
                                desc=args.desc)
+        ts_field = store.config.timestamp_field
+    if args.plot:
+        from tidal.model.paths import get_path
+        from tidal.plots import timeline_plot
+
+        colour = args.color_by or next((f for f in COLOUR_FIELDS
+                                        if get_path(table, f) is not None), None)
+        _console().print(timeline_plot(table, ts_field, colour,
+                                       title=f"timeline of {args.entity}"))
+        return 0
     _write(table, args.fmt, title=f"timeline of {args.entity}")
     return 0
 
@@ -504,14 +523,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """``tidal stats --store DIR``."""
     with _open(args, read_only=True) as store:
         stats = store.stats()
+        ts_field = store.config.timestamp_field
+        times = store.scan([ts_field]).read_all().column(ts_field)
     from tidal import render
+    from tidal.plots import histogram
 
     positions = stats.pop("positions")
     shown = dict(sorted(positions.items())[:POSITIONS_SHOWN])
     if len(positions) > POSITIONS_SHOWN:
         shown["..."] = f"{len(positions) - POSITIONS_SHOWN:,} more sources"
     stats["positions"] = shown
-    _console().print(render.stats_table(stats, title=str(args.store)))
+    if stats.get("wal_fsync"):
+        stats["wal_fsync"].pop("buckets", None)
+    out = _console()
+    out.print(render.stats_table(stats, title=str(args.store)))
+    import pyarrow.compute as pc
+
+    out.print(histogram(pc.cast(times, "int64").to_numpy(), width=min(72, out.width - 2)))
     return 0
 
 
