@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tidal demo
 
-test: $(STAMP)
+# The web view's tests drive Debian's Chromium with its ChromeDriver (Selenium).
+BROWSER := /usr/bin/chromedriver
+
+$(BROWSER):
+	apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
+
+test: $(STAMP) $(BROWSER)
 	$(BIN)/pytest
 
 BENCH_STAMP := $(VENV)/.installed-bench

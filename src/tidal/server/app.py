@@ -44,11 +44,12 @@ def create_app(store: Store, config: ServerConfig | None = None, *,
                 store.close()
 
     # (reading: queries, rules, live streams; log pushes: Loki, OTLP/HTTP)
-    from tidal.server import elastic, live, loki, otlp, query
+    from tidal.server import elastic, live, loki, otlp, query, web
 
     routes = [*loki.routes(), *otlp.routes(),
               *health.routes(), *ingest.routes(), *metrics.routes(), *openapi.routes(),
-              *query.routes(), *live.routes(), *elastic.routes()]
+              *query.routes(), *live.routes(), *elastic.routes(),
+              *web.routes()]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HTTPException: _http_error, TidalError: _tidal_error},
         middleware=[Middleware(HttpMetrics)])
