@@ -42,6 +42,7 @@ from tidal.store.scan import Order
 
 if TYPE_CHECKING:
     from tidal.correlate.followed import FollowedBy
+    from tidal.correlate.logql import LogqlResult
     from tidal.correlate.result import Correlation, Result
     from tidal.correlate.ruleset import RuleInfo, RuleSet
     from tidal.correlate.subscription import Subscription
@@ -236,6 +237,69 @@ class Store:
                            category_field=category_field or self.config.category_field,
                            field_types=field_types, max_samples_per_key=max_samples_per_key,
                            where=where)
+
+    def logql(self, query: str, *, start: object = None, end: object = None,
+              limit: int = 100, direction: str = "backward", step_ns: int | None = None,
+              instant_ns: int | None = None, line_field: str | None = None,
+              label_fields: Sequence[str] | None = None) -> LogqlResult:
+        """Run a LogQL query (Grafana Loki's language) over the store.
+
+        ``{app="api"} |= "error" | json | status >= 500`` gives streams (a label
+        set and its ``(ns, line)`` entries): at most ``limit``, the newest
+        (``direction="backward"``) or the oldest, in ``[start, end)``.
+        ``sum by (level) (count_over_time({app="api"}[1m]))`` gives series, at
+        ``start``, ``start + step_ns``, ... ``end`` (a matrix) or at
+        ``instant_ns`` (a vector). The log line is ``line_field`` (default: the
+        first of ``message``, ``body``, ``line``, ``msg``, ``log``) and the labels
+        ``label_fields`` (default: every text field; ``service.name`` is the label
+        ``service_name``). See :func:`tidal.correlate.logql.run_logql`.
+        """
+        from tidal.correlate.logql import LogqlOptions, run_logql
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return run_logql(snap, query, start_ns=_ns(start, "start", 0),
+                             end_ns=_ns(end, "end", now_ns() + 1), limit=limit,
+                             direction=direction, step_ns=step_ns, instant_ns=instant_ns,
+                             options=options)
+
+    def logql_labels(self, *, start: object = None, end: object = None,
+                     line_field: str | None = None,
+                     label_fields: Sequence[str] | None = None) -> list[str]:
+        """The LogQL label names some event in ``[start, end)`` carries (see :meth:`logql`)."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.labels import label_names
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return label_names(snap, start_ns=_ns(start, "start", 0),
+                               end_ns=_ns(end, "end", now_ns() + 1), options=options)
+
+    def logql_label_values(self, name: str, *, start: object = None, end: object = None,
+                           selector: str | None = None, line_field: str | None = None,
+                           label_fields: Sequence[str] | None = None) -> list[str]:
+        """The values LogQL label ``name`` takes in ``[start, end)`` (among the entries
+        of ``selector``, a log query, when given)."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.labels import label_values
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return label_values(snap, name, start_ns=_ns(start, "start", 0),
+                                end_ns=_ns(end, "end", now_ns() + 1), selector=selector,
+                                options=options)
+
+    def logql_series(self, selectors: Sequence[str], *, start: object = None,
+                     end: object = None, line_field: str | None = None,
+                     label_fields: Sequence[str] | None = None) -> list[dict[str, str]]:
+        """The label sets of the LogQL streams ``selectors`` match in ``[start, end)``."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.labels import series
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return series(snap, selectors, start_ns=_ns(start, "start", 0),
+                          end_ns=_ns(end, "end", now_ns() + 1), options=options)
 
     def correlate(self, query: str, *, start: object = None, end: object = None
                   ) -> Iterator[Correlation]:
@@ -581,6 +645,12 @@ class Store:
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "memory"
         return f"<tidal.Store {where} max_seq={self.max_seq()}>"
+
+
+def _ns(value: object, name: str, default: int) -> int:
+    """A time argument in ns (``default`` for None)."""
+    found = parse_instant(value, name=name)
+    return default if found is None else found
 
 
 def _no_correlations() -> pa.Table:

@@ -52,6 +52,9 @@ class ServerConfig:
         backpressure_wait_s: how long an ingest request waits for room when the
             store is at its memory limit before it is answered 429 with Retry-After.
         tokens: the API tokens; none: no authentication (loopback only).
+        loki_line_field: the field Loki's query API reads as the log line (None:
+            the first of ``message``, ``body``, ``line``, ``msg``, ``log``).
+        loki_label_fields: the fields it reads as labels (None: every text field).
     """
 
     host: str = LOOPBACK
@@ -60,6 +63,8 @@ class ServerConfig:
     max_body_bytes: int = 64 << 20
     backpressure_wait_s: float = 5.0
     tokens: tuple[Token, ...] = field(default_factory=tuple)
+    loki_line_field: str | None = None
+    loki_label_fields: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -106,6 +111,16 @@ class ServerConfig:
             if not isinstance(tokens, list):
                 raise ConfigError("auth.tokens must be a list of tables", field="auth.tokens")
             values["tokens"] = tuple(_token(t) for t in tokens)
+            loki = data.get("loki", {})
+            if not isinstance(loki, dict):
+                raise ConfigError("[loki] must be a table", field="loki")
+            if "line_field" in loki:
+                values["loki_line_field"] = str(loki["line_field"])
+            if "label_fields" in loki:
+                if not isinstance(loki["label_fields"], list):
+                    raise ConfigError("loki.label_fields must be a list of field names",
+                                      field="loki.label_fields")
+                values["loki_label_fields"] = tuple(map(str, loki["label_fields"]))
         env = os.environ if env is None else env
         for name, key, kind in (("TIDAL_HOST", "host", str), ("TIDAL_PORT", "port", int),
                                 ("TIDAL_STORE", "store", str),

@@ -1,0 +1,173 @@
+"""Running a LogQL query over a store snapshot: the entry point and its results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from tidal.correlate.logql.ast import LogQuery, Query
+from tidal.correlate.logql.evaluate import log_streams, metric_series, read_frame
+from tidal.correlate.logql.frame import layout_of
+from tidal.correlate.logql.parser import parse
+from tidal.errors import ConfigError, QueryError
+from tidal.store.readers import Snapshot
+
+__all__ = ["LogqlOptions", "LogqlResult", "Series", "Stream", "is_metric", "parse_logql",
+           "run_logql"]
+
+_DEFAULT_POINTS = 250
+_SECOND_NS = 10**9
+
+
+@dataclass(frozen=True)
+class LogqlOptions:
+    """Which event fields a LogQL query sees as the line and as labels.
+
+    Attributes:
+        line_field: the log line's field. None: the first of ``message``,
+            ``body``, ``line``, ``msg``, ``log`` in the schema; when there is
+            none, the line is the whole event (timestamp and ``_seq`` left out)
+            as JSON object text.
+        label_fields: the fields that are labels (dotted paths; a label's name
+            is its path with ``.`` as ``_``). None: every string field (or
+            dictionary of strings) except the timestamp, ``_seq`` and the line,
+            struct leaves included (``service.name`` is ``service_name``).
+    """
+
+    line_field: str | None = None
+    label_fields: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.line_field is not None and not self.line_field:
+            raise ConfigError("line_field must be a field name or None", field="line_field")
+        if self.label_fields is not None and (
+                isinstance(self.label_fields, str) or not all(self.label_fields)):
+            raise ConfigError("label_fields must be a tuple of field names",
+                              field="label_fields")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream of a log query: its labels and entries ``(ts_ns, line)``."""
+
+    labels: dict[str, str]
+    entries: list[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a metric query: its labels and points ``(ts_ns, value)``."""
+
+    labels: dict[str, str]
+    points: list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class LogqlResult:
+    """A query's answer: ``streams`` for a log query, ``series`` for a metric
+    (``matrix``: a point per step with a value; ``vector``: one point each)."""
+
+    kind: Literal["streams", "matrix", "vector"]
+    streams: list[Stream] = field(default_factory=list)
+    series: list[Series] = field(default_factory=list)
+
+
+def parse_logql(text: str) -> Query:
+    """The AST of LogQL ``text``.
+
+    Raises:
+        QueryError: bad syntax, with line and column.
+
+    >>> str(parse_logql('{app = "api"} |= "x"'))
+    '{app="api"} |= "x"'
+    """
+    return parse(text)
+
+
+def is_metric(text: str) -> bool:
+    """Whether ``text`` is a metric query (else a log query).
+
+    >>> is_metric('rate({app="api"}[1m])'), is_metric('{app="api"}')
+    (True, False)
+    """
+    return not isinstance(parse(text), LogQuery)
+
+
+def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limit: int = 100,
+              direction: str = "backward", step_ns: int | None = None,
+              instant_ns: int | None = None, options: LogqlOptions | None = None
+              ) -> LogqlResult:
+    """Evaluate LogQL ``text`` over ``snapshot``.
+
+    A log query reads the entries in ``[start_ns, end_ns)`` and returns at most
+    ``limit`` of them, the newest (``direction="backward"``, each stream newest
+    first) or the oldest (``"forward"``), as streams: one per label set,
+    ordered by their labels (``instant_ns`` and ``step_ns`` play no part).
+
+    A metric query is evaluated at ``instant_ns`` when given (a ``vector``),
+    else at ``start_ns, start_ns + step_ns, ...`` up to and including ``end_ns``
+    (a ``matrix``; ``step_ns`` defaults to the range over 250 points, at least
+    a second). Each value covers the window ``(t - range, t]``.
+
+    Raises:
+        QueryError: bad syntax, bad arguments, or a field in ``options`` the
+            store does not have.
+
+    Example:
+        >>> import tidal
+        >>> store = tidal.open()
+        >>> _ = store.append([{"timestamp": "2025-01-01T00:00:01Z", "app": "api",
+        ...                    "message": "GET /a 500"}])
+        >>> with store.snapshot() as snap:
+        ...     out = run_logql(snap, '{app="api"} |= "500"', start_ns=0, end_ns=2**62)
+        >>> out.kind, out.streams[0].labels, out.streams[0].entries[0][1]
+        ('streams', {'app': 'api'}, 'GET /a 500')
+        >>> store.close()
+    """
+    query = parse(text)
+    if direction not in ("backward", "forward"):
+        raise QueryError(f"direction must be backward or forward, not {direction!r}")
+    if limit < 1:
+        raise QueryError(f"limit must be a positive number of entries, not {limit}")
+    options = options or LogqlOptions()
+    schema = snapshot.schema
+    if snapshot.ts_field not in schema.names:
+        empty: Literal["streams", "matrix", "vector"] = "streams"
+        if not isinstance(query, LogQuery):
+            empty = "vector" if instant_ns is not None else "matrix"
+        return LogqlResult(empty)
+    layout = layout_of(schema, snapshot.ts_field, options.line_field, options.label_fields)
+    if isinstance(query, LogQuery):
+        if end_ns < start_ns:
+            raise QueryError("end must not be before start")
+        frame = read_frame(snapshot, query, layout, start_ns, end_ns)
+        streams = log_streams(frame, limit, "backward" if direction == "backward" else "forward")
+        return LogqlResult("streams", streams=[Stream(labels, entries)
+                                               for labels, entries in streams])
+    steps = _steps(start_ns, end_ns, step_ns, instant_ns)
+    found = metric_series(snapshot, query, layout, steps)
+    kind: Literal["matrix", "vector"] = "vector" if instant_ns is not None else "matrix"
+    series = []
+    for s in sorted(found, key=lambda s: sorted(s.labels.items())):
+        present = np.flatnonzero(~np.isnan(s.values))
+        series.append(Series(s.labels, list(zip(steps[present].tolist(),
+                                                s.values[present].tolist(), strict=True))))
+    return LogqlResult(kind, series=series)
+
+
+def _steps(start_ns: int, end_ns: int, step_ns: int | None, instant_ns: int | None
+           ) -> np.ndarray:
+    if instant_ns is not None:
+        return np.array([instant_ns], dtype=np.int64)
+    if end_ns < start_ns:
+        raise QueryError("end must not be before start")
+    if step_ns is None:
+        step_ns = max(_SECOND_NS, (end_ns - start_ns) // _DEFAULT_POINTS)
+    if step_ns <= 0:
+        raise QueryError(f"step must be positive, not {step_ns} ns")
+    if (end_ns - start_ns) // step_ns > 11_000:
+        raise QueryError("too many points: (end - start) / step must be at most 11000, "
+                         "as in Loki; raise the step")
+    return np.arange(start_ns, end_ns + 1, step_ns, dtype=np.int64)

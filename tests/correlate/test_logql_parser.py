@@ -1,0 +1,176 @@
+"""LogQL text → AST: each construct, canonical text that parses back to the same
+AST, and errors that name line and column."""
+
+from __future__ import annotations
+
+import pytest
+
+import tidal.correlate.logql as logql
+from tidal.correlate.corql.ast import Matcher as M
+from tidal.correlate.logql import is_metric, parse_logql
+from tidal.correlate.logql.ast import (
+    Grouping,
+    LabelAnd,
+    LabelCompare,
+    LabelFilter,
+    LabelFormat,
+    LabelMatch,
+    LabelOr,
+    LineFilter,
+    LineFormat,
+    LogQuery,
+    Parser,
+    RangeAggregation,
+    VectorAggregation,
+)
+from tidal.errors import QueryError
+
+MIN = 60 * 10**9
+APP = (M("app", "=", "x"),)
+
+
+def log(*stages, selector=APP) -> LogQuery:
+    return LogQuery(selector, tuple(stages))
+
+
+def lf(expr) -> LabelFilter:
+    return LabelFilter(expr)
+
+
+def lm(name, op, value) -> LabelMatch:
+    return LabelMatch(M(name, op, value))
+
+
+def count(query: LogQuery, range_ns: int = MIN, func: str = "count_over_time"):
+    return RangeAggregation(func, query, range_ns)  # type: ignore[arg-type]
+
+
+VALID = [
+    # stream selectors
+    ('{app="x"}', log()),
+    ('{ app = "x" , }', log()),
+    ('{app="api", level=~"err.*", c!="y", d!~"z|w"}',
+     log(selector=(M("app", "=", "api"), M("level", "=~", "err.*"), M("c", "!=", "y"),
+                   M("d", "!~", "z|w")))),
+    ('{service.name="web"}', log(selector=(M("service.name", "=", "web"),))),
+    ('{a="", b="x"}', log(selector=(M("a", "=", ""), M("b", "=", "x")))),
+    # line filters, strings with escapes and raw strings
+    ('{app="x"} |= "a" != "b" |~ "c+" !~ "d"',
+     log(LineFilter("|=", "a"), LineFilter("!=", "b"), LineFilter("|~", "c+"),
+         LineFilter("!~", "d"))),
+    (r'{app="x"} |= "q\"t\n"', log(LineFilter("|=", 'q"t\n'))),
+    (r'{app="x"} |~ `\d+\.\d`', log(LineFilter("|~", r"\d+\.\d"))),
+    # parsers and label filters
+    ('{app="x"} | json | logfmt', log(Parser("json"), Parser("logfmt"))),
+    ('{app="x"} | JSON', log(Parser("json"))),
+    ('{app="x"} | status >= 500', log(lf(LabelCompare("status", ">=", 500.0)))),
+    ('{app="x"} | status = 500', log(lf(LabelCompare("status", "==", 500.0)))),
+    ('{app="x"} | n != -1.5e3', log(lf(LabelCompare("n", "!=", -1500.0)))),
+    ('{app="x"} | n < 1 | n <= 2 | n > 3',
+     log(lf(LabelCompare("n", "<", 1.0)), lf(LabelCompare("n", "<=", 2.0)),
+         lf(LabelCompare("n", ">", 3.0)))),
+    ('{app="x"} | level = "error"', log(lf(lm("level", "=", "error")))),
+    ('{app="x"} | level == "error"', log(lf(lm("level", "=", "error")))),
+    ('{app="x"} | path =~ "/api.*" | p !~ "x"',
+     log(lf(lm("path", "=~", "/api.*")), lf(lm("p", "!~", "x")))),
+    ('{app="x"} | a="1", b="2"', log(lf(LabelAnd(lm("a", "=", "1"), lm("b", "=", "2"))))),
+    ('{app="x"} | a="1" and b="2" or c="3"',
+     log(lf(LabelOr(LabelAnd(lm("a", "=", "1"), lm("b", "=", "2")), lm("c", "=", "3"))))),
+    ('{app="x"} | a="1" and (b="2" or c > 3)',
+     log(lf(LabelAnd(lm("a", "=", "1"), LabelOr(lm("b", "=", "2"),
+                                                 LabelCompare("c", ">", 3.0)))))),
+    ('{app="x"} | json | status >= 500 |= "x"',
+     log(Parser("json"), lf(LabelCompare("status", ">=", 500.0)), LineFilter("|=", "x"))),
+    # formats
+    ('{app="x"} | line_format "{{.a}} - {{ .b }} {{__line__}}"',
+     log(LineFormat("{{.a}} - {{ .b }} {{__line__}}"))),
+    ('{app="x"} | label_format new=old, t="{{.a}}/{{.b}}"',
+     log(LabelFormat((("new", "old", False), ("t", "{{.a}}/{{.b}}", True))))),
+    # range aggregations: the range after the selector or after the pipeline
+    ('count_over_time({app="x"}[1m])', count(log())),
+    ('count_over_time({app="x"} |= "e" [1h30m])', count(log(LineFilter("|=", "e")), 90 * MIN)),
+    ('rate({app="x"}[1m] |= "e")', count(log(LineFilter("|=", "e")), func="rate")),
+    ('bytes_over_time({app="x"}[5m])', count(log(), 5 * MIN, "bytes_over_time")),
+    ('bytes_rate({app="x"} | json [250ms])', count(log(Parser("json")), 250 * 10**6,
+                                                     "bytes_rate")),
+    # vector aggregations, grouping before or after, nested, parenthesised
+    ('sum by (level) (count_over_time({app="x"}[1m]))',
+     VectorAggregation("sum", Grouping(False, ("level",)), count(log()))),
+    ('sum(count_over_time({app="x"}[1m])) by (level, app)',
+     VectorAggregation("sum", Grouping(False, ("level", "app")), count(log()))),
+    ('avg without (pod) (rate({app="x"}[1m]))',
+     VectorAggregation("avg", Grouping(True, ("pod",)), count(log(), func="rate"))),
+    ('count by () (count_over_time({app="x"}[1m]))',
+     VectorAggregation("count", Grouping(False, ()), count(log()))),
+    ('MAX(min by (a) (count_over_time({app="x"}[1m])))',
+     VectorAggregation("max", None, VectorAggregation("min", Grouping(False, ("a",)),
+                                                       count(log())))),
+    ('(sum((count_over_time({app="x"}[1m]))))', VectorAggregation("sum", None, count(log()))),
+]
+
+
+@pytest.mark.parametrize("text, expected", VALID, ids=[v[0] for v in VALID])
+def test_valid_queries_parse_to_their_ast(text, expected):
+    assert parse_logql(text) == expected
+
+
+@pytest.mark.parametrize("text", [v[0] for v in VALID])
+def test_canonical_text_parses_back_to_the_same_ast(text):
+    query = parse_logql(text)
+    assert parse_logql(str(query)) == query
+
+
+@pytest.mark.parametrize("text, metric", [
+    ('{app="x"} |= "a"', False),
+    ('count_over_time({app="x"}[1m])', True),
+    ('sum by (a) (rate({app="x"}[1m]))', True),
+])
+def test_is_metric(text, metric):
+    assert is_metric(text) is metric
+
+
+ERRORS = [
+    ("", 1, 1, "empty query"),
+    ("{}", 1, 1, "at least one matcher"),
+    ('{app=~".*"}', 1, 1, "does not match the empty"),
+    ('{a="", b!="x"}', 1, 1, "does not match the empty"),
+    ('{app="x"', 1, 9, 'expected "," or "}"'),
+    ("{app=x}", 1, 6, "quoted string"),
+    ("{app}", 1, 5, "expected =, !=, =~ or !~"),
+    ('{app="x"} |= 5', 1, 14, "quoted string"),
+    ('{app="x"} |~ "("', 1, 14, "invalid regex"),
+    ('{app=~"[a"}', 1, 7, "invalid regex"),
+    ('{app="x"} | status >= "5"', 1, 23, "compares numbers"),
+    ('{app="x"} | status >= 5m', 1, 23, "duration and bytes"),
+    ('{app="x"} | status', 1, 19, "expected a comparison"),
+    ('{app="x"} | status =~ 5', 1, 23, "quoted regex"),
+    ('{app="x"} | line_format "{{.a | upper}}"', 1, 25, "unsupported template action"),
+    ('{app="x"} | 5', 1, 13, "after \"|\""),
+    ('{app="x"} @', 1, 11, "unexpected character"),
+    ('{app="x"}[5m]', 1, 10, "belongs inside a metric"),
+    ('{app="x"} extra', 1, 11, "end of the query"),
+    ('count_over_time({app="x"})', 1, 26, "needs a range"),
+    ('count_over_time({app="x"}[5m] [1m])', 1, 31, "given twice"),
+    ('rate({app="x"}[5x])', 1, 16, 'unknown unit "x"'),
+    ('rate(sum(x))', 1, 6, "takes a log query and a range"),
+    ('foo({app="x"})', 1, 1, "or a metric"),
+    ('sum by (a) (rate({app="x"}[1m])) by (b)', 1, 34, "grouping already"),
+    ('sum by (a (rate({app="x"}[1m]))', 1, 11, '","'),
+    ('sum(rate({app="x"}[1m])', 1, 24, "to close sum"),
+    ('{app="x"}\n  |= 5', 2, 6, "quoted string"),
+]
+
+
+@pytest.mark.parametrize("text, line, column, message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_errors_name_line_and_column(text, line, column, message):
+    with pytest.raises(QueryError) as info:
+        parse_logql(text)
+    assert (info.value.line, info.value.column) == (line, column), str(info.value)
+    assert message in str(info.value)
+    assert str(info.value).splitlines()[-1].index("^") == column + 1  # ("  " then caret)
+
+
+def test_public_names():
+    assert sorted(logql.__all__) == ["LogQuery", "LogqlOptions", "LogqlResult", "Query",
+                                     "Series", "Stream", "is_metric", "parse_logql",
+                                     "run_logql"]
