@@ -7,6 +7,11 @@ in a process of its own, each against the same work done in process.
   appends: p50/p99 of the request. Baseline: ``Store.eql`` of the same query in
   this process (``| tail 100``, as the API asks for the last 100), so the ratio
   is what HTTP, JSON and the client add.
+* **loki-query-range**: ``GET /loki/api/v1/query_range`` of
+  ``{service="frontend"} |= "Error"`` (the workload's messages write errors as
+  ``KeyError(..)``, and Loki's line filter is case-sensitive) over the last hour
+  of 10M ``services`` events stored by appends, ``limit`` 1000 as Grafana asks:
+  p50/p99 of the request. Baseline: ``Store.logql`` of the same in this process.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 
 import numpy as np
 
+from tidal.bench import workloads
+from tidal.bench.cases import open_store
 from tidal.bench.eql import SEQUENCE_EQL, _security_store
 from tidal.bench.figures import Context, Figure
 from tidal.bench.registry import case
@@ -61,4 +68,62 @@ def eql_search_api(ctx: Context) -> list[Figure]:
                    runs=SEARCHES),
             Figure("eql-search-api", "security", n, "p99", float(np.percentile(ms, 99)), "ms",
                    "Store.eql in process", float(np.percentile(base, 99)),
+                   higher_is_better=False, runs=SEARCHES)]
+
+
+LOKI_EVENTS = 10_000_000
+LOKI_QUERY = '{service="frontend"} |= "Error"'
+HOUR_NS = 3600 * 10**9
+
+
+@case("loki-query-range", "Loki's query_range (a selector and a line filter, the last hour) "
+                          "vs Store.logql in process")
+def loki_query_range(ctx: Context) -> list[Figure]:
+    import http.client
+    import json
+    from urllib.parse import urlencode
+
+    import tidal
+
+    n = ctx.size(LOKI_EVENTS)
+    table = workloads.services(n, seed=29)
+    path = ctx.fresh_dir("loki-query-range") / "store"
+    with open_store(path, entity_field="pod") as store:
+        for at in range(0, n, 50_000):
+            store.append(table.slice(at, 50_000))
+    end = int(table.column("timestamp").cast("int64")[-1].as_py()) + 1
+    start = end - HOUR_NS
+    local = []
+    with tidal.open(path, read_only=True) as store:
+        expected = store.logql(LOKI_QUERY, start=start, end=end, limit=1000)  # (warm)
+        for _ in range(SEARCHES):
+            t0 = time.perf_counter()
+            store.logql(LOKI_QUERY, start=start, end=end, limit=1000)
+            local.append(time.perf_counter() - t0)
+    entries = sum(len(s.entries) for s in expected.streams)
+    target = "/loki/api/v1/query_range?" + urlencode(
+        {"query": LOKI_QUERY, "start": start, "end": end, "limit": 1000})
+    remote = []
+    with served(path) as (url, _child):
+        host, port = url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        for i in range(SEARCHES + 1):
+            t0 = time.perf_counter()
+            conn.request("GET", target)
+            got = conn.getresponse()
+            body = got.read()
+            if i:
+                remote.append(time.perf_counter() - t0)
+            elif got.status != 200 or sum(len(s["values"]) for s in json.loads(body)["data"][
+                    "result"]) != entries:
+                raise RuntimeError(f"query_range: {got.status} {body[:200]!r}")
+        conn.close()
+    ms, base = np.array(remote) * 1e3, np.array(local) * 1e3
+    ctx.note(f"{entries} entries an answer; HTTP p50 {np.median(ms):.1f} ms p99 "
+             f"{np.percentile(ms, 99):.1f} ms; in process p50 {np.median(base):.1f} ms")
+    return [Figure("loki-query-range", "services", n, "p50", float(np.median(ms)), "ms",
+                   "Store.logql in process", float(np.median(base)), higher_is_better=False,
+                   runs=SEARCHES),
+            Figure("loki-query-range", "services", n, "p99", float(np.percentile(ms, 99)),
+                   "ms", "Store.logql in process", float(np.percentile(base, 99)),
                    higher_is_better=False, runs=SEARCHES)]
