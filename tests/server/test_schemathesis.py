@@ -14,6 +14,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -79,4 +80,8 @@ def test_every_answer_is_documented_and_none_is_a_server_error(served, operation
     def answered(case: schemathesis.Case) -> None:
         case.call_and_validate(base_url=served.url, checks=checks, timeout=30)
 
-    answered()
+    try:
+        answered()
+    except Unsatisfiable:  # (a lone string parameter: nothing schemathesis can break)
+        assert invalid
+        pytest.skip("schemathesis can make no invalid request here")
