@@ -19,7 +19,7 @@ import re
 
 from tidal.correlate.syntax import Token, syntax_error
 
-__all__ = ["Token", "quote", "tokenize"]
+__all__ = ["Token", "quote", "tokenize", "tokens_of"]
 
 
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
@@ -51,6 +51,12 @@ def tokenize(query: str) -> list[Token]:
         >>> [t.value for t in tokenize('events({a=~"x"})[5m] # look back')]
         ['events', '(', '{', 'a', '=~', 'x', '}', ')', '[', '5m', ']', '']
     """
+    return tokens_of(query, _OPERATORS)
+
+
+def tokens_of(query: str, operators: tuple[str, ...]) -> list[Token]:
+    """The tokens of ``query`` with these ``operators`` (longest first where they share
+    a start): CorQL's, and LogQL's (which adds pipes and comparisons)."""
     tokens: list[Token] = []
     pos, n = 0, len(query)
     while True:
@@ -74,7 +80,7 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(Token("name", name.group(0), pos))
             end = name.end()
         else:
-            op = next((o for o in _OPERATORS if query.startswith(o, pos)), None)
+            op = next((o for o in operators if query.startswith(o, pos)), None)
             if op is None:
                 hint = "; a regex matcher is =~ or !~" if char == "~" else ""
                 raise syntax_error(query, pos, f"unexpected character {quote(char)}{hint}")
