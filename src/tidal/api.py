@@ -154,8 +154,11 @@ class Store:
             done = prepared[0]
             return done.table if isinstance(done, Prepared) else done  # blocks: a large file
 
+        # NDJSON (and other) bytes decode in pyarrow, mostly without the GIL: in this
+        # thread, once admitted, side by side with other appenders and the leader's fsync.
         stored = self._engine.append(decode_and_normalize, weight=expected_events(data),
-                                     source=source, position=position, timeout_s=timeout)
+                                     source=source, position=position, timeout_s=timeout,
+                                     own_thread=isinstance(data, bytes | bytearray | memoryview))
         done = prepared[0] if prepared else None  # a duplicate was never decoded
         return Receipt(stored.count, stored.first_seq, stored.last_seq,
                        done.rejected if done else 0, done.dead_letter if done else None,

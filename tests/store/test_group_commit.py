@@ -142,6 +142,33 @@ def test_backpressure_is_explicit_past_the_memory_limit(tmp_path):
         assert again.max_seq() == stored + 2000 - 1
 
 
+def test_ndjson_bytes_are_decoded_by_their_appender_not_the_leader(tmp_path, monkeypatch):
+    """Bytes decode (in pyarrow, mostly without the GIL) in the appending thread, so that
+    bodies decode side by side and during the leader's fsync."""
+    import tidal.api
+
+    decoded_in: dict[type, int] = {}
+    real = tidal.api.prepare_blocks
+
+    def spy(data: object, **kwargs: object) -> object:
+        decoded_in[type(data)] = threading.get_ident()
+        return real(data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tidal.api, "prepare_blocks", spy)
+    # the first append leads, and waits for its group to fill while the second arrives
+    store = tidal.open(tmp_path / "s", group_commit_max_wait_us=300_000)
+    leader = threading.Thread(target=store.append, args=(batch(0, 0),))
+    leader.start()
+    time.sleep(0.1)
+    receipt = store.append(b'{"timestamp": 1, "entity": "x"}\n{"timestamp": 2, "entity": "y"}\n')
+    leader.join()
+    assert receipt.count == 2
+    assert decoded_in[bytes] == threading.get_ident()  # (the leader decoded it, before)
+    assert decoded_in[pa.Table] == leader.ident  # (a table is still prepared by the leader)
+    assert store.stats()["appends_per_group"] == 2.0  # one group, one fsync
+    store.close()
+
+
 def test_a_bad_append_in_a_group_fails_alone(tmp_path):
     store = tidal.open(tmp_path / "s")
     outcomes: dict[int, object] = {}

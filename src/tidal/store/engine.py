@@ -203,17 +203,19 @@ class Engine:
 
     def append(self, data: pa.Table | Callable[[], pa.Table | Iterable[pa.Table]], *,
                weight: int | None = None, source: str | None = None,
-               position: int | None = None, timeout_s: float | None = None) -> SeqRange:
+               position: int | None = None, timeout_s: float | None = None,
+               own_thread: bool = False) -> SeqRange:
         """Log a normalized table (or what ``data()`` returns, prepared by the group's
-        leader: a table, or blocks of one append, logged as they come), stamp ``_seq``
-        and make it visible. ``weight``: events expected.
-        ``source``/``position``: committed with it (see :meth:`Writer.append`)."""
+        leader, or by this thread with ``own_thread``: a table, or blocks of one append,
+        logged as they come), stamp ``_seq`` and make it visible. ``weight``: events
+        expected. ``source``/``position``: committed with it (see :meth:`Writer.append`)."""
         if isinstance(data, pa.Table):
             table = data
             return self._writer().append(lambda: table, weight=table.num_rows, source=source,
                                          position=position, timeout_s=timeout_s)
         return self._writer().append(data, weight=weight or 1, source=source,
-                                     position=position, timeout_s=timeout_s)
+                                     position=position, timeout_s=timeout_s,
+                                     own_thread=own_thread)
 
     def positions(self) -> dict[str, int]:
         """The committed position of every source."""

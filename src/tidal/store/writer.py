@@ -12,6 +12,9 @@ sleep meanwhile: in CPython, threads that prepared their own appends side by
 side would mostly fight over the GIL (one thread's per-append cost doubles
 with a second thread on this kind of machine), so one thread does the CPU work
 of a group while the others wait, and the next group fills during the fsync.
+The exception is work that runs mostly outside the GIL: NDJSON bytes are decoded
+(by pyarrow) in the appender's own thread once it is admitted (``own_thread``), so
+that bodies decode side by side and during the leader's fsync.
 
 An append whose ``prepare`` raises (bad input) fails alone; a failed WAL write
 fails the appends it held. An append whose ``prepare`` gives blocks (a large
@@ -193,9 +196,10 @@ class Writer:
     # -- appending ----------------------------------------------------------------
     def append(self, prepare: Callable[[], pa.Table | Iterable[pa.Table]], *, weight: int = 1,
                source: str | None = None, position: int | None = None,
-               timeout_s: float | None = None) -> SeqRange:
-        """Store the table ``prepare()`` returns (run by the group's leader); returns once
-        it is durable under the policy. ``weight``: the events it is expected to hold.
+               timeout_s: float | None = None, own_thread: bool = False) -> SeqRange:
+        """Store the table ``prepare()`` returns (run by the group's leader, or with
+        ``own_thread`` by the caller once admitted); returns once it is durable under
+        the policy. ``weight``: the events it is expected to hold.
 
         With ``source`` and ``position`` (validated by the caller), the append commits
         that position with its events in one WAL frame, unless ``position`` is at or
@@ -210,6 +214,11 @@ class Writer:
         if committed is not None and position is not None and position <= committed:
             return SeqRange(0, None, None, committed, duplicate=True)  # a cheap early answer
         self._admit(timeout_s)
+        if own_thread:  # (what it raises fails this append alone, as from the leader)
+            made = prepare()
+            if isinstance(made, pa.Table):
+                weight = made.num_rows
+            prepare = lambda: made  # noqa: E731
         return self._group.submit(_Request(prepare, max(1, weight), source, position))
 
     def _admit(self, timeout_s: float | None) -> None:
