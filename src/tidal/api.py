@@ -42,7 +42,10 @@ from tidal.store.scan import Order
 
 if TYPE_CHECKING:
     from tidal.correlate.followed import FollowedBy
-    from tidal.correlate.logql import LogqlResult
+    from tidal.correlate.logql import LogqlResult, Series
+    from tidal.correlate.logql.detected import DetectedField
+    from tidal.correlate.logql.index import IndexStats
+    from tidal.correlate.logql.tail import LogqlTail
     from tidal.correlate.result import Correlation, Result
     from tidal.correlate.ruleset import RuleInfo, RuleSet
     from tidal.correlate.subscription import Subscription
@@ -267,16 +270,18 @@ class Store:
                              options=options)
 
     def logql_labels(self, *, start: object = None, end: object = None,
-                     line_field: str | None = None,
+                     selector: str | None = None, line_field: str | None = None,
                      label_fields: Sequence[str] | None = None) -> list[str]:
-        """The LogQL label names some event in ``[start, end)`` carries (see :meth:`logql`)."""
+        """The LogQL label names some event in ``[start, end)`` carries (among the
+        entries of ``selector``, a log query, when given; see :meth:`logql`)."""
         from tidal.correlate.logql import LogqlOptions
         from tidal.correlate.logql.labels import label_names
 
         options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
         with self.snapshot() as snap:
             return label_names(snap, start_ns=_ns(start, "start", 0),
-                               end_ns=_ns(end, "end", now_ns() + 1), options=options)
+                               end_ns=_ns(end, "end", now_ns() + 1), selector=selector,
+                               options=options)
 
     def logql_label_values(self, name: str, *, start: object = None, end: object = None,
                            selector: str | None = None, line_field: str | None = None,
@@ -303,6 +308,87 @@ class Store:
         with self.snapshot() as snap:
             return series(snap, selectors, start_ns=_ns(start, "start", 0),
                           end_ns=_ns(end, "end", now_ns() + 1), options=options)
+
+    def logql_index_stats(self, query: str, *, start: object = None, end: object = None,
+                          line_field: str | None = None,
+                          label_fields: Sequence[str] | None = None) -> IndexStats:
+        """Loki's index statistics of ``query``'s stream selector in ``[start, end)``: its
+        streams, chunks (Tidal has none: one a stream), line bytes and entries. See
+        :func:`tidal.correlate.logql.index.index_stats`."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.index import index_stats
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return index_stats(snap, query, start_ns=_ns(start, "start", 0),
+                               end_ns=_ns(end, "end", now_ns() + 1), options=options)
+
+    def logql_volume(self, query: str, *, start: object = None, end: object = None,
+                     step_ns: int | None = None, target_labels: Sequence[str] | None = None,
+                     aggregate_by: str = "series", limit: int = 100,
+                     line_field: str | None = None,
+                     label_fields: Sequence[str] | None = None) -> list[Series]:
+        """The line bytes of ``query``'s stream selector in ``[start, end]``, grouped as
+        Loki's ``/index/volume`` groups them (by the selector's labels, ``target_labels``,
+        or per label name with ``aggregate_by="labels"``), largest first: one point at
+        ``end``, or one per ``step_ns``. See :func:`tidal.correlate.logql.index.volume`."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.index import volume
+
+        if aggregate_by not in ("series", "labels"):
+            raise ConfigError(f"aggregate_by must be series or labels, not {aggregate_by!r}",
+                              field="aggregate_by")
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return volume(snap, query, start_ns=_ns(start, "start", 0),
+                          end_ns=_ns(end, "end", now_ns()), step_ns=step_ns,
+                          target_labels=target_labels,
+                          aggregate_by="series" if aggregate_by == "series" else "labels",
+                          limit=limit, options=options)
+
+    def logql_detected_fields(self, query: str, *, start: object = None, end: object = None,
+                              line_limit: int = 100, line_field: str | None = None,
+                              label_fields: Sequence[str] | None = None
+                              ) -> list[DetectedField]:
+        """The fields (JSON or logfmt keys) of the newest ``line_limit`` lines of log
+        query ``query`` in ``[start, end)``: Loki's ``detected_fields``. See
+        :func:`tidal.correlate.logql.detected.detected_fields`."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.detected import detected_fields
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return detected_fields(snap, query, start_ns=_ns(start, "start", 0),
+                                   end_ns=_ns(end, "end", now_ns() + 1),
+                                   line_limit=line_limit, options=options)
+
+    def logql_tail(self, query: str, *, start: object = None, limit: int = 100,
+                   line_field: str | None = None,
+                   label_fields: Sequence[str] | None = None) -> LogqlTail:
+        """Tail a LogQL log query: what Loki's ``/loki/api/v1/tail`` streams.
+
+        The tail's ``history`` holds the newest ``limit`` stored entries from
+        ``start`` on (default: an hour ago), each stream oldest first; iterating
+        it then yields the streams of every batch committed after that history
+        was read, without a gap or a repeat (the selector and pipeline run over
+        each batch as columns). ``close()`` it to stop. See :meth:`logql`.
+
+        Raises:
+            QueryError: bad syntax, or a metric query.
+        """
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.tail import LogqlTail, history, tail_query
+
+        if limit < 1:
+            raise ConfigError(f"limit must be a positive number of entries, not {limit}",
+                              field="limit")
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            tail = tail_query(query, snap.ts_field, options)
+            past = history(snap, query, _ns(start, "start", now_ns() - 3600 * 10**9),
+                           limit, options)
+            follower = self.follow(snap.max_seq + 1)
+        return LogqlTail(tail, past, follower)
 
     def correlate(self, query: str, *, start: object = None, end: object = None
                   ) -> Iterator[Correlation]:

@@ -204,6 +204,9 @@ def _result(result: LogqlResult) -> dict[str, Any]:
         return {"resultType": "streams", "stats": {}, "result": [
             {"stream": stream.labels, "values": [[str(ts), line] for ts, line in stream.entries]}
             for stream in result.streams]}
+    if result.kind == "scalar":
+        ts, value = result.series[0].points[0]
+        return {"resultType": "scalar", "stats": {}, "result": [ts / _NS, _number(value)]}
     if result.kind == "vector":
         return {"resultType": "vector", "stats": {}, "result": [
             {"metric": series.labels, "value": [series.points[0][0] / _NS,
@@ -232,7 +235,8 @@ def _window(params: QueryParams) -> tuple[int, int]:
 
 def _labels(store: Store, params: QueryParams, fields: dict[str, Any]) -> list[str]:
     start, end = _window(params)
-    return store.logql_labels(start=start, end=end, **fields)
+    return store.logql_labels(start=start, end=end, selector=params.get("query") or None,
+                              **fields)
 
 
 def _series(store: Store, params: QueryParams, fields: dict[str, Any]
@@ -274,7 +278,8 @@ async def query(request: Request) -> Response:
 
 
 @openapi.operation("Loki: the label names", scope="query",
-                   parameters=_QUERY[1:3], responses=_DATA)
+                   parameters=[*_QUERY[1:3], openapi.query("query", "a stream selector")],
+                   responses=_DATA)
 async def labels(request: Request) -> Response:
     """The label names of the streams in the window."""
     return await _answer(request, _labels)
@@ -312,11 +317,14 @@ async def buildinfo(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    """The Loki query routes."""
+    """The Loki query routes (with the index and tail routes, which use this module)."""
+    from tidal.server import loki_index, loki_tail
+
     both = ["GET", "POST"]
     return [Route("/loki/api/v1/query_range", query_range, methods=both),
             Route("/loki/api/v1/query", query, methods=both),
             Route("/loki/api/v1/labels", labels, methods=both),
             Route("/loki/api/v1/label/{name}/values", label_values, methods=["GET"]),
             Route("/loki/api/v1/series", series, methods=both),
-            Route("/loki/api/v1/status/buildinfo", buildinfo, methods=["GET"])]
+            Route("/loki/api/v1/status/buildinfo", buildinfo, methods=["GET"]),
+            *loki_index.routes(), *loki_tail.routes()]

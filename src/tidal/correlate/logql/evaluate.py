@@ -16,22 +16,42 @@ import numpy as np
 import pyarrow as pa
 
 from tidal.correlate.corql.matchers import compile_matchers, prune
-from tidal.correlate.logql.ast import LogQuery, MetricExpr, RangeAggregation
+from tidal.correlate.logql.ast import (
+    BinaryOp,
+    LogQuery,
+    MetricExpr,
+    NumberLiteral,
+    RangeAggregation,
+    VectorAggregation,
+    VectorLiteral,
+)
+from tidal.correlate.logql.binary import Value, apply_binary
 from tidal.correlate.logql.frame import SEQ, Frame, Layout, label_sets, series_ids
-from tidal.correlate.logql.metric import SeriesValues, aggregate, range_series
+from tidal.correlate.logql.metric import (
+    Scalar,
+    SeriesValues,
+    absent_series,
+    aggregate,
+    range_series,
+)
 from tidal.correlate.logql.pipeline import run_pipeline
+from tidal.errors import QueryError
 from tidal.model.paths import root_at
 from tidal.store.readers import Snapshot
 
-__all__ = ["log_streams", "metric_series", "read_frame"]
+__all__ = ["log_streams", "metric_series", "read_frame", "read_newest"]
 
 Entries = list[tuple[int, str]]
+_FIRST_SLICES = 32  # the first slice read is 1/32 of the window
+_MIN_SLICE_NS = 60 * 10**9
 
 
 def read_frame(snapshot: Snapshot, query: LogQuery, layout: Layout, start_ns: int,
                end_ns: int) -> Frame:
     """The entries of ``query`` whose time is in ``[start_ns, end_ns)``, after its pipeline."""
     schema = snapshot.schema
+    if layout.ts_field not in schema.names:
+        return Frame.concat([])
     matchers = [replace(m, path=layout.path_of(m.path)) for m in query.selector]
     predicate = compile_matchers(matchers)
     columns: list[str] | None = None
@@ -58,6 +78,33 @@ def read_frame(snapshot: Snapshot, query: LogQuery, layout: Layout, start_ns: in
     return Frame.concat(frames)
 
 
+def read_newest(snapshot: Snapshot, query: LogQuery, layout: Layout, start_ns: int,
+                end_ns: int, limit: int, direction: Literal["backward", "forward"]) -> Frame:
+    """The entries of ``query`` in ``[start_ns, end_ns)`` that may be among the first
+    ``limit`` in ``direction``: read a slice of the window at the end it starts from
+    (the newest for ``backward``), then slices twice as long, until ``limit`` entries
+    are found (as Loki stops at the limit), so a short answer over a long window
+    reads little of it."""
+    span = max(end_ns - start_ns, 0)
+    width = max(span // _FIRST_SLICES, _MIN_SLICE_NS)
+    frames: list[Frame] = []
+    found = 0
+    lo, hi = start_ns, end_ns
+    while lo < hi:
+        if direction == "backward":
+            part = read_frame(snapshot, query, layout, max(lo, hi - width), hi)
+            hi = max(lo, hi - width)
+        else:
+            part = read_frame(snapshot, query, layout, lo, min(hi, lo + width))
+            lo = min(hi, lo + width)
+        frames.append(part)
+        found += len(part)
+        if found >= limit:
+            break
+        width *= 2
+    return Frame.concat([f for f in frames if len(f)])
+
+
 def log_streams(frame: Frame, limit: int, direction: Literal["backward", "forward"]
                 ) -> list[tuple[dict[str, str], Entries]]:
     """The first ``limit`` entries in ``direction`` (backward: newest first; ties
@@ -81,11 +128,24 @@ def log_streams(frame: Frame, limit: int, direction: Literal["backward", "forwar
 
 
 def metric_series(snapshot: Snapshot, expr: MetricExpr, layout: Layout, steps: np.ndarray
-                  ) -> list[SeriesValues]:
-    """``expr``'s series at ``steps`` (ns, ascending), each with a value per step."""
+                  ) -> Value:
+    """``expr``'s value at ``steps`` (ns, ascending): a number per step, or series
+    each with a value per step."""
+    if isinstance(expr, NumberLiteral):
+        return Scalar(np.full(len(steps), expr.value))
+    if isinstance(expr, VectorLiteral):
+        return [SeriesValues({}, np.full(len(steps), expr.value), np.ones(len(steps), bool))]
+    if isinstance(expr, BinaryOp):
+        return apply_binary(expr, metric_series(snapshot, expr.left, layout, steps),
+                            metric_series(snapshot, expr.right, layout, steps))
     if isinstance(expr, RangeAggregation):
-        start_ns = int(steps[0]) - expr.range_ns + 1
-        frame = read_frame(snapshot, expr.query, layout, start_ns, int(steps[-1]) + 1)
-        return range_series(frame, expr.func, expr.range_ns, steps)
+        shifted = steps - expr.offset_ns
+        start_ns = int(shifted[0]) - expr.range_ns + 1
+        frame = read_frame(snapshot, expr.query, layout, start_ns, int(shifted[-1]) + 1)
+        if expr.func == "absent_over_time":
+            return absent_series(frame, expr, shifted)
+        return range_series(frame, expr, shifted)
     inner = metric_series(snapshot, expr.inner, layout, steps)
-    return aggregate(inner, expr.op, expr.grouping, len(steps))
+    if not isinstance(expr, VectorAggregation) or isinstance(inner, Scalar):
+        raise QueryError(f"{expr} aggregates a vector, not a number")
+    return aggregate(inner, expr.op, expr.grouping, len(steps), expr.param)

@@ -1,4 +1,4 @@
-"""The ``| json`` and ``| logfmt`` parsers: a column of lines → label columns.
+"""LogQL's parsers: a column of lines → label columns.
 
 Both run as one DuckDB query over the whole column (no per-line Python): the
 query yields a long table of ``(row, key, value)`` and :func:`_pivot` turns it
@@ -16,6 +16,13 @@ into one string column per key, null where a line lacks the key.
 
 Key names are sanitised as Loki does: every character outside ``[A-Za-z0-9_]``
 becomes ``_``. Empty values are absent (null), as for every label.
+
+* ``json`` with parameters (``| json code="response.status"``): each
+  expression's value (an object or array as its JSON text); a line that is not
+  JSON is an error.
+* ``pattern`` and ``regexp``: the named captures of one RE2 match per line
+  (pyarrow's ``extract_regex``); a line that does not match gets no labels
+  (not an error, as in Loki).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["parse_json", "parse_logfmt"]
+__all__ = ["parse_json", "parse_json_paths", "parse_logfmt", "parse_regex"]
 
 _JSON_SQL = """
 WITH v AS (SELECT i, CASE WHEN json_valid(line) THEN line END AS j FROM lines),
@@ -43,6 +50,7 @@ SELECT i FROM lines
 WHERE NOT coalesce(json_valid(line), false)
    OR json_type(CASE WHEN json_valid(line) THEN line END) <> 'OBJECT'
 """
+_NOT_JSON_SQL = "SELECT i FROM lines WHERE NOT coalesce(json_valid(line), false)"
 _PAIR = r'([^\s="]+)(?:=("(?:[^"\\]|\\.)*"|[^\s"]*))?'
 _LOGFMT_SQL = """
 SELECT i, regexp_replace(unnest(regexp_extract_all(line, $1, 1)), '[^A-Za-z0-9_]', '_', 'g') AS k,
@@ -81,6 +89,49 @@ def parse_logfmt(lines: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
     unescaped = pc.replace_substring_regex(inner, r"\\(.)", r"\1")
     long = long.set_column(2, "v", pc.if_else(quoted, unescaped, values))
     return _pivot(len(lines), long), _flags(len(lines), errors)
+
+
+def parse_json_paths(lines: pa.Array, paths: dict[str, str]
+                     ) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """The value at each DuckDB JSON path of ``paths`` (by label), and a bool per
+    line: not JSON.
+
+    >>> labels, bad = parse_json_paths(pa.array(['{"a":{"b":[7]}}', "x"]), {"n": '$."a"."b"[0]'})
+    >>> labels["n"].to_pylist(), bad.tolist()
+    (['7', None], [False, True])
+    """
+    names = list(paths)
+    columns = ", ".join(f"json_extract_string(j, ${i + 1}) AS c{i}" for i in range(len(names)))
+    sql = (f"SELECT {columns} FROM (SELECT i, CASE WHEN json_valid(line) THEN line END AS j "
+           "FROM lines) ORDER BY i")
+    with _connect(lines) as con:
+        table = con.sql(sql, params=[paths[name] for name in names]).to_arrow_table()
+        errors = con.sql(_NOT_JSON_SQL).to_arrow_table()
+    out = {}
+    for i, name in enumerate(names):
+        values = table.column(i).combine_chunks().cast(pa.string())
+        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        if values.null_count < len(lines):
+            out[name] = values
+    return out, _flags(len(lines), errors)
+
+
+def parse_regex(lines: pa.Array, regex: str) -> dict[str, pa.Array]:
+    """The named groups of ``regex``'s first match in each line (null: no match or empty).
+
+    >>> out = parse_regex(pa.array(["GET /a", "?"]), r"(?P<method>[A-Z]+) (?P<path>\\S+)")
+    >>> {k: v.to_pylist() for k, v in out.items()}
+    {'method': ['GET', None], 'path': ['/a', None]}
+    """
+    found = pc.extract_regex(lines, regex)
+    out = {}
+    for i in range(found.type.num_fields):
+        name = found.type.field(i).name
+        values = pc.struct_field(found, [i])
+        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        if values.null_count < len(lines):
+            out[name] = values
+    return out
 
 
 def _connect(lines: pa.Array) -> duckdb.DuckDBPyConnection:

@@ -2,8 +2,9 @@
 the :class:`Frame` a pipeline works on.
 
 A frame holds, per entry, its time (int64 ns), ``_seq``, its line (a string
-column) and its labels (one string column per label, null where an entry lacks
-it: an empty value is no label, as in Loki). :func:`series_ids` numbers the
+column), its labels (one string column per label, null where an entry lacks
+it: an empty value is no label, as in Loki) and, after ``| unwrap``, its sample
+(float64). :func:`series_ids` numbers the
 distinct label sets of a frame without a per-entry Python loop.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -114,6 +116,7 @@ class Frame:
     line: pa.Array
     labels: dict[str, pa.Array]
     stream: frozenset[str]
+    sample: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -143,18 +146,26 @@ class Frame:
         keep = pa.array(mask)
         labels = {k: v.filter(keep) for k, v in self.labels.items()}
         return Frame(self.ts[mask], self.seq[mask], self.line.filter(keep),
-                     {k: v for k, v in labels.items() if v.null_count < len(v)}, self.stream)
+                     {k: v for k, v in labels.items() if v.null_count < len(v)}, self.stream,
+                     None if self.sample is None else self.sample[mask])
 
     def take(self, rows: np.ndarray) -> Frame:
         """The entries at ``rows``, in that order."""
         index = pa.array(rows, type=pa.int64())
         return Frame(self.ts[rows], self.seq[rows], self.line.take(index),
-                     {k: v.take(index) for k, v in self.labels.items()}, self.stream)
+                     {k: v.take(index) for k, v in self.labels.items()}, self.stream,
+                     None if self.sample is None else self.sample[rows])
 
     def with_labels(self, labels: dict[str, pa.Array]) -> Frame:
+        """The same entries with ``labels`` (a label absent from every entry left out)."""
         n = len(self)
         return Frame(self.ts, self.seq, self.line,
-                     {k: v for k, v in labels.items() if v.null_count < n}, self.stream)
+                     {k: v for k, v in labels.items() if v.null_count < n}, self.stream,
+                     self.sample)
+
+    def with_line(self, line: pa.Array) -> Frame:
+        """The same entries with ``line`` as their lines."""
+        return Frame(self.ts, self.seq, line, self.labels, self.stream, self.sample)
 
     @classmethod
     def concat(cls, frames: Sequence[Frame]) -> Frame:
@@ -167,10 +178,13 @@ class Frame:
         names = sorted({k for f in frames for k in f.labels})
         labels = {k: pa.concat_arrays([f.labels.get(k, pa.nulls(len(f), pa.string()))
                                        for f in frames]) for k in names}
+        samples = [f.sample for f in frames]
         return cls(np.concatenate([f.ts for f in frames]),
                    np.concatenate([f.seq for f in frames]),
                    pa.concat_arrays([f.line for f in frames]), labels,
-                   frozenset().union(*(f.stream for f in frames)))
+                   frozenset().union(*(f.stream for f in frames)),
+                   None if any(s is None for s in samples)
+                   else np.concatenate(cast(list[np.ndarray], samples)))
 
 
 def series_ids(labels: dict[str, pa.Array], n: int) -> tuple[np.ndarray, np.ndarray]:

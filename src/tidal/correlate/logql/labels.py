@@ -37,11 +37,16 @@ def _layout(snapshot: Snapshot, options: LogqlOptions | None) -> Layout | None:
 
 
 def label_names(snapshot: Snapshot, *, start_ns: int, end_ns: int,
-                options: LogqlOptions | None = None) -> list[str]:
-    """The labels some event in ``[start_ns, end_ns)`` carries."""
+                selector: str | None = None, options: LogqlOptions | None = None
+                ) -> list[str]:
+    """The labels some event in ``[start_ns, end_ns)`` carries (among the entries of
+    the log query ``selector`` when given)."""
     layout = _layout(snapshot, options)
     if layout is None or not layout.labels:
         return []
+    if selector is not None:
+        frame = read_frame(snapshot, _log_query(selector), layout, start_ns, end_ns)
+        return sorted(frame.labels)
     seen: set[str] = set()
     for table in _tables(snapshot, list(layout.labels.values()), start_ns, end_ns):
         for name, path in layout.labels.items():

@@ -4,7 +4,7 @@ Tokens are CorQL's (:mod:`tidal.correlate.corql.lexer`): names, strings in
 ``"..."`` with Go's escapes, raw strings in backquotes (kind ``quoted``), words
 that start with a digit (``500``, ``1.5``, ``5m``: the parser reads them as
 numbers or durations) and operators. LogQL adds the pipe operators ``|= |~ |``
-and the comparisons ``== >= <= > <``, and ``-`` (a negative number). Whitespace
+the comparisons ``== >= <= > <``, and the arithmetic ``+ - * / % ^``. Whitespace
 may stand between any two tokens; ``#`` starts a comment that runs to the end
 of the line.
 """
@@ -18,7 +18,7 @@ from tidal.correlate.syntax import Token
 __all__ = ["Token", "quote", "tokenize"]
 
 _OPERATORS = ("|=", "|~", "!=", "!~", "=~", "==", ">=", "<=", "|", "=", ">", "<", "(", ")",
-              "{", "}", "[", "]", ",", ".", "-")
+              "{", "}", "[", "]", ",", ".", "-", "+", "*", "/", "%", "^")
 
 
 def tokenize(query: str) -> list[Token]:

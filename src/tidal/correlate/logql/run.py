@@ -7,9 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from tidal.correlate.logql.ast import LogQuery, Query
-from tidal.correlate.logql.evaluate import log_streams, metric_series, read_frame
-from tidal.correlate.logql.frame import layout_of
+from tidal.correlate.logql.ast import LogQuery, Query, VectorAggregation
+from tidal.correlate.logql.evaluate import log_streams, metric_series, read_newest
+from tidal.correlate.logql.frame import Layout, layout_of
+from tidal.correlate.logql.metric import Scalar
 from tidal.correlate.logql.parser import parse
 from tidal.errors import ConfigError, QueryError
 from tidal.store.readers import Snapshot
@@ -67,9 +68,11 @@ class Series:
 @dataclass(frozen=True)
 class LogqlResult:
     """A query's answer: ``streams`` for a log query, ``series`` for a metric
-    (``matrix``: a point per step with a value; ``vector``: one point each)."""
+    (``matrix``: a point per step with a value; ``vector``: one point each;
+    ``scalar``: one series with no labels and one point, for a query of
+    numbers only at an instant)."""
 
-    kind: Literal["streams", "matrix", "vector"]
+    kind: Literal["streams", "matrix", "vector", "scalar"]
     streams: list[Stream] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
 
@@ -133,25 +136,34 @@ def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limi
         raise QueryError(f"limit must be a positive number of entries, not {limit}")
     options = options or LogqlOptions()
     schema = snapshot.schema
-    if snapshot.ts_field not in schema.names:
-        empty: Literal["streams", "matrix", "vector"] = "streams"
-        if not isinstance(query, LogQuery):
-            empty = "vector" if instant_ns is not None else "matrix"
-        return LogqlResult(empty)
-    layout = layout_of(schema, snapshot.ts_field, options.line_field, options.label_fields)
+    if snapshot.ts_field not in schema.names:  # nothing stored yet: numbers still compute
+        if isinstance(query, LogQuery):
+            return LogqlResult("streams")
+        layout = Layout(snapshot.ts_field, None, {})
+    else:
+        layout = layout_of(schema, snapshot.ts_field, options.line_field, options.label_fields)
     if isinstance(query, LogQuery):
         if end_ns < start_ns:
             raise QueryError("end must not be before start")
-        frame = read_frame(snapshot, query, layout, start_ns, end_ns)
-        streams = log_streams(frame, limit, "backward" if direction == "backward" else "forward")
+        order: Literal["backward", "forward"] = "backward" if direction == "backward" \
+            else "forward"
+        frame = read_newest(snapshot, query, layout, start_ns, end_ns, limit, order)
+        streams = log_streams(frame, limit, order)
         return LogqlResult("streams", streams=[Stream(labels, entries)
                                                for labels, entries in streams])
     steps = _steps(start_ns, end_ns, step_ns, instant_ns)
     found = metric_series(snapshot, query, layout, steps)
-    kind: Literal["matrix", "vector"] = "vector" if instant_ns is not None else "matrix"
+    kind: Literal["matrix", "vector", "scalar"] = "vector" if instant_ns is not None \
+        else "matrix"
+    if isinstance(found, Scalar):
+        points = list(zip(steps.tolist(), found.values.tolist(), strict=True))
+        return LogqlResult("scalar" if instant_ns is not None else "matrix",
+                           series=[Series({}, points)])
+    if not (isinstance(query, VectorAggregation) and query.op in ("sort", "sort_desc")):
+        found = sorted(found, key=lambda s: sorted(s.labels.items()))
     series = []
-    for s in sorted(found, key=lambda s: sorted(s.labels.items())):
-        present = np.flatnonzero(~np.isnan(s.values))
+    for s in found:
+        present = np.flatnonzero(s.present)
         series.append(Series(s.labels, list(zip(steps[present].tolist(),
                                                 s.values[present].tolist(), strict=True))))
     return LogqlResult(kind, series=series)
