@@ -247,7 +247,8 @@ class Store:
     def logql(self, query: str, *, start: object = None, end: object = None,
               limit: int = 100, direction: str = "backward", step_ns: int | None = None,
               instant_ns: int | None = None, line_field: str | None = None,
-              label_fields: Sequence[str] | None = None) -> LogqlResult:
+              label_fields: Sequence[str] | None = None, categorize: bool = False
+              ) -> LogqlResult:
         """Run a LogQL query (Grafana Loki's language) over the store.
 
         ``{app="api"} |= "error" | json | status >= 500`` gives streams (a label
@@ -258,7 +259,9 @@ class Store:
         ``instant_ns`` (a vector). The log line is ``line_field`` (default: the
         first of ``message``, ``body``, ``line``, ``msg``, ``log``) and the labels
         ``label_fields`` (default: every text field; ``service.name`` is the label
-        ``service_name``). See :func:`tidal.correlate.logql.run_logql`.
+        ``service_name``). ``categorize`` keeps the labels a query's pipeline
+        adds apart, per entry (Loki's ``categorize-labels``). See
+        :func:`tidal.correlate.logql.run_logql`.
         """
         from tidal.correlate.logql import LogqlOptions, run_logql
 
@@ -267,7 +270,7 @@ class Store:
             return run_logql(snap, query, start_ns=_ns(start, "start", 0),
                              end_ns=_ns(end, "end", now_ns() + 1), limit=limit,
                              direction=direction, step_ns=step_ns, instant_ns=instant_ns,
-                             options=options)
+                             options=options, categorize=categorize)
 
     def logql_labels(self, *, start: object = None, end: object = None,
                      selector: str | None = None, line_field: str | None = None,

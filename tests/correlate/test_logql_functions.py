@@ -303,3 +303,15 @@ def test_grafana_logs_volume_query(snap):
     assert out.kind == "matrix"
     assert [(s.labels, points(s)) for s in out.series] == [
         ({}, [(1, 1.0), (2, 2.0), (3, 2.0), (4, 2.0), (5, 1.0)])]
+
+
+def test_categorized_streams_keep_parsed_labels_per_entry(snap):
+    out = run(snap, '{app="api", host="b"} | logfmt | keep app, host, latency',
+              categorize=True)
+    [stream] = out.streams  # one stream: the labels read, not the parsed ones
+    assert stream.labels == {"app": "api", "host": "b"}
+    assert [(ts - B) // S for ts, _ in stream.entries] == [4, 2]
+    assert stream.parsed == [{"latency": "4s"}, {"latency": "2s"}]
+    plain = run(snap, '{app="api", host="b"} | logfmt | keep app, host, latency')
+    assert sorted(s.labels["latency"] for s in plain.streams) == ["2s", "4s"]
+    assert all(s.parsed is None for s in plain.streams)

@@ -86,11 +86,21 @@ def test_grafana_explore_logs_query(loki):
     got = call(served, "query_range", params, {**GRAFANA, "X-Query-Tags": "Source=grafana"})
     data = got.json()["data"]
     assert data["resultType"] == "streams"
-    entries = [(int(v[0]), s["stream"]) for s in data["result"] for v in s["values"]]
+    # Grafana asked for categorize-labels: streams by stored labels, parsed ones per entry
+    assert data["encodingFlags"] == ["categorize-labels"]
+    assert sorted(s["stream"]["level"] for s in data["result"]) == ["error", "info"]
+    assert all(s["stream"].keys() == {"app", "level"} for s in data["result"])
+    entries = [(int(v[0]), v[2]["parsed"]) for s in data["result"] for v in s["values"]]
     expected = [i for i in range(600) if i % 13 > 10]
     assert sorted(ts for ts, _ in entries) == [t0 + i * S for i in expected]
-    assert all(stream["app"] == "api" and stream["took"].endswith("ms")
-               for _, stream in entries)
+    for ts, parsed in entries:
+        i = (ts - t0) // S
+        assert parsed == {"level_extracted": "error" if i % 5 == 0 else "info",
+                          "path": f"/p{i % 7}", "took": f"{i % 13}ms"}
+    plain = call(served, "query_range", params, LOGCLI).json()["data"]  # no flag: as before
+    assert "encodingFlags" not in plain
+    assert all(len(v) == 2 and s["stream"]["took"].endswith("ms")
+               for s in plain["result"] for v in s["values"])
 
 
 def test_grafana_logs_volume_query(loki):
@@ -200,3 +210,17 @@ def test_errors_reach_both_clients_as_text(loki):
                                        ("end", str(t0 + 600 * S))], GRAFANA)
     assert got.status_code == 400
     assert "pipeline error: 'JSONParserErr'" in got.text
+
+
+def test_grafana_format_query_button(loki):
+    served, _ = loki
+    text = 'sum by(app)(rate({app = "api"}|= `x` | logfmt | took>5ms [1m]))/2'
+    got = call(served, "format_query", [("query", text)], GRAFANA)
+    assert got.status_code == 200
+    formatted = got.json()["data"]
+    assert formatted == ('(sum by (app) (rate({app="api"} |= "x" | logfmt | took > 5ms [1m])) '
+                         "/ 2.0)")
+    again = call(served, "format_query", [("query", formatted)], GRAFANA).json()["data"]
+    assert again == formatted
+    bad = call(served, "format_query", [("query", "sum(")], GRAFANA)
+    assert bad.status_code == 400 and "line 1" in bad.text

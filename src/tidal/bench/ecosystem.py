@@ -22,7 +22,7 @@ import numpy as np
 
 from tidal.bench import workloads
 from tidal.bench.cases import open_store
-from tidal.bench.eql import SEQUENCE_EQL, _security_store
+from tidal.bench.eql import SEQUENCE_EQL, security_store
 from tidal.bench.figures import Context, Figure
 from tidal.bench.registry import case
 from tidal.bench.server import served
@@ -39,7 +39,7 @@ def eql_search_api(ctx: Context) -> list[Figure]:
     import tidal
 
     n = ctx.size(SEARCH_EVENTS)
-    path, _ = _security_store(ctx, n)
+    path, _ = security_store(ctx, n)
     local = []
     with tidal.open(path, read_only=True) as store:
         expected = store.eql(f"{SEQUENCE_EQL}\n| tail {SIZE}")  # (warm: kernels, caches)

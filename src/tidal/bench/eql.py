@@ -55,7 +55,7 @@ SELECTIVE_EQL = """sequence by host.name, process.pid with maxspan=10s
 APPEND_EVENTS = 50_000
 
 
-def _security_store(ctx: Context, n: int) -> tuple[Path, dict[str, int]]:
+def security_store(ctx: Context, n: int) -> tuple[Path, dict[str, int]]:
     """A store of ``n`` security events, appended in batches with default settings."""
     table, planted = workloads.security(n, seed=5)
     path = ctx.fresh_dir("security") / "store"
@@ -69,7 +69,7 @@ def _security_store(ctx: Context, n: int) -> tuple[Path, dict[str, int]]:
 @case("eql-filter", "an EQL event query (3 conditions, a wildcard) vs DuckDB SQL")
 def eql_filter(ctx: Context) -> list[Figure]:
     n = ctx.size(10_000_000)
-    path, _ = _security_store(ctx, n)
+    path, _ = security_store(ctx, n)
     tidal_s, duck_s, rows_s = [], [], []
     with open_store(path) as store:
         found = store.eql(FILTER_EQL).events.num_rows
@@ -119,7 +119,7 @@ def _reference_rate(ctx: Context, n: int) -> float | None:
 @case("eql-sequence", "an EQL 3-stage sequence by host and pid with maxspan")
 def eql_sequence(ctx: Context) -> list[Figure]:
     n = ctx.size(10_000_000)
-    path, planted = _security_store(ctx, n)
+    path, planted = security_store(ctx, n)
     rates = []
     with open_store(path) as store:
         found = len(store.eql(SEQUENCE_EQL).correlations)  # also compiles the kernels
@@ -176,7 +176,7 @@ keeps its parent's peak), and the sequences found."""
 @case("eql-sequence-memory", "peak RSS of the eql-sequence query vs the store's RSS before it")
 def eql_sequence_memory(ctx: Context) -> list[Figure]:
     n = ctx.size(10_000_000)
-    path, planted = _security_store(ctx, n)
+    path, planted = security_store(ctx, n)
     ratios, peaks, befores = [], [], []
     for _ in range(ctx.runs):
         out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path), SEQUENCE_EQL],

@@ -44,9 +44,20 @@ def create_app(store: Store, config: ServerConfig | None = None, *,
                 store.close()
 
     # (reading: queries, rules, live streams; log pushes: Loki, OTLP/HTTP)
-    from tidal.server import elastic, live, loki, loki_query, otlp, query, web
+    from tidal.server import (
+        elastic,
+        live,
+        loki,
+        loki_index,
+        loki_query,
+        loki_tail,
+        otlp,
+        query,
+        web,
+    )
 
-    routes = [*loki.routes(), *loki_query.routes(), *otlp.routes(),
+    routes = [*loki.routes(), *loki_query.routes(), *loki_index.routes(), *loki_tail.routes(),
+              *otlp.routes(),
               *health.routes(), *ingest.routes(), *metrics.routes(), *openapi.routes(),
               *query.routes(), *live.routes(), *elastic.routes(),
               *web.routes()]

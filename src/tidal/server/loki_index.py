@@ -39,12 +39,12 @@ from tidal.server.encode import dumps
 from tidal.server.loki_query import (
     LokiError,
     Work,
-    _answer,
-    _int,
-    _number,
-    _query_text,
+    answer,
+    int_param,
     loki_step,
     loki_time,
+    query_text,
+    sample_text,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def _window(params: QueryParams) -> tuple[int, int]:
 
 def _stats(store: Store, params: QueryParams, fields: dict[str, Any]) -> dict[str, int]:
     start, end = _window(params)
-    found = store.logql_index_stats(_query_text(params), start=start, end=end + 1, **fields)
+    found = store.logql_index_stats(query_text(params), start=start, end=end + 1, **fields)
     return {"streams": found.streams, "chunks": found.chunks, "bytes": found.bytes,
             "entries": found.entries}
 
@@ -77,7 +77,7 @@ def _volume_args(params: QueryParams) -> dict[str, Any]:
     aggregate_by = params.get("aggregateBy") or "series"
     if aggregate_by not in ("series", "labels"):
         raise LokiError(f"invalid aggregateBy {aggregate_by!r}: series or labels")
-    limit = _int(params, "limit", 100)
+    limit = int_param(params, "limit", 100)
     if limit <= 0:
         raise LokiError("limit must be a positive value")
     targets = [t.strip() for t in (params.get("targetLabels") or "").split(",") if t.strip()]
@@ -86,10 +86,10 @@ def _volume_args(params: QueryParams) -> dict[str, Any]:
 
 def _volume(store: Store, params: QueryParams, fields: dict[str, Any]) -> dict[str, Any]:
     start, end = _window(params)
-    found = store.logql_volume(_query_text(params), start=start, end=end,
+    found = store.logql_volume(query_text(params), start=start, end=end,
                                **_volume_args(params), **fields)
     return {"resultType": "vector", "result": [
-        {"metric": s.labels, "value": [s.points[0][0] / _NS, _number(s.points[0][1])]}
+        {"metric": s.labels, "value": [s.points[0][0] / _NS, sample_text(s.points[0][1])]}
         for s in found if s.points], "stats": {}}
 
 
@@ -97,24 +97,24 @@ def _volume_range(store: Store, params: QueryParams, fields: dict[str, Any]
                   ) -> dict[str, Any]:
     start, end = _window(params)
     found: list[Series] = store.logql_volume(
-        _query_text(params), start=start, end=end,
+        query_text(params), start=start, end=end,
         step_ns=loki_step(params.get("step"), start, end), **_volume_args(params), **fields)
     return {"resultType": "matrix", "result": [
-        {"metric": s.labels, "values": [[ts / _NS, _number(v)] for ts, v in s.points]}
+        {"metric": s.labels, "values": [[ts / _NS, sample_text(v)] for ts, v in s.points]}
         for s in found], "stats": {}}
 
 
 def _fields(store: Store, params: QueryParams, fields: dict[str, Any]) -> list[Any]:
     start, end = _window(params)
-    line_limit = _int(params, "line_limit", 100)
+    line_limit = int_param(params, "line_limit", 100)
     if line_limit <= 0:
         raise LokiError("line_limit must be a positive value")
-    return store.logql_detected_fields(_query_text(params), start=start, end=end + 1,
+    return store.logql_detected_fields(query_text(params), start=start, end=end + 1,
                                        line_limit=line_limit, **fields)
 
 
 def _field_limit(params: QueryParams) -> int:
-    limit = _int(params, "limit", _int(params, "field_limit", 1000))
+    limit = int_param(params, "limit", int_param(params, "field_limit", 1000))
     if limit <= 0:
         raise LokiError("limit must be a positive value")
     return limit
@@ -128,8 +128,8 @@ def _detected(store: Store, params: QueryParams, fields: dict[str, Any]) -> dict
 
 
 async def _bare(request: Request, work: Work) -> Response:
-    """As :func:`_answer`, but the data bare (Loki's index/stats has no envelope)."""
-    response = await _answer(request, work)
+    """As :func:`answer`, but the data bare (Loki's index/stats has no envelope)."""
+    response = await answer(request, work)
     if response.status_code != 200:
         return response
     return Response(dumps(json.loads(bytes(response.body))["data"]), media_type="application/json")
@@ -165,7 +165,7 @@ async def index_stats(request: Request) -> Response:
                    parameters=_VOLUME, responses=_DATA)
 async def volume(request: Request) -> Response:
     """Line bytes per group over the window, largest first."""
-    return await _answer(request, _volume)
+    return await answer(request, _volume)
 
 
 @openapi.operation("Loki: log volume (line bytes) per group and step, as a matrix",
@@ -173,7 +173,7 @@ async def volume(request: Request) -> Response:
                    responses=_DATA)
 async def volume_range(request: Request) -> Response:
     """Line bytes per group and step, largest groups first."""
-    return await _answer(request, _volume_range)
+    return await answer(request, _volume_range)
 
 
 @openapi.operation("Loki: the fields detected in a log query's newest lines",

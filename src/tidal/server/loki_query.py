@@ -24,6 +24,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -44,9 +45,11 @@ if TYPE_CHECKING:
     from tidal.api import Store
     from tidal.correlate.logql.run import LogqlResult
 
-__all__ = ["routes"]
+__all__ = ["LokiError", "Work", "answer", "int_param", "loki_step", "loki_time", "query_text",
+           "routes", "sample_text"]
 
 _NS = 1_000_000_000
+CATEGORIZE = "categorize-labels"
 _HOUR_NS = 3600 * _NS
 _LOOKBACK_NS = 6 * _HOUR_NS
 _DIGITS = re.compile(r"-?[0-9]+")
@@ -112,7 +115,7 @@ def loki_step(value: str | None, start_ns: int, end_ns: int) -> int:
     return step
 
 
-def _int(params: QueryParams, name: str, default: int) -> int:
+def int_param(params: QueryParams, name: str, default: int) -> int:
     value = params.get(name)
     if value is None or value == "":
         return default
@@ -152,7 +155,7 @@ def _success(data: Any) -> Response:
 Work = Callable[["Store", QueryParams, dict[str, Any]], Any]
 
 
-async def _answer(request: Request, work: Work) -> Response:
+async def answer(request: Request, work: Work) -> Response:
     """Check the scope, read the parameters, run ``work`` in the thread pool (with the
     configured line and label fields): its data in Loki's envelope, or 400 with the
     reason in plain text."""
@@ -171,54 +174,70 @@ async def _answer(request: Request, work: Work) -> Response:
     return _success(data)
 
 
-def _query_text(params: QueryParams) -> str:
+def query_text(params: QueryParams) -> str:
     text = params.get("query")
     if not text:
         raise LokiError("query parameter is required")
     return text
 
 
-def _run_range(store: Store, params: QueryParams, fields: dict[str, Any]) -> dict[str, Any]:
+def _run_range(store: Store, params: QueryParams, fields: dict[str, Any],
+               categorize: bool = False) -> dict[str, Any]:
     now = time.time_ns()
     end = loki_time(params.get("end"), now, "end")
     start = loki_time(params.get("start"), end - _HOUR_NS, "start")
     if end < start:
         raise LokiError("the end timestamp must not be before the start time")
-    result = store.logql(_query_text(params), start=start, end=end,
-                         limit=_int(params, "limit", 100), direction=_direction(params),
-                         step_ns=loki_step(params.get("step"), start, end), **fields)
-    return _result(result)
+    result = store.logql(query_text(params), start=start, end=end,
+                         limit=int_param(params, "limit", 100), direction=_direction(params),
+                         step_ns=loki_step(params.get("step"), start, end),
+                         categorize=categorize, **fields)
+    return _result(result, categorize)
 
 
-def _run_instant(store: Store, params: QueryParams, fields: dict[str, Any]
-                 ) -> dict[str, Any]:
+def _run_instant(store: Store, params: QueryParams, fields: dict[str, Any],
+                 categorize: bool = False) -> dict[str, Any]:
     at = loki_time(params.get("time"), time.time_ns(), "time")
-    result = store.logql(_query_text(params), start=at - _HOUR_NS, end=at + 1,
-                         limit=_int(params, "limit", 100), direction=_direction(params),
-                         instant_ns=at, **fields)
-    return _result(result)
+    result = store.logql(query_text(params), start=at - _HOUR_NS, end=at + 1,
+                         limit=int_param(params, "limit", 100), direction=_direction(params),
+                         instant_ns=at, categorize=categorize, **fields)
+    return _result(result, categorize)
 
 
-def _result(result: LogqlResult) -> dict[str, Any]:
+def categorized(request: Request) -> bool:
+    """Whether the client asked for Loki's ``categorize-labels`` encoding (Grafana
+    10.3+ does): streams by their stored labels, each entry's parsed labels apart."""
+    flags = request.headers.get("x-loki-response-encoding-flags", "")
+    return CATEGORIZE in (flag.strip() for flag in flags.split(","))
+
+
+def _result(result: LogqlResult, categorized: bool = False) -> dict[str, Any]:
+    if result.kind == "streams" and categorized:  # Loki's categorize-labels encoding
+        return {"resultType": "streams", "encodingFlags": [CATEGORIZE], "stats": {},
+                "result": [{"stream": stream.labels, "values": [
+                    [str(ts), line, {"parsed": parsed} if parsed else {}]
+                    for (ts, line), parsed in zip(stream.entries, stream.parsed or [],
+                                                  strict=True)]}
+                    for stream in result.streams]}
     if result.kind == "streams":
         return {"resultType": "streams", "stats": {}, "result": [
             {"stream": stream.labels, "values": [[str(ts), line] for ts, line in stream.entries]}
             for stream in result.streams]}
     if result.kind == "scalar":
         ts, value = result.series[0].points[0]
-        return {"resultType": "scalar", "stats": {}, "result": [ts / _NS, _number(value)]}
+        return {"resultType": "scalar", "stats": {}, "result": [ts / _NS, sample_text(value)]}
     if result.kind == "vector":
         return {"resultType": "vector", "stats": {}, "result": [
             {"metric": series.labels, "value": [series.points[0][0] / _NS,
-                                                _number(series.points[0][1])]}
+                                                sample_text(series.points[0][1])]}
             for series in result.series if series.points]}
     return {"resultType": "matrix", "stats": {}, "result": [
-        {"metric": series.labels, "values": [[ts / _NS, _number(value)]
+        {"metric": series.labels, "values": [[ts / _NS, sample_text(value)]
                                              for ts, value in series.points]}
         for series in result.series]}
 
 
-def _number(value: float) -> str:
+def sample_text(value: float) -> str:
     """A sample value as Prometheus writes it (``"3"``, ``"0.5"``, ``"NaN"``)."""
     if math.isnan(value):
         return "NaN"
@@ -263,7 +282,7 @@ _DATA = {200: {"description": "Loki's answer", "content": {"application/json": {
                    parameters=_QUERY, responses=_DATA)
 async def query_range(request: Request) -> Response:
     """A log query's streams or a metric query's matrix."""
-    return await _answer(request, _run_range)
+    return await answer(request, partial(_run_range, categorize=categorized(request)))
 
 
 @openapi.operation("Loki: a LogQL query at one instant", scope="query",
@@ -274,7 +293,7 @@ async def query_range(request: Request) -> Response:
                    responses=_DATA)
 async def query(request: Request) -> Response:
     """A metric query's vector, or a log query's streams of the hour before."""
-    return await _answer(request, _run_instant)
+    return await answer(request, partial(_run_instant, categorize=categorized(request)))
 
 
 @openapi.operation("Loki: the label names", scope="query",
@@ -282,7 +301,7 @@ async def query(request: Request) -> Response:
                    responses=_DATA)
 async def labels(request: Request) -> Response:
     """The label names of the streams in the window."""
-    return await _answer(request, _labels)
+    return await answer(request, _labels)
 
 
 @openapi.operation("Loki: one label's values", scope="query",
@@ -297,7 +316,7 @@ async def label_values(request: Request) -> Response:
         return store.logql_label_values(name, start=start, end=end,
                                         selector=params.get("query") or None, **fields)
 
-    return await _answer(request, values)
+    return await answer(request, values)
 
 
 @openapi.operation("Loki: the streams matching selectors", scope="query",
@@ -305,7 +324,7 @@ async def label_values(request: Request) -> Response:
                                *_QUERY[1:3]], responses=_DATA)
 async def series(request: Request) -> Response:
     """The label sets of the streams the selectors match in the window."""
-    return await _answer(request, _series)
+    return await answer(request, _series)
 
 
 @openapi.operation("Loki: build information (what Grafana asks for)",
@@ -316,15 +335,27 @@ async def buildinfo(request: Request) -> Response:
     return Response(dumps(BUILD_INFO), media_type="application/json")
 
 
-def routes() -> list[BaseRoute]:
-    """The Loki query routes (with the index and tail routes, which use this module)."""
-    from tidal.server import loki_index, loki_tail
+@openapi.operation("Loki: a LogQL query written the canonical way (Grafana's format button)",
+                   scope="query", parameters=[openapi.query("query", "LogQL", required=True)],
+                   responses=_DATA)
+async def format_query(request: Request) -> Response:
+    """The query, parsed and written back (or 400 with the syntax error)."""
+    return await answer(request, _format)
 
+
+def _format(store: Store, params: QueryParams, fields: dict[str, Any]) -> str:
+    from tidal.correlate.logql import parse_logql
+
+    return str(parse_logql(query_text(params)))
+
+
+def routes() -> list[BaseRoute]:
+    """The Loki query routes."""
     both = ["GET", "POST"]
     return [Route("/loki/api/v1/query_range", query_range, methods=both),
             Route("/loki/api/v1/query", query, methods=both),
             Route("/loki/api/v1/labels", labels, methods=both),
             Route("/loki/api/v1/label/{name}/values", label_values, methods=["GET"]),
             Route("/loki/api/v1/series", series, methods=both),
-            Route("/loki/api/v1/status/buildinfo", buildinfo, methods=["GET"]),
-            *loki_index.routes(), *loki_tail.routes()]
+            Route("/loki/api/v1/format_query", format_query, methods=both),
+            Route("/loki/api/v1/status/buildinfo", buildinfo, methods=["GET"])]

@@ -39,7 +39,7 @@ from tidal.errors import QueryError
 from tidal.model.paths import root_at
 from tidal.store.readers import Snapshot
 
-__all__ = ["log_streams", "metric_series", "read_frame", "read_newest"]
+__all__ = ["categorized_streams", "log_streams", "metric_series", "read_frame", "read_newest"]
 
 Entries = list[tuple[int, str]]
 _FIRST_SLICES = 32  # the first slice read is 1/32 of the window
@@ -109,20 +109,40 @@ def log_streams(frame: Frame, limit: int, direction: Literal["backward", "forwar
                 ) -> list[tuple[dict[str, str], Entries]]:
     """The first ``limit`` entries in ``direction`` (backward: newest first; ties
     by ``_seq``), grouped into one stream per label set, streams ordered by labels."""
+    return [(labels, entries) for labels, entries, _ in
+            _streams(frame, limit, direction, categorize=False)]
+
+
+def categorized_streams(frame: Frame, limit: int, direction: Literal["backward", "forward"]
+                        ) -> list[tuple[dict[str, str], Entries, list[dict[str, str]]]]:
+    """As :func:`log_streams`, but streams by the labels the entries were read
+    with (Loki's indexed labels), each entry with the labels its pipeline added
+    (Loki's ``parsed``), as Loki answers a ``categorize-labels`` request."""
+    return _streams(frame, limit, direction, categorize=True)
+
+
+def _streams(frame: Frame, limit: int, direction: Literal["backward", "forward"],
+             categorize: bool) -> list[tuple[dict[str, str], Entries, list[dict[str, str]]]]:
     order = np.lexsort((frame.seq, frame.ts))
     if direction == "backward":
         order = order[::-1]
     picked = frame.take(order[:limit])
     if not len(picked):
         return []
-    ids, first = series_ids(picked.labels, len(picked))
-    sets = label_sets(picked.labels, first)
+    stream_labels = picked.labels
+    if categorize:
+        stream_labels = {k: v for k, v in picked.labels.items() if k in picked.stream}
+    ids, first = series_ids(stream_labels, len(picked))
+    sets = label_sets(stream_labels, first)
     by_stream = np.argsort(ids, kind="stable")
     bounds = np.searchsorted(ids[by_stream], np.arange(len(first) + 1))
     times = picked.ts[by_stream].tolist()
     lines = picked.line.take(pa.array(by_stream)).to_pylist()
+    added = {k: v for k, v in picked.labels.items() if k not in stream_labels}
+    parsed = label_sets(added, by_stream) if categorize else [{}] * len(by_stream)
     streams = [(sets[s], list(zip(times[bounds[s]:bounds[s + 1]],
-                                  lines[bounds[s]:bounds[s + 1]], strict=True)))
+                                  lines[bounds[s]:bounds[s + 1]], strict=True)),
+                parsed[bounds[s]:bounds[s + 1]])
                for s in range(len(first))]
     return sorted(streams, key=lambda stream: sorted(stream[0].items()))
 

@@ -8,7 +8,12 @@ from typing import Literal
 import numpy as np
 
 from tidal.correlate.logql.ast import LogQuery, Query, VectorAggregation
-from tidal.correlate.logql.evaluate import log_streams, metric_series, read_newest
+from tidal.correlate.logql.evaluate import (
+    categorized_streams,
+    log_streams,
+    metric_series,
+    read_newest,
+)
 from tidal.correlate.logql.frame import Layout, layout_of
 from tidal.correlate.logql.metric import Scalar
 from tidal.correlate.logql.parser import parse
@@ -51,10 +56,12 @@ class LogqlOptions:
 
 @dataclass(frozen=True)
 class Stream:
-    """One stream of a log query: its labels and entries ``(ts_ns, line)``."""
+    """One stream of a log query: its labels and entries ``(ts_ns, line)``; when
+    categorized, ``parsed`` holds each entry's labels added by the pipeline."""
 
     labels: dict[str, str]
     entries: list[tuple[int, str]]
+    parsed: list[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,8 @@ def is_metric(text: str) -> bool:
 
 def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limit: int = 100,
               direction: str = "backward", step_ns: int | None = None,
-              instant_ns: int | None = None, options: LogqlOptions | None = None
-              ) -> LogqlResult:
+              instant_ns: int | None = None, options: LogqlOptions | None = None,
+              categorize: bool = False) -> LogqlResult:
     """Evaluate LogQL ``text`` over ``snapshot``.
 
     A log query reads the entries in ``[start_ns, end_ns)`` and returns at most
@@ -113,6 +120,10 @@ def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limi
     else at ``start_ns, start_ns + step_ns, ...`` up to and including ``end_ns``
     (a ``matrix``; ``step_ns`` defaults to the range over 250 points, at least
     a second). Each value covers the window ``(t - range, t]``.
+
+    ``categorize`` (log queries): streams by the labels the entries were read
+    with, and each entry's labels from the pipeline (parsers, formats) apart in
+    :attr:`Stream.parsed`, as Loki answers Grafana's ``categorize-labels``.
 
     Raises:
         QueryError: bad syntax, bad arguments, or a field in ``options`` the
@@ -148,9 +159,13 @@ def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limi
         order: Literal["backward", "forward"] = "backward" if direction == "backward" \
             else "forward"
         frame = read_newest(snapshot, query, layout, start_ns, end_ns, limit, order)
-        streams = log_streams(frame, limit, order)
+        if categorize:
+            return LogqlResult("streams", streams=[
+                Stream(labels, entries, parsed)
+                for labels, entries, parsed in categorized_streams(frame, limit, order)])
         return LogqlResult("streams", streams=[Stream(labels, entries)
-                                               for labels, entries in streams])
+                                               for labels, entries in log_streams(frame, limit,
+                                                                                  order)])
     steps = _steps(start_ns, end_ns, step_ns, instant_ns)
     found = metric_series(snapshot, query, layout, steps)
     kind: Literal["matrix", "vector", "scalar"] = "vector" if instant_ns is not None \
