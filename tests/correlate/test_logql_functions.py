@@ -315,3 +315,46 @@ def test_categorized_streams_keep_parsed_labels_per_entry(snap):
     plain = run(snap, '{app="api", host="b"} | logfmt | keep app, host, latency')
     assert sorted(s.labels["latency"] for s in plain.streams) == ["2s", "4s"]
     assert all(s.parsed is None for s in plain.streams)
+
+
+# -- sums grouped as the series are made, and the size limits ----------------------------
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["a", "b", "c"]),
+                               st.sampled_from(["info", "error", None]), st.integers(0, 99)),
+                     min_size=1, max_size=40),
+       func=st.sampled_from(["count_over_time", "rate", "bytes_over_time", "bytes_rate"]),
+       grouping=st.sampled_from(["by (level)", "by (host, level)", "without (req)", "",
+                                 "by (nothing)"]),
+       line_filter=st.sampled_from(["", '|= "1"', '| level = "error"', "| drop req"]))
+def test_sums_grouped_early_equal_sums_of_series(rows, func, grouping, line_filter):
+    """``sum by (...) (f(...))`` groups while it counts (and reads only the labels
+    it needs); ``* 1`` in between forces series first. Both must agree."""
+    store = tidal.open()
+    try:
+        store.append([{"timestamp": B + t * S, "app": "x", "host": host, "level": level,
+                       "req": f"r{req}", "message": f"line {req}"}
+                      for t, host, level, req in rows])
+        with store.snapshot() as snapshot:
+            inner = f'{func}({{app="x"}} {line_filter} [4s])'
+            direct = run(snapshot, f"sum {grouping} ({inner})", start_ns=B, end_ns=B + 32 * S,
+                         step_ns=2 * S)
+            apart = run(snapshot, f"sum {grouping} ({inner} * 1)", start_ns=B,
+                        end_ns=B + 32 * S, step_ns=2 * S)
+    finally:
+        store.close()
+    assert [(s.labels, s.points) for s in direct.series] == \
+        [(s.labels, s.points) for s in apart.series]
+
+
+def test_too_many_series_is_refused_with_a_hint(snap, monkeypatch):
+    from tidal.correlate.logql import metric
+
+    monkeypatch.setattr(metric, "MAX_SERIES", 2)
+    with pytest.raises(QueryError, match=r"maximum of series \(2\).*sum by"):
+        at(snap, 'count_over_time({app=~".+"}[10s])', 6)
+    assert at(snap, 'sum by (app) (count_over_time({app=~".+"}[10s]))', 6) == {
+        (("app", "api"),): 7.0, (("app", "web"),): 1.0}
+    monkeypatch.setattr(metric, "MAX_VALUES", 10)
+    with pytest.raises(QueryError, match="too many values"):
+        run(snap, 'sum(count_over_time({app=~".+"}[10s]))', start_ns=B, end_ns=B + 20 * S,
+            step_ns=S)

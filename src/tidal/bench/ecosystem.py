@@ -12,6 +12,9 @@ in a process of its own, each against the same work done in process.
   ``KeyError(..)``, and Loki's line filter is case-sensitive) over the last hour
   of 10M ``services`` events stored by appends, ``limit`` 1000 as Grafana asks:
   p50/p99 of the request. Baseline: ``Store.logql`` of the same in this process.
+  With it, Grafana's logs volume query over the same hour (``sum by (level,
+  detected_level) (count_over_time({service="frontend"} | drop __error__[1m]))``,
+  ``step=60000ms``, as Explore sends it), p50.
 """
 
 from __future__ import annotations
@@ -73,7 +76,10 @@ def eql_search_api(ctx: Context) -> list[Figure]:
 
 LOKI_EVENTS = 10_000_000
 LOKI_QUERY = '{service="frontend"} |= "Error"'
+LOGS_VOLUME = ('sum by (level, detected_level) (count_over_time({service="frontend"} '
+               "| drop __error__[1m]))")
 HOUR_NS = 3600 * 10**9
+VOLUMES = 7
 
 
 @case("loki-query-range", "Loki's query_range (a selector and a line filter, the last hour) "
@@ -104,9 +110,26 @@ def loki_query_range(ctx: Context) -> list[Figure]:
     target = "/loki/api/v1/query_range?" + urlencode(
         {"query": LOKI_QUERY, "start": start, "end": end, "limit": 1000})
     remote = []
+    volume = "/loki/api/v1/query_range?" + urlencode(
+        {"query": LOGS_VOLUME, "start": start, "end": end, "step": "60000ms"})
+    volume_ms, volume_base = [], []
+    with tidal.open(path, read_only=True) as store:
+        for _ in range(VOLUMES):
+            t0 = time.perf_counter()
+            store.logql(LOGS_VOLUME, start=start, end=end, step_ns=60 * 10**9)
+            volume_base.append((time.perf_counter() - t0) * 1e3)
     with served(path) as (url, _child):
         host, port = url.removeprefix("http://").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        for i in range(VOLUMES + 1):
+            t0 = time.perf_counter()
+            conn.request("GET", volume)
+            got = conn.getresponse()
+            body = got.read()
+            if got.status != 200 or json.loads(body)["data"]["resultType"] != "matrix":
+                raise RuntimeError(f"logs volume: {got.status} {body[:200]!r}")
+            if i:
+                volume_ms.append((time.perf_counter() - t0) * 1e3)
         for i in range(SEARCHES + 1):
             t0 = time.perf_counter()
             conn.request("GET", target)
@@ -121,9 +144,14 @@ def loki_query_range(ctx: Context) -> list[Figure]:
     ms, base = np.array(remote) * 1e3, np.array(local) * 1e3
     ctx.note(f"{entries} entries an answer; HTTP p50 {np.median(ms):.1f} ms p99 "
              f"{np.percentile(ms, 99):.1f} ms; in process p50 {np.median(base):.1f} ms")
+    ctx.note(f"logs volume: HTTP p50 {np.median(volume_ms):.1f} ms; in process p50 "
+             f"{np.median(volume_base):.1f} ms")
     return [Figure("loki-query-range", "services", n, "p50", float(np.median(ms)), "ms",
                    "Store.logql in process", float(np.median(base)), higher_is_better=False,
                    runs=SEARCHES),
             Figure("loki-query-range", "services", n, "p99", float(np.percentile(ms, 99)),
                    "ms", "Store.logql in process", float(np.percentile(base, 99)),
-                   higher_is_better=False, runs=SEARCHES)]
+                   higher_is_better=False, runs=SEARCHES),
+            Figure("loki-query-range", "services", n, "logs volume p50",
+                   float(np.median(volume_ms)), "ms", "Store.logql in process",
+                   float(np.median(volume_base)), higher_is_better=False, runs=VOLUMES)]

@@ -18,10 +18,22 @@ import pyarrow as pa
 from tidal.correlate.corql.matchers import compile_matchers, prune
 from tidal.correlate.logql.ast import (
     BinaryOp,
+    DropKeep,
+    Grouping,
+    LabelAnd,
+    LabelExpr,
+    LabelFilter,
+    LabelFormat,
+    LabelMatch,
+    LabelOr,
+    LineFormat,
     LogQuery,
     MetricExpr,
     NumberLiteral,
+    Parser,
     RangeAggregation,
+    Stage,
+    Unwrap,
     VectorAggregation,
     VectorLiteral,
 )
@@ -34,6 +46,7 @@ from tidal.correlate.logql.metric import (
     aggregate,
     range_series,
 )
+from tidal.correlate.logql.parser import TEMPLATE_FIELD
 from tidal.correlate.logql.pipeline import run_pipeline
 from tidal.errors import QueryError
 from tidal.model.paths import root_at
@@ -47,17 +60,22 @@ _MIN_SLICE_NS = 60 * 10**9
 
 
 def read_frame(snapshot: Snapshot, query: LogQuery, layout: Layout, start_ns: int,
-               end_ns: int) -> Frame:
-    """The entries of ``query`` whose time is in ``[start_ns, end_ns)``, after its pipeline."""
+               end_ns: int, labels: frozenset[str] | None = None, with_line: bool = True
+               ) -> Frame:
+    """The entries of ``query`` whose time is in ``[start_ns, end_ns)``, after its
+    pipeline; with ``labels``, only those labels are read, and without ``with_line``
+    no line (the caller needs no other)."""
     schema = snapshot.schema
     if layout.ts_field not in schema.names:
         return Frame.concat([])
+    if labels is not None:
+        layout = replace(layout, labels={k: v for k, v in layout.labels.items() if k in labels})
     matchers = [replace(m, path=layout.path_of(m.path)) for m in query.selector]
     predicate = compile_matchers(matchers)
     columns: list[str] | None = None
-    if layout.line_field is not None:
-        wanted = [layout.ts_field, layout.line_field, *layout.labels.values(),
-                  *predicate.columns]
+    if layout.line_field is not None or not with_line:
+        line = [layout.line_field] if with_line and layout.line_field is not None else []
+        wanted = [layout.ts_field, *line, *layout.labels.values(), *predicate.columns]
         roots = (root_at(schema, path) for path in wanted)
         columns = list(dict.fromkeys(r for r in roots if r is not None and r != SEQ))
     reader = snapshot.scan(columns, start=start_ns, end=end_ns, order=None,
@@ -69,7 +87,7 @@ def read_frame(snapshot: Snapshot, query: LogQuery, layout: Layout, start_ns: in
             mask = predicate.mask(table)
             if not mask.any():
                 continue
-            frame = run_pipeline(Frame.read(table.filter(pa.array(mask)), layout),
+            frame = run_pipeline(Frame.read(table.filter(pa.array(mask)), layout, with_line),
                                  query.stages)
             if len(frame):
                 frames.append(frame)
@@ -147,10 +165,11 @@ def _streams(frame: Frame, limit: int, direction: Literal["backward", "forward"]
     return sorted(streams, key=lambda stream: sorted(stream[0].items()))
 
 
-def metric_series(snapshot: Snapshot, expr: MetricExpr, layout: Layout, steps: np.ndarray
-                  ) -> Value:
+def metric_series(snapshot: Snapshot, expr: MetricExpr, layout: Layout, steps: np.ndarray,
+                  grouping: Grouping | None = None) -> Value:
     """``expr``'s value at ``steps`` (ns, ascending): a number per step, or series
-    each with a value per step."""
+    each with a value per step. ``grouping``: a ``sum`` above a range aggregation
+    groups its series this way anyway, so they are grouped as they are made."""
     if isinstance(expr, NumberLiteral):
         return Scalar(np.full(len(steps), expr.value))
     if isinstance(expr, VectorLiteral):
@@ -159,13 +178,72 @@ def metric_series(snapshot: Snapshot, expr: MetricExpr, layout: Layout, steps: n
         return apply_binary(expr, metric_series(snapshot, expr.left, layout, steps),
                             metric_series(snapshot, expr.right, layout, steps))
     if isinstance(expr, RangeAggregation):
-        shifted = steps - expr.offset_ns
-        start_ns = int(shifted[0]) - expr.range_ns + 1
-        frame = read_frame(snapshot, expr.query, layout, start_ns, int(shifted[-1]) + 1)
-        if expr.func == "absent_over_time":
-            return absent_series(frame, expr, shifted)
-        return range_series(frame, expr, shifted)
-    inner = metric_series(snapshot, expr.inner, layout, steps)
-    if not isinstance(expr, VectorAggregation) or isinstance(inner, Scalar):
+        node = expr if grouping is None else replace(expr, grouping=grouping)
+        shifted = steps - node.offset_ns
+        start_ns = int(shifted[0]) - node.range_ns + 1
+        frame = read_frame(snapshot, node.query, layout, start_ns, int(shifted[-1]) + 1,
+                           labels=needed_labels(node), with_line=needs_line(node))
+        if node.func == "absent_over_time":
+            return absent_series(frame, node, shifted)
+        return range_series(frame, node, shifted)
+    if not isinstance(expr, VectorAggregation):
+        raise QueryError(f"cannot evaluate {expr}")
+    pushed = None
+    inner_node = expr.inner
+    if (expr.op == "sum" and isinstance(inner_node, RangeAggregation)
+            and inner_node.func in _ADDITIVE and inner_node.grouping is None):
+        pushed = expr.grouping or Grouping(False, ())
+    inner = metric_series(snapshot, expr.inner, layout, steps, pushed)
+    if isinstance(inner, Scalar):
         raise QueryError(f"{expr} aggregates a vector, not a number")
     return aggregate(inner, expr.op, expr.grouping, len(steps), expr.param)
+
+
+_ADDITIVE = ("count_over_time", "rate", "bytes_over_time", "bytes_rate", "sum_over_time")
+"""Range functions whose sum over series is the function over their entries together."""
+_PARSERS = (Parser, LabelFormat)
+_LINE_FREE = (LabelFilter, DropKeep, Unwrap)
+
+
+def needed_labels(node: RangeAggregation) -> frozenset[str] | None:
+    """The labels a range aggregation grouped ``by`` some labels needs read: those
+    and the ones its pipeline names; None (all) when it groups ``without``, or has
+    a parser or ``label_format`` (a parsed key is renamed when a label of the
+    stream has its name, so every label must be known)."""
+    if node.grouping is None or node.grouping.without:
+        return None
+    if any(isinstance(stage, _PARSERS) for stage in node.query.stages):
+        return None
+    names = set(node.grouping.labels)
+    for stage in node.query.stages:
+        names |= stage_labels(stage)
+    return frozenset(names)
+
+
+def needs_line(node: RangeAggregation) -> bool:
+    """Whether a range aggregation looks at its entries' lines (its function
+    counts bytes, or a stage filters, parses or formats them)."""
+    if node.func in ("bytes_over_time", "bytes_rate"):
+        return True
+    return not all(isinstance(s, _LINE_FREE) for s in node.query.stages)
+
+
+def stage_labels(stage: Stage) -> set[str]:
+    """The labels a pipeline stage reads."""
+    if isinstance(stage, LabelFilter):
+        return _expr_labels(stage.expr)
+    if isinstance(stage, LineFormat):
+        return {m.group(1) for m in TEMPLATE_FIELD.finditer(stage.template) if m.group(1)}
+    if isinstance(stage, DropKeep):
+        return {*stage.names, *(m.path for m in stage.matchers)}
+    if isinstance(stage, Unwrap):
+        return {stage.label}
+    return set()
+
+
+def _expr_labels(expr: LabelExpr) -> set[str]:
+    if isinstance(expr, (LabelAnd, LabelOr)):
+        return _expr_labels(expr.left) | _expr_labels(expr.right)
+    if isinstance(expr, LabelMatch):
+        return {expr.matcher.path}
+    return {expr.name}

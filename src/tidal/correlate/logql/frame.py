@@ -122,12 +122,15 @@ class Frame:
         return len(self.ts)
 
     @classmethod
-    def read(cls, table: pa.Table, layout: Layout) -> Frame:
-        """The frame of stored events: their labels and lines per ``layout``."""
+    def read(cls, table: pa.Table, layout: Layout, with_line: bool = True) -> Frame:
+        """The frame of stored events: their labels and lines per ``layout`` (the
+        lines null when not ``with_line``: a query that never looks at them)."""
         n = table.num_rows
         ts = pc.cast(table.column(layout.ts_field), pa.int64()).to_numpy()
         seq = np.asarray(table.column(SEQ).to_numpy(), dtype=np.int64)
-        if layout.line_field is None:
+        if not with_line:
+            line = pa.nulls(n, pa.string())
+        elif layout.line_field is None:
             line = event_json(table, {layout.ts_field, SEQ})
         else:
             raw = get_path(table, layout.line_field)
@@ -189,13 +192,42 @@ class Frame:
 
 def series_ids(labels: dict[str, pa.Array], n: int) -> tuple[np.ndarray, np.ndarray]:
     """A dense id per entry, equal where the label sets are equal, and the first
-    entry of each id (ids number the label sets in that entry's order)."""
+    entry of each id.
+
+    The labels' dictionary codes are combined into one integer key per entry;
+    a key space no larger than a few times the entries is made dense with a
+    bincount (linear), a larger one with a sort.
+
+    >>> ids, first = series_ids({"a": pa.array(["x", "y", "x", None])}, 4)
+    >>> ids.tolist(), first.tolist()
+    ([1, 2, 1, 0], [3, 0, 1])
+    """
     key = np.zeros(n, dtype=np.int64)
+    span = 1  # keys lie in [0, span)
     for name in sorted(labels):
         encoded = pc.dictionary_encode(labels[name])
         codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(), dtype=np.int64) + 1
-        key = key * (len(encoded.dictionary) + 1) + codes
-        key = np.unique(key, return_inverse=True)[1].astype(np.int64).reshape(-1)
+        size = len(encoded.dictionary) + 1
+        if span * size >= 2**62:
+            key, _ = _dense(key, n)
+            span = int(key.max()) + 1 if n else 1
+        key = key * size + codes
+        span *= size
+    return _dense(key, n)
+
+
+def _dense(key: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``key`` renumbered 0.. in key order, and the first entry of each number."""
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    top = int(key.max()) + 1
+    if top <= max(4 * n, 1 << 16):
+        seen = np.zeros(top, dtype=np.bool_)
+        seen[key] = True
+        ids = (np.cumsum(seen) - 1)[key].astype(np.int64)
+        first = np.empty(int(seen.sum()), dtype=np.int64)
+        first[ids[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # the earliest wins
+        return ids, first
     _, first, ids = np.unique(key, return_index=True, return_inverse=True)
     return ids.astype(np.int64).reshape(-1), first.astype(np.int64)
 

@@ -24,10 +24,14 @@ from tidal.correlate.logql.ast import Grouping, RangeAggregation, VectorOp
 from tidal.correlate.logql.frame import Frame, label_sets, series_ids
 from tidal.errors import QueryError
 
-__all__ = ["Scalar", "SeriesValues", "absent_series", "aggregate", "group_labels",
-           "range_series"]
+__all__ = ["MAX_SERIES", "MAX_VALUES", "Scalar", "SeriesValues", "absent_series", "aggregate",
+           "check_size", "group_labels", "range_series"]
 
 ERROR_LABEL = "__error__"
+MAX_SERIES = 100_000
+"""The most series one range aggregation may make (Loki's default is 500)."""
+MAX_VALUES = 20_000_000
+"""The most values (series × steps) one range aggregation may hold (160 MB)."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,16 @@ def range_series(frame: Frame, node: RangeAggregation, steps: np.ndarray
         kept = {name: group_labels({name: ""}, node.grouping) for name in labels}
         labels = {name: values for name, values in labels.items() if kept[name]}
     ids, first = series_ids(labels, len(frame))
+    check_size(len(first), len(steps))
     order = np.lexsort((frame.ts, ids))
     ts = frame.ts[order]
     if frame.sample is not None:
         samples = frame.sample[order]
-    else:
+    elif node.func in ("bytes_over_time", "bytes_rate"):
         sizes = pc.binary_length(frame.line).to_numpy(zero_copy_only=False)
         samples = np.asarray(sizes, dtype=np.float64)[order]
+    else:  # counts: no sample
+        samples = np.zeros(0)
     bounds = np.searchsorted(ids[order], np.arange(len(first) + 1))
     out = []
     for sid, series_labels in enumerate(label_sets(labels, first)):
@@ -91,6 +98,23 @@ def range_series(frame: Frame, node: RangeAggregation, steps: np.ndarray
             values = _over_window(node, samples[lo:hi], lower, upper, present)
             out.append(SeriesValues(series_labels, values, present))
     return out
+
+
+def check_size(n_series: int, n_steps: int) -> None:
+    """Refuse a metric that would hold too many series (as Loki's ``max_query_series``
+    does) or too many values in memory.
+
+    Raises:
+        QueryError: over :data:`MAX_SERIES` series or :data:`MAX_VALUES` values.
+    """
+    if n_series > MAX_SERIES:
+        raise QueryError(
+            f"maximum of series ({MAX_SERIES}) reached for a single query: {n_series} "
+            "label sets; aggregate them (sum by (...)) or narrow the selector")
+    if n_series * n_steps > MAX_VALUES:
+        raise QueryError(
+            f"{n_series} series × {n_steps} steps is too many values (at most "
+            f"{MAX_VALUES:,}): raise the step, aggregate (sum by (...)) or narrow the selector")
 
 
 def _over_window(node: RangeAggregation, samples: np.ndarray, lower: np.ndarray,
