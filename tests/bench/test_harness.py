@@ -50,7 +50,7 @@ EXPECTED_METRICS = {
     "http-timeline": {"p50", "p99"},
     "serve-cold-start": {"ready", "idle_rss"},
     "eql-search-api": {"p50", "p99"},
-    "loki-query-range": {"p50", "p99"},
+    "loki-query-range": {"p50", "p99", "logs volume p50"},
 }
 
 MAY_BE_ZERO = {"bytes_read_share_cold", "peak_rss_growth"}
