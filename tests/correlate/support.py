@@ -1,9 +1,15 @@
-"""What the correlation tests share: events written as short specs, and a snapshot
-whose scans give one event per batch."""
+"""What the correlation tests share: events written as short specs, a snapshot
+whose scans give one event per batch, and a snapshot of a few rows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pyarrow as pa
+
+import tidal
+from tidal.store.readers import Snapshot
 
 T0 = 1_767_225_600_000_000_000
 """2026-01-01T00:00:00Z in ns."""
@@ -35,3 +41,15 @@ class OneRowBatches:
     def scan(self, *args, **kwargs):
         table = self.snapshot.scan(*args, **kwargs).read_all()
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=1))
+
+
+@contextmanager
+def snapshot_of(rows: list[dict]) -> Iterator[Snapshot]:
+    """A snapshot of an in-memory store holding ``rows`` (closed after the block)."""
+    store = tidal.open()
+    try:
+        store.append(rows)
+        with store.snapshot() as snapshot:
+            yield snapshot
+    finally:
+        store.close()

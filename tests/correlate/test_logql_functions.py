@@ -17,6 +17,8 @@ import tidal
 from tidal.correlate.logql import LogqlResult, Series, run_logql
 from tidal.errors import QueryError
 
+from .support import snapshot_of
+
 B = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 S = 10**9
 
@@ -37,11 +39,8 @@ EVENTS = [
 
 @pytest.fixture(scope="module")
 def snap():
-    store = tidal.open()
-    store.append(EVENTS)
-    with store.snapshot() as snapshot:
+    with snapshot_of(EVENTS) as snapshot:
         yield snapshot
-    store.close()
 
 
 def run(snapshot, text, **kwargs) -> LogqlResult:

@@ -15,7 +15,7 @@ import tidal
 from tidal.correlate.logql import LogqlOptions, LogqlResult, Series, Stream, run_logql
 from tidal.errors import ConfigError, QueryError
 
-from .support import OneRowBatches
+from .support import OneRowBatches, snapshot_of
 
 B = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 S = 10**9
@@ -38,11 +38,8 @@ EVENTS = [
 
 @pytest.fixture(scope="module")
 def snap():
-    store = tidal.open()
-    store.append(EVENTS)
-    with store.snapshot() as snapshot:
+    with snapshot_of(EVENTS) as snapshot:
         yield snapshot
-    store.close()
 
 
 def run(snapshot, text, **kwargs) -> LogqlResult:

@@ -116,6 +116,7 @@ def loki_step(value: str | None, start_ns: int, end_ns: int) -> int:
 
 
 def int_param(params: QueryParams, name: str, default: int) -> int:
+    """Integer parameter ``name`` (``default`` when absent or empty)."""
     value = params.get(name)
     if value is None or value == "":
         return default

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import anyio
 import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
@@ -42,7 +41,7 @@ from tidal.errors import TidalError
 from tidal.server import openapi
 from tidal.server.auth import require
 from tidal.server.encode import dumps
-from tidal.server.loki_query import LokiError, loki_time
+from tidal.server.loki_query import LokiError, int_param, loki_time
 
 __all__ = ["MAX_DELAY_S", "routes"]
 
@@ -53,16 +52,6 @@ CLOSE_GRACE_S = 10.0  # how long the close may wait for a client that does not r
 _HOUR_NS = 3600 * 1_000_000_000
 _NOT_A_WEBSOCKET = ("websocket: the client is not using the websocket protocol: "
                     "'upgrade' token not found in 'Connection' header")
-
-
-def _integer(params: QueryParams, name: str, default: int) -> int:
-    value = params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise LokiError(f"could not parse '{name}' parameter: {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -82,10 +71,10 @@ def _open(connection: HTTPConnection) -> TailRequest:
     query = params.get("query")
     if not query:
         raise LokiError("query parameter is required")
-    limit = _integer(params, "limit", 100)
+    limit = int_param(params, "limit", 100)
     if limit <= 0:
         raise LokiError("limit must be a positive value")
-    delay_s = _integer(params, "delay_for", 0)
+    delay_s = int_param(params, "delay_for", 0)
     if delay_s > MAX_DELAY_S:
         raise LokiError(f"delay_for can't be greater than {MAX_DELAY_S}")
     if delay_s < 0:
