@@ -46,7 +46,7 @@ from tidal.correlate.logql.metric import (
     aggregate,
     range_series,
 )
-from tidal.correlate.logql.parser import TEMPLATE_FIELD
+from tidal.correlate.logql.parse_log import TEMPLATE_FIELD
 from tidal.correlate.logql.pipeline import run_pipeline
 from tidal.errors import QueryError
 from tidal.model.paths import root_at

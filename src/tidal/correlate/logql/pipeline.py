@@ -50,7 +50,7 @@ from tidal.correlate.logql.extract import (
     parse_regex,
 )
 from tidal.correlate.logql.frame import Frame, concat
-from tidal.correlate.logql.parser import TEMPLATE_FIELD
+from tidal.correlate.logql.parse_log import TEMPLATE_FIELD
 from tidal.correlate.logql.patterns import json_path, pattern_regex
 from tidal.correlate.logql.units import byte_sizes, durations
 
