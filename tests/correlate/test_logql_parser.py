@@ -4,6 +4,8 @@ AST, and errors that name line and column."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tidal.correlate.logql as logql
 from tidal.correlate.corql.ast import Matcher as M
@@ -191,3 +193,69 @@ def test_public_names():
     assert sorted(logql.__all__) == ["LogQuery", "LogqlOptions", "LogqlResult", "Query",
                                      "Series", "Stream", "is_metric", "parse_logql",
                                      "run_logql"]
+
+
+NEWER = [
+    '{app="x"} | pattern `<ip> - <_> "<method> <path>" <status>`',
+    '{app="x"} | regexp "(?P<method>\\\\w+) (?P<path>\\\\S+)"',
+    '{app="x"} | json status="response.code", ua=`["User-Agent"]`, first="items[0]", level',
+    '{app="x"} | logfmt took=latency, level',
+    '{app="x"} | logfmt | drop __error__, level="info", pod=~"a.*" | keep app, level',
+    '{app="x"} | decolorize | latency > 250ms and size <= 1.5MiB or took >= -2s',
+    'sum_over_time({app="x"} | logfmt | unwrap latency [5m])',
+    'avg_over_time({app="x"} | logfmt | unwrap duration(latency) | __error__="" [5m]) by (pod)',
+    'max_over_time({app="x"} | json | unwrap bytes(size) [1m] offset 1h) without (pod)',
+    'quantile_over_time(0.99, {app="x"} | logfmt | unwrap duration_seconds(t) [5m])',
+    'absent_over_time({app="x"}[10m])',
+    'count_over_time({app="x"}[5m] offset 30s)',
+    'topk(3, sum by (app) (rate({app="x"}[1m])))',
+    'bottomk by (ns) (2, count_over_time({app="x"}[1m]))',
+    'sort_desc(sum(rate({app="x"}[1m])))',
+    'stddev by (a) (count_over_time({app="x"}[1m]))',
+    'sum(rate({app="x"}[1m])) / sum(rate({app="y"}[1m])) * 100',
+    'sum by (a) (rate({app="x"}[1m])) > bool on (a) group_left (b) sum by (a, b) '
+    '(rate({app="y"}[1m]))',
+    'sum(rate({app="x"}[1m])) and ignoring (pod) sum(rate({app="y"}[1m])) or vector(0)',
+    'count_over_time({app="x"}[1m]) unless on () vector(1)',
+    '-count_over_time({app="x"}[1m]) % 7 ^ 2',
+    'vector(1)+vector(1)',
+    '1 + 2 * 3 - 4 / 2 == bool 5',
+]
+
+
+@pytest.mark.parametrize("text", NEWER)
+def test_newer_constructs_parse_and_round_trip(text):
+    query = parse_logql(text)
+    assert parse_logql(str(query)) == query
+
+
+def test_binary_precedence_and_associativity():
+    one_plus = parse_logql("1 + 2 * 3")
+    assert (one_plus.op, one_plus.right.op) == ("+", "*")
+    power = parse_logql("2 ^ 3 ^ 2")  # right-associative
+    assert (power.left.value, power.right.op) == (2.0, "^")
+    minus = parse_logql("8 - 2 - 1")  # left-associative
+    assert (minus.left.op, minus.right.value) == ("-", 1.0)
+    q = 'count_over_time({a="x"}[1m])'
+    mixed = parse_logql(f"{q} or {q} and {q} > 1")
+    assert (mixed.op, mixed.right.op, mixed.right.right.op) == ("or", "and", ">")
+
+
+_PIECES = ['{app="x"}', "{", "}", "(", ")", "[5m]", "[", "]", "|", "|=", '"e"', "`(?P<a>x)`",
+           "json", "logfmt", "pattern", "regexp", "unwrap", "duration", "drop", "keep",
+           "offset", "1h", "by", "without", "on", "ignoring", "group_left", "bool", "and",
+           "or", "unless", "sum", "topk", "count_over_time", "sum_over_time",
+           "quantile_over_time", "vector", "3", "0.5", "-", "+", "*", "/", "^", ">", "==",
+           ",", "a", "=", "=~", "250ms", "1KB", "@", "'"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14))
+def test_any_text_parses_or_fails_with_a_query_error(pieces):
+    text = " ".join(pieces)
+    try:
+        query = parse_logql(text)
+    except QueryError as exc:
+        assert exc.line >= 1 and exc.column >= 1
+    else:
+        assert parse_logql(str(query)) == query
