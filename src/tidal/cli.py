@@ -1,8 +1,9 @@
 """The ``tidal`` command line: glue over :func:`tidal.open` and the benchmark harness.
 
 Subcommands: ``ingest``, ``consume``, ``serve``, ``timeline``, ``sql``, ``eql``,
-``watch``, ``stats``, ``check``, ``repair``, ``demo`` and ``bench``. The read commands
-(``timeline``, ``sql``, ``eql``, ``watch``, ``stats``, ``check``) open the store
+``logql``, ``watch``, ``stats``, ``check``, ``repair``, ``demo`` and ``bench``. The read
+commands (``timeline``, ``sql``, ``eql``, ``logql``, ``watch``, ``stats``, ``check``) open
+the store
 read-only, so they work next to a running writer and on read-only media.
 Heavy modules (pyarrow, duckdb, numpy, rich) are imported inside the command
 functions, so ``tidal --version`` and ``tidal --help`` start fast.
@@ -22,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tidal.errors import IngestError, StorageError, TidalError
+from tidal.errors import ConfigError, IngestError, StorageError, TidalError
 
 if TYPE_CHECKING:
     import threading
@@ -137,6 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples a 'sample' query returns per key (default 1)")
     p.add_argument("--format", dest="fmt", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_eql)
+
+    p = sub.add_parser("logql", parents=[store],
+                       help="run a LogQL query (Grafana Loki's language), as logcli does")
+    p.add_argument("query", metavar="QUERY",
+                   help='a log query ({app="api"} |= "error") or a metric query '
+                        "(sum by (level) (count_over_time({app=\"api\"}[1m])))")
+    p.add_argument("--since", metavar="DURATION",
+                   help="the window ending at --end, like 1h or 30m (default: the whole "
+                        "store)")
+    p.add_argument("--start", metavar="T",
+                   help="inclusive start: RFC 3339 time, or a number of ns since the epoch")
+    p.add_argument("--end", metavar="T", help="exclusive end, like --start (default: now)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", default=30,
+                   help="log lines to return (default 30, as logcli)")
+    p.add_argument("--forward", action="store_true", help="the oldest lines, not the newest")
+    p.add_argument("--step", metavar="DURATION",
+                   help="a metric query's step, like 1m (default: the window over 250)")
+    p.add_argument("--format", dest="fmt", choices=("table", "json", "raw"), default="table",
+                   help="raw: the log lines alone")
+    p.set_defaults(func=cmd_logql)
 
     p = sub.add_parser("watch", parents=[store],
                        help="print a live query's correlations as they fire, until Ctrl-C")
@@ -447,6 +468,64 @@ def cmd_eql(args: argparse.Namespace) -> int:
     else:
         _write(result.events, args.fmt)
     return 0
+
+
+def cmd_logql(args: argparse.Namespace) -> int:
+    """``tidal logql QUERY --store DIR``."""
+    from tidal import render
+    from tidal.correlate.logql import is_metric
+
+    metric = is_metric(args.query)
+    with _open(args, read_only=True) as store:
+        start, end = _window(store, args, whole=metric)
+        result = store.logql(args.query, start=start, end=end, limit=args.limit,
+                             direction="forward" if args.forward else "backward",
+                             step_ns=_duration(args.step, "--step"))
+    if args.fmt == "raw" and result.kind == "streams":
+        lines = render.logql_table(result, forward=args.forward).column("line").to_pylist()
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        sys.stdout.flush()
+        return 0
+    table = render.logql_table(result, forward=args.forward)
+    _write(table, "table" if args.fmt == "raw" else args.fmt)
+    return 0
+
+
+def _window(store: Store, args: argparse.Namespace, whole: bool) -> tuple[object, object]:
+    """``--start``/``--end``/``--since`` as the store takes them; with none of them and
+    ``whole``, the span of the stored events (a metric's steps need a span)."""
+    end: object = args.end
+    if args.since is not None:
+        end_ns = _instant_ns(args.end) if args.end is not None else time.time_ns()
+        return end_ns - (_duration(args.since, "--since") or 0), end_ns
+    if args.start is not None or end is not None or not whole:
+        return args.start, end
+    import pyarrow.compute as pc
+
+    ts_field = store.config.timestamp_field
+    times = store.scan([ts_field]).read_all().column(ts_field)
+    if len(times) == 0:
+        return None, None
+    bounds = pc.min_max(pc.cast(times, "int64")).as_py()
+    return bounds["min"], bounds["max"] + 1
+
+
+def _duration(text: str | None, option: str) -> int | None:
+    """A duration option (``1h30m``) in ns."""
+    if text is None:
+        return None
+    from tidal.correlate.corql.parser import parse_duration
+
+    value = parse_duration(text)
+    if isinstance(value, str):
+        raise ConfigError(f"{option}: {value}", field=option)
+    return value
+
+
+def _instant_ns(text: str) -> int:
+    from tidal.model.time import parse_instant
+
+    return parse_instant(text, name="--end") or 0
 
 
 def _write_correlations(result: Result) -> None:
