@@ -236,6 +236,8 @@ def test_demo(tmp_path: Path) -> None:
     assert "ingest total:      40,000 events" in out and "events/s" in out
     assert "OOMKilled" in out
     assert "errors per service" in out and "p99_ms" in out and "checkout" in out
+    assert "newest frontend timeouts (LogQL)" in out and '{pod="frontend-' in out
+    assert "top 3 services (LogQL)" in out
     assert str(root / "k8s") in out
     assert count(root / "services") == 28_000
     assert count(root / "k8s") == 12_000

@@ -71,6 +71,8 @@ OOM_POD_SQL = f"""
 SELECT {K8S_ENTITY} AS pod, count(*) AS ooms, epoch_ns(min(timestamp)) AS first_ns
 FROM events WHERE reason = 'OOMKilled' GROUP BY pod ORDER BY ooms DESC, pod LIMIT 1
 """
+LOGQL_ERRORS = '{service="frontend", level="error"} |~ "timeout|pool" | keep pod'
+LOGQL_TOP = 'sort_desc(topk(3, sum by (service) (rate({level="error"}[5m]))))'
 MINUTE_NS = 60 * 10**9
 WINDOW_NS = 15 * MINUTE_NS
 
@@ -155,6 +157,7 @@ def run_demo(root: Path, events: int, console: Console) -> None:
             ("latency per service", svc, P99_SQL),
         ):
             _show_sql(store, query, title, console)
+        _show_logql(svc, svc_table, console)
 
         started = time.perf_counter()
         svc.flush()
@@ -171,6 +174,8 @@ def run_demo(root: Path, events: int, console: Console) -> None:
     console.print(f"  tidal timeline POD --store {root / 'k8s'}")
     console.print(f"  tidal eql 'process where process.name : \"cmd*\"' "
                   f"--store {root / 'security'}")
+    console.print(escape(f"  tidal logql '{{service=\"frontend\"}} |= \"Error\"' "
+                         f"--store {root / 'services'}"))
     console.print(escape(f"  tidal watch '{WATCH_EXAMPLE}' --from-seq 0 "
                          f"--store {root / 'k8s-live'}"))
 
@@ -230,6 +235,28 @@ def _show_oom_timeline(kube: Store, console: Console) -> None:
                   f"of its OOM kill: {timeline.num_rows} events in {took_s[0] * 1e3:.1f} ms "
                   f"(first call), {took_s[1] * 1e6:.0f} µs (again)")
     console.print(rich_table(shown))
+
+
+def _show_logql(store: Store, table: pa.Table, console: Console) -> None:
+    """The same store through Grafana Loki's eyes: the newest errors of one service,
+    and the services with the most errors a second over the last five minutes."""
+    import pyarrow as pa
+    from rich.markup import escape
+
+    from tidal.render import logql_table, rich_table
+
+    end = int(table.column("timestamp").cast(pa.int64())[-1].as_py()) + 1
+    for title, query, instant in (("newest frontend timeouts (LogQL)", LOGQL_ERRORS, None),
+                                  ("errors a second, top 3 services (LogQL)", LOGQL_TOP,
+                                   end - 1)):
+        started = time.perf_counter()
+        answer = store.logql(query, start=end - WINDOW_NS, end=end, limit=5,
+                             instant_ns=instant)
+        took_ms = (time.perf_counter() - started) * 1e3
+        console.print()
+        console.print(f"[bold]{title}[/] in {took_ms:.1f} ms")
+        console.print(f"[dim]{escape(query)}[/]")
+        console.print(rich_table(logql_table(answer)))
 
 
 def _show_sql(store: Store, query: str, title: str, console: Console) -> None:
