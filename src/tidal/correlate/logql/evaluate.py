@@ -55,7 +55,7 @@ from tidal.store.readers import Snapshot
 __all__ = ["categorized_streams", "log_streams", "metric_series", "read_frame", "read_newest"]
 
 Entries = list[tuple[int, str]]
-_FIRST_SLICES = 32  # the first slice read is 1/32 of the window
+_FIRST_SLICES = 8  # the first slice read is 1/8 of the window
 _MIN_SLICE_NS = 60 * 10**9
 
 
