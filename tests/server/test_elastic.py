@@ -149,3 +149,59 @@ def test_a_plain_http_client_gets_json(served):
     assert got.status_code == 200
     assert got.headers["content-type"] == "application/json"
     assert ids(got.json()["hits"]["events"]) == [4]
+
+
+# -- async searches (Kibana's way): kept, polled, their status, deleted ------------------
+def test_a_search_that_outlives_its_request_is_kept_and_polled(es):
+    query = "sequence by user.name [process where true] [network where true]"
+    whole = es.eql.search(index="*", query=query, size=100).body
+    first = es.eql.search(index="*", query=query, size=100, wait_for_completion_timeout="0ms",
+                          keep_alive="1m").body
+    assert first["is_running"] is True and first["is_partial"] is True  # (no time given)
+    search_id = first["id"]
+    done = es.eql.get(id=search_id, wait_for_completion_timeout="30s").body
+    assert (done["id"], done["is_running"], done["is_partial"]) == (search_id, False, False)
+    assert done["hits"] == whole["hits"]
+    status = es.eql.get_status(id=search_id).body
+    assert (status["id"], status["is_running"], status["completion_status"]) == (
+        search_id, False, 200)
+    assert status["expiration_time_in_millis"] > status["start_time_in_millis"]
+    assert es.eql.delete(id=search_id).body == {"acknowledged": True}
+    with pytest.raises(NotFoundError) as info:
+        es.eql.get(id=search_id)
+    assert info.value.body["error"]["type"] == "resource_not_found_exception"
+    with pytest.raises(NotFoundError):
+        es.eql.get_status(id=search_id)
+
+
+def test_keep_on_completion_and_timeouts(es):
+    kept = es.eql.search(index="*", query="any where i == 3", keep_on_completion=True,
+                         wait_for_completion_timeout="10s").body
+    assert kept["is_running"] is False and ids(kept["hits"]["events"]) == [3]
+    again = es.eql.get(id=kept["id"]).body
+    assert again["hits"] == kept["hits"]
+    quick = es.eql.search(index="*", query="any where i == 3",
+                          wait_for_completion_timeout="10s").body
+    assert "id" not in quick and ids(quick["hits"]["events"]) == [3]
+    with pytest.raises(BadRequestError) as info:
+        es.eql.search(index="*", query="any where true", wait_for_completion_timeout="soon")
+    assert info.value.body["error"]["type"] == "illegal_argument_exception"
+
+
+def test_a_kept_search_that_failed_keeps_its_error(es):
+    first = es.eql.search(index="*", query="any where nope == 1",
+                          wait_for_completion_timeout="0ms").body
+    status = es.eql.get_status(id=first["id"])
+    with pytest.raises(BadRequestError) as info:
+        es.eql.get(id=first["id"], wait_for_completion_timeout="30s")
+    assert info.value.body["error"]["type"] == "verification_exception"
+    assert es.eql.get_status(id=first["id"]).body["completion_status"] == 400
+    assert status.body["id"] == first["id"]
+
+
+def test_kept_searches_need_the_query_scope(served):
+    plain = httpx.get(f"{served.url}/_eql/search/status/abc",
+                      headers={"Authorization": "ApiKey ingest-only"})
+    assert plain.status_code == 403
+    assert plain.json()["error"]["type"] == "security_exception"
+    assert httpx.delete(f"{served.url}/_eql/search/abc").status_code == 401

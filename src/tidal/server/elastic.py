@@ -21,9 +21,9 @@ ingest, e.g. a Loki label); when no event has that field at all, the answer is
 event's ``_seq``; ``_index`` its ``index`` field, else the store's name.
 Differences from Elasticsearch: ties in time are broken by ``_seq``
 (ingest order) whatever ``tiebreaker_field`` says; ``timestamp_field`` must be
-the store's timestamp field (``@timestamp`` is taken as it); searches are never
-async (``wait_for_completion_timeout``, ``keep_on_completion`` and the like are
-accepted and ignored; ``is_running`` is false); ``runtime_mappings`` are refused.
+the store's timestamp field (``@timestamp`` is taken as it); kept (async)
+searches live in the server's memory (:mod:`tidal.server.elastic_async`);
+``runtime_mappings`` are refused.
 
 Errors have Elastic's shape: ``{"error": {"root_cause": [..], "type", "reason"},
 "status"}``: ``parsing_exception`` (a query or filter that does not parse),
@@ -45,8 +45,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tidal.errors import ConfigError, QueryError, UnknownFieldError
-from tidal.server import openapi
+from tidal.server import elastic_async, openapi
 from tidal.server.auth import require
+from tidal.server.elastic_async import BadParameter, EsAnswer, kept_searches, waiting
 from tidal.server.elastic_dsl import DslError, Filter, translate
 from tidal.server.encode import correlation_objects, dumps, row_objects
 
@@ -99,6 +100,10 @@ def _error(exc: EsError, request: Request) -> Response:
                                 "status": exc.status}, request)
 
 
+def _security_error(exc: HTTPException, request: Request) -> Response:
+    return _error(EsError(exc.status_code, "security_exception", str(exc.detail)), request)
+
+
 _CAUSE = {"type": "object", "required": ["type", "reason"],
           "properties": {"type": {"type": "string"}, "reason": {"type": "string"}}}
 _ES_ERROR = openapi.schema("ElasticError", {
@@ -130,21 +135,38 @@ _ES_ERROR = openapi.schema("ElasticError", {
                    (403, "security_exception: the token lacks the query scope"),
                    (404, "index_not_found_exception"))}})
 async def eql_search(request: Request) -> Response:
-    """Run the body's EQL query, answering as Elasticsearch does."""
+    """Run the body's EQL query, answering as Elasticsearch does (see
+    :mod:`tidal.server.elastic_async` for searches that outlive the request)."""
     started = time.perf_counter()
     try:
         try:
             require(request, "query")
         except HTTPException as exc:
             raise EsError(exc.status_code, "security_exception", str(exc.detail)) from exc
-        body = _body(await request.body())
-        store: Store = request.app.state.store
-        found = await run_in_threadpool(_search, store, request.path_params["index"], body)
+        raw = await request.body()
+        body = _body(raw)
+        try:
+            wait = waiting(request, msgspec.json.decode(raw or b"{}"))
+        except BadParameter as exc:
+            raise EsError(400, "illegal_argument_exception", str(exc)) from exc
     except EsError as exc:
         return _error(exc, request)
-    took = round((time.perf_counter() - started) * 1000)
-    return _answer(200, {"is_partial": False, "is_running": False, "took": took,
-                         "timed_out": False, "hits": found}, request)
+    store: Store = request.app.state.store
+    index = request.path_params["index"]
+
+    async def search() -> EsAnswer:
+        try:
+            found = await run_in_threadpool(_search, store, index, body)
+        except EsError as exc:
+            cause = {"type": exc.kind, "reason": exc.reason}
+            return exc.status, {"error": {"root_cause": [cause], **cause},
+                                "status": exc.status}
+        took = round((time.perf_counter() - started) * 1000)
+        return 200, {"is_partial": False, "is_running": False, "took": took,
+                     "timed_out": False, "hits": found}
+
+    status, answer = await kept_searches(request).run(search, wait)
+    return _answer(status, answer, request)
 
 
 def _body(raw: bytes) -> SearchBody:
@@ -264,4 +286,5 @@ def _leaves(value: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def routes() -> list[BaseRoute]:
     """``GET|POST /{index}/_eql/search``."""
-    return [Route("/{index}/_eql/search", eql_search, methods=["GET", "POST"])]
+    return [*elastic_async.routes(_answer, _security_error),
+            Route("/{index}/_eql/search", eql_search, methods=["GET", "POST"])]
