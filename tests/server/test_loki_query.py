@@ -117,6 +117,8 @@ def test_times_in_rfc3339_and_seconds(seeded):
     ({"query": '{app="api"}', "start": "yesterday"}, "could not parse 'start'"),
     ({"query": 'rate({app="api"}[1m])', "step": "0"}, "zero or negative"),
     ({"query": '{app="api"}', "direction": "sideways"}, "invalid direction"),
+    ({"query": '{app="api"}', "limit": "5001"},
+     "max entries limit per query exceeded, limit > max_entries_limit (5001 > 5000)"),
 ])
 def test_bad_requests_are_400_in_plain_text(seeded, params, words):
     got = get(seeded, "query_range", **params)
@@ -159,15 +161,19 @@ def test_a_loki_client_round_trip(tmp_path):
 
 def test_a_form_post_and_configured_line_and_label_fields(tmp_path):
     config_file = tmp_path / "tidal.toml"
-    config_file.write_text('[loki]\nline_field = "path"\nlabel_fields = ["app"]\n')
+    config_file.write_text('[loki]\nline_field = "path"\nlabel_fields = ["app"]\n'
+                           "max_entries = 2\n")
     config = ServerConfig.load(config_file, env={})
     assert (config.loki_line_field, config.loki_label_fields) == ("path", ("app",))
+    assert config.loki_max_entries == 2
     with tidal.open(tmp_path / "s") as store, serving(store, config) as served:
         store.append([{"timestamp": T0 + i * S, "entity": "e", "app": "api", "level": "x",
                        "path": f"/p{i}"} for i in range(3)])
         got = httpx.post(f"{served.url}/loki/api/v1/query_range",
                          data={"query": '{app="api"}', "start": str(T0), "end": str(T0 + 9 * S),
-                               "direction": "forward"}).json()
+                               "direction": "forward", "limit": "2"}).json()
         assert got["data"]["result"] == [{"stream": {"app": "api"}, "values": [
-            [str(T0 + i * S), f"/p{i}"] for i in range(3)]}]
+            [str(T0 + i * S), f"/p{i}"] for i in range(2)]}]
         assert get(served, "labels", start=T0, end=T0 + 9 * S).json()["data"] == ["app"]
+        too_many = get(served, "query_range", query='{app="api"}', limit=3)
+        assert too_many.status_code == 400 and "(3 > 2)" in too_many.text

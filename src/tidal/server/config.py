@@ -55,6 +55,8 @@ class ServerConfig:
         loki_line_field: the field Loki's query API reads as the log line (None:
             the first of ``message``, ``body``, ``line``, ``msg``, ``log``).
         loki_label_fields: the fields it reads as labels (None: every text field).
+        loki_max_entries: the most log lines one Loki query may ask for (``limit``;
+            Loki's ``max_entries_limit_per_query``, 5000 by default).
     """
 
     host: str = LOOPBACK
@@ -65,6 +67,7 @@ class ServerConfig:
     tokens: tuple[Token, ...] = field(default_factory=tuple)
     loki_line_field: str | None = None
     loki_label_fields: tuple[str, ...] | None = None
+    loki_max_entries: int = 5000
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -77,6 +80,10 @@ class ServerConfig:
                 or not 0 <= self.backpressure_wait_s <= 3600):
             raise ConfigError("backpressure_wait_s must be a number of seconds, 0 to 3600",
                               field="backpressure_wait_s")
+        if (isinstance(self.loki_max_entries, bool) or not isinstance(self.loki_max_entries, int)
+                or self.loki_max_entries < 1):
+            raise ConfigError("loki.max_entries must be a whole number >= 1",
+                              field="loki.max_entries")
         for token in self.tokens:
             if not token.token:
                 raise ConfigError("a token must not be empty", field="auth.tokens")
@@ -121,6 +128,8 @@ class ServerConfig:
                     raise ConfigError("loki.label_fields must be a list of field names",
                                       field="loki.label_fields")
                 values["loki_label_fields"] = tuple(map(str, loki["label_fields"]))
+            if "max_entries" in loki:
+                values["loki_max_entries"] = loki["max_entries"]
         env = os.environ if env is None else env
         for name, key, kind in (("TIDAL_HOST", "host", str), ("TIDAL_PORT", "port", int),
                                 ("TIDAL_STORE", "store", str),

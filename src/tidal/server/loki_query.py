@@ -182,25 +182,33 @@ def query_text(params: QueryParams) -> str:
     return text
 
 
+def _limit(params: QueryParams, max_entries: int) -> int:
+    limit = int_param(params, "limit", 100)
+    if limit > max_entries:
+        raise LokiError(f"max entries limit per query exceeded, limit > max_entries_limit "
+                        f"({limit} > {max_entries})")
+    return limit
+
+
 def _run_range(store: Store, params: QueryParams, fields: dict[str, Any],
-               categorize: bool = False) -> dict[str, Any]:
+               categorize: bool = False, max_entries: int = 5000) -> dict[str, Any]:
     now = time.time_ns()
     end = loki_time(params.get("end"), now, "end")
     start = loki_time(params.get("start"), end - _HOUR_NS, "start")
     if end < start:
         raise LokiError("the end timestamp must not be before the start time")
     result = store.logql(query_text(params), start=start, end=end,
-                         limit=int_param(params, "limit", 100), direction=_direction(params),
+                         limit=_limit(params, max_entries), direction=_direction(params),
                          step_ns=loki_step(params.get("step"), start, end),
                          categorize=categorize, **fields)
     return _result(result, categorize)
 
 
 def _run_instant(store: Store, params: QueryParams, fields: dict[str, Any],
-                 categorize: bool = False) -> dict[str, Any]:
+                 categorize: bool = False, max_entries: int = 5000) -> dict[str, Any]:
     at = loki_time(params.get("time"), time.time_ns(), "time")
     result = store.logql(query_text(params), start=at - _HOUR_NS, end=at + 1,
-                         limit=int_param(params, "limit", 100), direction=_direction(params),
+                         limit=_limit(params, max_entries), direction=_direction(params),
                          instant_ns=at, categorize=categorize, **fields)
     return _result(result, categorize)
 
@@ -283,7 +291,8 @@ _DATA = {200: {"description": "Loki's answer", "content": {"application/json": {
                    parameters=_QUERY, responses=_DATA)
 async def query_range(request: Request) -> Response:
     """A log query's streams or a metric query's matrix."""
-    return await answer(request, partial(_run_range, categorize=categorized(request)))
+    return await answer(request, partial(_run_range, categorize=categorized(request),
+                                         max_entries=request.app.state.config.loki_max_entries))
 
 
 @openapi.operation("Loki: a LogQL query at one instant", scope="query",
@@ -294,7 +303,8 @@ async def query_range(request: Request) -> Response:
                    responses=_DATA)
 async def query(request: Request) -> Response:
     """A metric query's vector, or a log query's streams of the hour before."""
-    return await answer(request, partial(_run_instant, categorize=categorized(request)))
+    return await answer(request, partial(_run_instant, categorize=categorized(request),
+                                         max_entries=request.app.state.config.loki_max_entries))
 
 
 @openapi.operation("Loki: the label names", scope="query",
