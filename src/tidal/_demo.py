@@ -243,7 +243,7 @@ def _show_logql(store: Store, table: pa.Table, console: Console) -> None:
     import pyarrow as pa
     from rich.markup import escape
 
-    from tidal.render import logql_table, rich_table
+    from tidal.render import rich_table
 
     end = int(table.column("timestamp").cast(pa.int64())[-1].as_py()) + 1
     for title, query, instant in (("newest frontend timeouts (LogQL)", LOGQL_ERRORS, None),
@@ -256,7 +256,7 @@ def _show_logql(store: Store, table: pa.Table, console: Console) -> None:
         console.print()
         console.print(f"[bold]{title}[/] in {took_ms:.1f} ms")
         console.print(f"[dim]{escape(query)}[/]")
-        console.print(rich_table(logql_table(answer)))
+        console.print(rich_table(answer.table()))
 
 
 def _show_sql(store: Store, query: str, title: str, console: Console) -> None:

@@ -260,15 +260,21 @@ class Store:
         first of ``message``, ``body``, ``line``, ``msg``, ``log``) and the labels
         ``label_fields`` (default: every text field; ``service.name`` is the label
         ``service_name``). ``categorize`` keeps the labels a query's pipeline
-        adds apart, per entry (Loki's ``categorize-labels``). See
-        :func:`tidal.correlate.logql.run_logql`.
+        adds apart, per entry (Loki's ``categorize-labels``). Without ``start``
+        and ``end``, a log query reads everything up to now, and a metric query
+        (with neither ``instant_ns``) steps over the stored events' time span.
+        See :func:`tidal.correlate.logql.run_logql`.
         """
-        from tidal.correlate.logql import LogqlOptions, run_logql
+        from tidal.correlate.logql import LogqlOptions, is_metric, run_logql
+        from tidal.correlate.logql.run import stored_span
 
         options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
         with self.snapshot() as snap:
-            return run_logql(snap, query, start_ns=_ns(start, "start", 0),
-                             end_ns=_ns(end, "end", now_ns() + 1), limit=limit,
+            first, last = 0, now_ns()
+            if instant_ns is None and (start is None or end is None) and is_metric(query):
+                first, last = stored_span(snap) or (first, last)
+            return run_logql(snap, query, start_ns=_ns(start, "start", first),
+                             end_ns=_ns(end, "end", last + 1), limit=limit,
                              direction=direction, step_ns=step_ns, instant_ns=instant_ns,
                              options=options, categorize=categorize)
 

@@ -472,42 +472,27 @@ def cmd_eql(args: argparse.Namespace) -> int:
 
 def cmd_logql(args: argparse.Namespace) -> int:
     """``tidal logql QUERY --store DIR``."""
-    from tidal import render
-    from tidal.correlate.logql import is_metric
-
-    metric = is_metric(args.query)
+    start, end = _window(args)
     with _open(args, read_only=True) as store:
-        start, end = _window(store, args, whole=metric)
         result = store.logql(args.query, start=start, end=end, limit=args.limit,
                              direction="forward" if args.forward else "backward",
                              step_ns=_duration(args.step, "--step"))
     if args.fmt == "raw" and result.kind == "streams":
-        lines = render.logql_table(result, forward=args.forward).column("line").to_pylist()
+        lines = result.table(forward=args.forward).column("line").to_pylist()
         sys.stdout.write("".join(f"{line}\n" for line in lines))
         sys.stdout.flush()
         return 0
-    table = render.logql_table(result, forward=args.forward)
+    table = result.table(forward=args.forward)
     _write(table, "table" if args.fmt == "raw" else args.fmt)
     return 0
 
 
-def _window(store: Store, args: argparse.Namespace, whole: bool) -> tuple[object, object]:
-    """``--start``/``--end``/``--since`` as the store takes them; with none of them and
-    ``whole``, the span of the stored events (a metric's steps need a span)."""
-    end: object = args.end
-    if args.since is not None:
-        end_ns = _instant_ns(args.end) if args.end is not None else time.time_ns()
-        return end_ns - (_duration(args.since, "--since") or 0), end_ns
-    if args.start is not None or end is not None or not whole:
-        return args.start, end
-    import pyarrow.compute as pc
-
-    ts_field = store.config.timestamp_field
-    times = store.scan([ts_field]).read_all().column(ts_field)
-    if len(times) == 0:
-        return None, None
-    bounds = pc.min_max(pc.cast(times, "int64")).as_py()
-    return bounds["min"], bounds["max"] + 1
+def _window(args: argparse.Namespace) -> tuple[object, object]:
+    """``--start``/``--end``, or ``--since`` before ``--end`` (default now)."""
+    if args.since is None:
+        return args.start, args.end
+    end_ns = _instant_ns(args.end) if args.end is not None else time.time_ns()
+    return end_ns - (_duration(args.since, "--since") or 0), end_ns
 
 
 def _duration(text: str | None, option: str) -> int | None:

@@ -13,10 +13,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from rich.table import Table
 
-    from tidal.correlate.logql import LogqlResult
-
-__all__ = ["TABLE_ROWS", "logql_table", "printable", "rich_table", "stats_table",
-           "write_json_lines"]
+__all__ = ["TABLE_ROWS", "printable", "rich_table", "stats_table", "write_json_lines"]
 
 TABLE_ROWS = 1000
 """At most this many rows are drawn in a rich table."""
@@ -60,29 +57,6 @@ def write_json_lines(table: pa.Table, out: BinaryIO) -> None:
         rows = batch.to_pylist()
         if rows:
             out.write(b"\n".join(encode(row) for row in rows) + b"\n")
-
-
-def logql_table(result: LogqlResult, *, forward: bool = False) -> pa.Table:
-    """A LogQL answer as rows: log lines as ``time``, ``labels``, ``line`` (newest
-    first, or oldest with ``forward``, as logcli prints them); a metric's points
-    as ``labels``, ``time``, ``value``."""
-    import pyarrow as pa
-
-    def shown(labels: dict[str, str]) -> str:
-        return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-
-    stamp = pa.timestamp("ns", tz="UTC")
-    if result.kind == "streams":
-        rows = sorted(((ts, shown(s.labels), line) for s in result.streams
-                       for ts, line in s.entries), key=lambda row: row[0],
-                      reverse=not forward)
-        return pa.table({"time": pa.array([r[0] for r in rows], stamp),
-                         "labels": pa.array([r[1] for r in rows], pa.string()),
-                         "line": pa.array([r[2] for r in rows], pa.string())})
-    points = [(shown(s.labels), ts, value) for s in result.series for ts, value in s.points]
-    return pa.table({"labels": pa.array([p[0] for p in points], pa.string()),
-                     "time": pa.array([p[1] for p in points], stamp),
-                     "value": pa.array([p[2] for p in points], pa.float64())})
 
 
 def _cell(value: Any) -> str:

@@ -151,3 +151,30 @@ def test_a_live_correlation_arrives_while_events_are_pushed(browser, served):
     shot(browser, "live")
     browser.find_element(By.ID, "live-stop").click()
     assert browser.find_element(By.ID, "live-status").text == "stopped"
+
+
+def test_a_logql_query_shows_lines_and_a_metric_shows_points(browser, served):
+    browser.get(served.url + "/")
+    Select(browser.find_element(By.ID, "language")).select_by_value("logql")
+    box = browser.find_element(By.ID, "query")
+    box.clear()
+    box.send_keys('{level="error", user=~"u0|u1"}')
+    browser.find_element(By.ID, "run").click()
+    status = wait(browser, lambda d: "events in" in d.find_element(By.ID, "query-status").text
+                  and d.find_element(By.ID, "query-status").text)
+    assert status.startswith("4 events in")  # i = 0, 7, 21, 28 (u0 or u1 of 0, 7, 14, 21, 28)
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#results th")]
+    assert headers == ["timestamp", "labels", "line"]
+    first = browser.find_element(By.CSS_SELECTOR, "#results tbody tr td").text
+    assert first.startswith("2026-01-01T00:00:28")  # newest first
+    bars = browser.find_elements(By.CSS_SELECTOR, "#histogram rect.bar")
+    assert sum(int(b.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+                   .split()[0]) for b in bars) == 4
+    box.clear()
+    box.send_keys('sum by (level) (count_over_time({user=~".+"}[30s]))')
+    browser.find_element(By.ID, "run").click()
+    wait(browser, lambda d: "rows in" in d.find_element(By.ID, "query-status").text)
+    cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+             for tr in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
+    totals = {row[0]: float(row[2]) for row in cells}  # (the last step holds all 30 s)
+    assert totals == {'{level="error"}': 5.0, '{level="info"}': 25.0}

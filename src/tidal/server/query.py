@@ -2,8 +2,10 @@
 stored correlations.
 
 * ``GET /v1/entities/{entity}/timeline?start&end&limit&desc`` → :meth:`Store.timeline`.
-* ``POST /v1/query`` with ``{"language": "eql"|"corql"|"sql", "query", "start",
-  "end", "limit"}`` → :meth:`Store.eql`, :meth:`Store.correlate`, :meth:`Store.sql`.
+* ``POST /v1/query`` with ``{"language": "eql"|"corql"|"sql"|"logql", "query",
+  "start", "end", "limit"}`` → :meth:`Store.eql`, :meth:`Store.correlate`,
+  :meth:`Store.sql`, :meth:`Store.logql` (log lines as events: the timestamp,
+  ``labels`` and ``line``; a metric's points as rows).
 * ``PUT``/``GET``/``DELETE /v1/rules/{name}``, ``GET /v1/rules`` → the rule methods.
 * ``GET /v1/correlations?rule&start&end&limit`` → :meth:`Store.correlations`.
 
@@ -39,6 +41,7 @@ from tidal.correlate.ruleset import RuleInfo
 from tidal.errors import ConfigError
 from tidal.server import openapi
 from tidal.server.auth import require
+from tidal.server.config import ServerConfig
 from tidal.server.encode import (
     arrow_stream,
     batched,
@@ -84,7 +87,7 @@ CORRELATION = openapi.schema("Correlation", {
 _QUERY_BODY = openapi.schema("QueryRequest", {
     "type": "object", "required": ["query"], "additionalProperties": False,
     "properties": {
-        "language": {"enum": ["eql", "corql", "sql"], "default": "eql"},
+        "language": {"enum": ["eql", "corql", "sql", "logql"], "default": "eql"},
         "query": {"type": "string"},
         "start": {"type": ["string", "integer"],
                   "description": "inclusive; RFC 3339 or int ns (not for sql)"},
@@ -179,8 +182,9 @@ class Answer:
     correlations: list[Correlation] = dataclasses.field(default_factory=list)
 
 
-def run_query(store: Store, body: QueryBody) -> Answer:
-    """Run ``body`` on ``store`` (blocking: call it in the thread pool)."""
+def run_query(store: Store, body: QueryBody, config: ServerConfig | None = None) -> Answer:
+    """Run ``body`` on ``store`` (blocking: call it in the thread pool); LogQL reads
+    the line and label fields ``config`` names."""
     if body.language == "eql":
         result = store.eql(body.query, start=body.start, end=body.end, size=body.limit)
         if result.correlations:
@@ -196,8 +200,19 @@ def run_query(store: Store, body: QueryBody) -> Answer:
                                   "WHERE clause", field=name)
         table = store.sql(body.query)
         return Answer("rows", table if body.limit is None else table.slice(0, body.limit))
-    raise ConfigError(f"language must be 'eql', 'corql' or 'sql', not {body.language!r}",
-                      field="language")
+    if body.language == "logql":
+        from tidal.correlate.logql import is_metric
+
+        config = config or ServerConfig()
+        logged = store.logql(body.query, start=body.start, end=body.end,
+                             limit=100 if body.limit is None else body.limit,
+                             line_field=config.loki_line_field,
+                             label_fields=config.loki_label_fields)
+        if is_metric(body.query):
+            return Answer("rows", logged.table())
+        return Answer("events", logged.table(time_name=store.config.timestamp_field))
+    raise ConfigError("language must be 'eql', 'corql', 'sql' or 'logql', not "
+                      f"{body.language!r}", field="language")
 
 
 # -- routes ---------------------------------------------------------------------------------
@@ -231,8 +246,10 @@ async def timeline(request: Request) -> Response:
 
 @openapi.operation(
     "Run an EQL, CorQL or SQL query", scope="query",
-    description="EQL (Store.eql), CorQL (Store.correlate) or DuckDB SQL over the views "
-                "`events` and `correlations` (Store.sql). JSON: `{events, correlations}` "
+    description="EQL (Store.eql), CorQL (Store.correlate), DuckDB SQL over the views "
+                "`events` and `correlations` (Store.sql) or LogQL (Store.logql: log lines "
+                "as events of the timestamp, `labels` and `line`; a metric's points as "
+                "rows). JSON: `{events, correlations}` "
                 "(SQL: `{columns, rows}`, rows as arrays); NDJSON: one event, correlation "
                 "or row (an object) a line; Arrow: the events (of correlations: with "
                 "`_sequence` and `_stage`), or SQL's table. Encoded as it is sent.",
@@ -245,7 +262,8 @@ async def post_query(request: Request) -> Response:
     require(request, "query")
     media = negotiate(request)
     body = await _body(request, QueryBody)
-    found = await run_in_threadpool(run_query, request.app.state.store, body)
+    found = await run_in_threadpool(run_query, request.app.state.store, body,
+                                    request.app.state.config)
     return _answer(found, media)
 
 

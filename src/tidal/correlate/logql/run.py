@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
 
 from tidal.correlate.logql.ast import LogQuery, Query, VectorAggregation
 from tidal.correlate.logql.evaluate import (
@@ -21,7 +22,7 @@ from tidal.errors import ConfigError, QueryError
 from tidal.store.readers import Snapshot
 
 __all__ = ["LogqlOptions", "LogqlResult", "Series", "Stream", "is_metric", "parse_logql",
-           "run_logql"]
+           "run_logql", "stored_span"]
 
 _DEFAULT_POINTS = 250
 _SECOND_NS = 10**9
@@ -82,6 +83,48 @@ class LogqlResult:
     kind: Literal["streams", "matrix", "vector", "scalar"]
     streams: list[Stream] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
+
+    def table(self, *, forward: bool = False, time_name: str = "time") -> pa.Table:
+        """The answer as rows: log lines as ``time``, ``labels`` (``{a="x"}`` text) and
+        ``line``, newest first (oldest with ``forward``), as logcli prints them; a
+        metric's points as ``labels``, ``time`` and ``value``.
+
+        >>> LogqlResult("streams", streams=[Stream({"a": "x"}, [(2, "b"), (1, "a")])]
+        ...             ).table().column("line").to_pylist()
+        ['b', 'a']
+        """
+        stamp = pa.timestamp("ns", tz="UTC")
+        if self.kind == "streams":
+            rows = sorted(((ts, _shown(s.labels), line) for s in self.streams
+                           for ts, line in s.entries), key=lambda row: row[0],
+                          reverse=not forward)
+            return pa.table({time_name: pa.array([r[0] for r in rows], stamp),
+                             "labels": pa.array([r[1] for r in rows], pa.string()),
+                             "line": pa.array([r[2] for r in rows], pa.string())})
+        points = [(_shown(s.labels), ts, value) for s in self.series for ts, value in s.points]
+        return pa.table({"labels": pa.array([p[0] for p in points], pa.string()),
+                         time_name: pa.array([p[1] for p in points], stamp),
+                         "value": pa.array([p[2] for p in points], pa.float64())})
+
+
+def _shown(labels: dict[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def stored_span(snapshot: Snapshot) -> tuple[int, int] | None:
+    """The earliest and latest event time in ``snapshot`` (None: no events): from
+    the segments' manifest entries and the memtable's time column."""
+    import pyarrow.compute as pc
+
+    lows = [m.min_ts for m in snapshot.segments]
+    highs = [m.max_ts for m in snapshot.segments]
+    for part in snapshot.memtable_parts:
+        if part.num_rows and snapshot.ts_field in part.column_names:
+            bounds = pc.min_max(pc.cast(part.column(snapshot.ts_field), pa.int64())).as_py()
+            if bounds["min"] is not None:
+                lows.append(bounds["min"])
+                highs.append(bounds["max"])
+    return (min(lows), max(highs)) if lows else None
 
 
 def parse_logql(text: str) -> Query:
