@@ -170,6 +170,7 @@ def test_a_logql_query_shows_lines_and_a_metric_shows_points(browser, served):
     bars = browser.find_elements(By.CSS_SELECTOR, "#histogram rect.bar")
     assert sum(int(b.find_element(By.TAG_NAME, "title").get_attribute("textContent")
                    .split()[0]) for b in bars) == 4
+    shot(browser, "logql")
     box.clear()
     box.send_keys('sum by (level) (count_over_time({user=~".+"}[30s]))')
     browser.find_element(By.ID, "run").click()
