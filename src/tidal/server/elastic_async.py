@@ -209,49 +209,45 @@ Answer = Callable[[int, dict[str, Any], Request], Response]
 def routes(answer: Answer, security_error: Callable[[HTTPException, Request], Response]
            ) -> list[BaseRoute]:
     """The routes of kept searches, answering through ``answer`` (Elastic's shape)."""
+    Work = Callable[[Request, AsyncSearches, str], Awaitable[EsAnswer]]
 
-    async def get_search(request: Request) -> Response:
+    def endpoint(work: Work) -> Callable[[Request], Awaitable[Response]]:
+        """``work`` behind the query scope, with Elastic's 400 and 404."""
+        async def handle(request: Request) -> Response:
+            try:
+                require(request, "query")
+            except HTTPException as exc:
+                return security_error(exc, request)
+            search_id = request.path_params["id"]
+            try:
+                status, body = await work(request, kept_searches(request), search_id)
+            except BadParameter as exc:
+                status, body = 400, _bad(str(exc))
+            except LookupError:
+                status, body = _not_found(search_id)
+            return answer(status, body, request)
+        handle.__doc__ = work.__doc__
+        return handle
+
+    async def get_search(request: Request, searches: AsyncSearches, search_id: str
+                         ) -> EsAnswer:
         """A kept search's answer."""
-        try:
-            require(request, "query")
-        except HTTPException as exc:
-            return security_error(exc, request)
-        search_id = request.path_params["id"]
-        try:
-            wait = duration_ms(request.query_params.get("wait_for_completion_timeout"),
-                               "wait_for_completion_timeout")
-            keep = duration_ms(request.query_params.get("keep_alive"), "keep_alive")
-            status, body = await kept_searches(request).get(search_id, wait, keep)
-        except BadParameter as exc:
-            return answer(400, _bad(str(exc)), request)
-        except LookupError:
-            status, body = _not_found(search_id)
-        return answer(status, body, request)
+        params = request.query_params
+        wait = duration_ms(params.get("wait_for_completion_timeout"),
+                           "wait_for_completion_timeout")
+        keep = duration_ms(params.get("keep_alive"), "keep_alive")
+        return await searches.get(search_id, wait, keep)
 
-    async def search_status(request: Request) -> Response:
+    async def search_status(request: Request, searches: AsyncSearches, search_id: str
+                            ) -> EsAnswer:
         """A kept search's status."""
-        try:
-            require(request, "query")
-        except HTTPException as exc:
-            return security_error(exc, request)
-        search_id = request.path_params["id"]
-        try:
-            return answer(200, kept_searches(request).status(search_id), request)
-        except LookupError:
-            return answer(*_not_found(search_id), request)
+        return 200, searches.status(search_id)
 
-    async def delete_search(request: Request) -> Response:
+    async def delete_search(request: Request, searches: AsyncSearches, search_id: str
+                            ) -> EsAnswer:
         """Cancel and forget a kept search."""
-        try:
-            require(request, "query")
-        except HTTPException as exc:
-            return security_error(exc, request)
-        search_id = request.path_params["id"]
-        try:
-            kept_searches(request).delete(search_id)
-        except LookupError:
-            return answer(*_not_found(search_id), request)
-        return answer(200, {"acknowledged": True}, request)
+        searches.delete(search_id)
+        return 200, {"acknowledged": True}
 
     json_body = {"application/json": {"schema": {"type": "object"}}}
     responses = {status: {"description": text, "content": json_body} for status, text in (
@@ -262,14 +258,14 @@ def routes(answer: Answer, security_error: Callable[[HTTPException, Request], Re
     openapi.operation("Elasticsearch: a kept EQL search's answer", scope="query",
                       parameters=[openapi.query("wait_for_completion_timeout", "e.g. 2s"),
                                   openapi.query("keep_alive", "e.g. 5d")],
-                      responses=responses)(get_search)
+                      responses=responses)(get_handler := endpoint(get_search))
     openapi.operation("Elasticsearch: a kept EQL search's status", scope="query",
-                      responses=responses)(search_status)
+                      responses=responses)(status_handler := endpoint(search_status))
     openapi.operation("Elasticsearch: cancel and forget a kept EQL search", scope="query",
-                      responses=responses)(delete_search)
-    return [Route("/_eql/search/status/{id}", search_status, methods=["GET"]),
-            Route("/_eql/search/{id}", get_search, methods=["GET"]),
-            Route("/_eql/search/{id}", delete_search, methods=["DELETE"])]
+                      responses=responses)(delete_handler := endpoint(delete_search))
+    return [Route("/_eql/search/status/{id}", status_handler, methods=["GET"]),
+            Route("/_eql/search/{id}", get_handler, methods=["GET"]),
+            Route("/_eql/search/{id}", delete_handler, methods=["DELETE"])]
 
 
 def _bad(reason: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ def _matches_empty(m: Matcher) -> bool:
     hit = bool(pc.match_substring_regex(pa.array([""]), f"^(?:{m.value})$")[0].as_py())
     return hit == (m.op == "=~")
 
+
 class LogParser(Cursor):
     """A recursive-descent reader of log queries (selectors and pipelines)."""
 

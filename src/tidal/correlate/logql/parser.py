@@ -70,6 +70,7 @@ from tidal.correlate.logql.parse_log import LogParser
 
 __all__ = ["is_scalar", "parse"]
 
+
 def parse(text: str) -> Query:
     """Parse one LogQL query.
 
@@ -306,6 +307,7 @@ class _Parser(LogParser):
             raise self.error(value)
         self.advance()
         return value
+
 
 _PRECEDENCE: tuple[tuple[str, ...], ...] = (
     ("or",), ("and", "unless"), COMPARISONS, ("+", "-"), ("*", "/", "%"), ("^",))
