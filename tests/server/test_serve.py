@@ -212,3 +212,18 @@ def test_the_listening_socket_is_tcp_so_answers_are_not_held_back():
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_the_app_starts_without_the_query_engines_it_loads_on_first_use():
+    """Cold start and idle memory: building the app loads neither DuckDB, numba,
+    pandas nor the LogQL engine (the first query that needs one loads it)."""
+    code = ("import sys, tidal\n"
+            "from tidal.server import ServerConfig\n"
+            "from tidal.server.app import create_app\n"
+            "with tidal.open() as store:\n"
+            "    create_app(store, ServerConfig())\n"
+            "print(*[any(m == n or m.startswith(n + '.') for m in sys.modules)\n"
+            "        for n in ('duckdb', 'numba', 'pandas', 'tidal.correlate.logql')])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "False", "False", "False"]

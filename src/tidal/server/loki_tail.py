@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import pyarrow as pa
@@ -34,14 +35,16 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tidal.api import Store
-from tidal.correlate.logql import Stream
-from tidal.correlate.logql.tail import LogqlTail
 from tidal.errors import TidalError
 from tidal.server import openapi
 from tidal.server.auth import require
 from tidal.server.encode import dumps
 from tidal.server.loki_query import LokiError, int_param, loki_time
+
+if TYPE_CHECKING:  # (the LogQL engine loads DuckDB: only on the first tail)
+    from tidal.api import Store
+    from tidal.correlate.logql import Stream
+    from tidal.correlate.logql.tail import LogqlTail
 
 __all__ = ["MAX_DELAY_S", "routes"]
 
