@@ -371,6 +371,20 @@ class Store:
                                    end_ns=_ns(end, "end", now_ns() + 1),
                                    line_limit=line_limit, options=options)
 
+    def logql_detected_labels(self, *, start: object = None, end: object = None,
+                              selector: str | None = None, line_field: str | None = None,
+                              label_fields: Sequence[str] | None = None) -> dict[str, int]:
+        """Each LogQL label's number of distinct values in ``[start, end)`` (among the
+        entries of ``selector``, a log query, when given): Loki's ``detected_labels``."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.labels import label_cardinalities
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return label_cardinalities(snap, start_ns=_ns(start, "start", 0),
+                                       end_ns=_ns(end, "end", now_ns() + 1),
+                                       selector=selector, options=options)
+
     def logql_tail(self, query: str, *, start: object = None, limit: int = 100,
                    line_field: str | None = None,
                    label_fields: Sequence[str] | None = None) -> LogqlTail:

@@ -195,3 +195,27 @@ def test_detected_fields_as_grafana_and_logcli_ask_for_them(served):
     values = get(served, "detected_field/user/values", **window).json()
     assert values == {"values": ["u0", "u1", "u2"], "limit": 1000}
     assert get(served, "detected_fields", query="{").status_code == 400
+
+
+def test_detected_labels_as_the_logs_drilldown_app_asks(seeded):
+    """``detected_labels`` (bare ``detectedLabels``), the window in RFC 3339 as the app
+    sends it; the cardinalities checked against DuckDB's distinct counts."""
+    window = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:01:59Z"}
+    got = get(seeded, "detected_labels", **window)
+    assert got.status_code == 200
+    counts = seeded.store.sql(
+        "SELECT count(DISTINCT app) AS app, count(DISTINCT level) AS level,"
+        " count(DISTINCT service.name) AS service_name FROM events").to_pylist()[0]
+    assert got.json() == {"detectedLabels": [{"label": k, "cardinality": v}
+                                             for k, v in sorted(counts.items())]}
+    narrowed = get(seeded, "detected_labels", query='{app="api", level="error"}', **window)
+    api_errors = seeded.store.sql(
+        "SELECT count(DISTINCT service.name) AS n FROM events WHERE app = 'api' AND "
+        "level = 'error'").to_pylist()[0]["n"]
+    assert narrowed.json()["detectedLabels"] == [
+        {"label": "app", "cardinality": 1}, {"label": "level", "cardinality": 1},
+        {"label": "service_name", "cardinality": api_errors}]
+    assert get(seeded, "detected_labels", query='{app="nope"}', **window).json() == {
+        "detectedLabels": []}
+    bad = get(seeded, "detected_labels", query="{app=", **window)
+    assert bad.status_code == 400 and "line 1" in bad.text

@@ -208,6 +208,25 @@ async def detected_field_values(request: Request) -> Response:
     return await _bare(request, values)
 
 
+@openapi.operation("Loki: the labels and their cardinality (Grafana's Logs Drilldown)",
+                   scope="query", parameters=[*_WINDOW[1:], openapi.query(
+                       "query", "a stream selector (default: every stream)")],
+                   responses={200: {"description": "The labels", "content": {
+                       "application/json": {"schema": {"type": "object",
+                                                       "required": ["detectedLabels"]}}}},
+                              400: _TEXT_400})
+async def detected_labels(request: Request) -> Response:
+    """Every label of the window's streams with its number of distinct values."""
+    def labels(store: Store, params: QueryParams, fields: dict[str, Any]) -> dict[str, Any]:
+        start, end = _window(params)
+        found = store.logql_detected_labels(start=start, end=end + 1,
+                                            selector=params.get("query") or None, **fields)
+        return {"detectedLabels": [{"label": name, "cardinality": count}
+                                   for name, count in found.items()]}
+
+    return await _bare(request, labels)
+
+
 def routes() -> list[BaseRoute]:
     """The index and detected-fields routes."""
     both = ["GET", "POST"]
@@ -215,5 +234,6 @@ def routes() -> list[BaseRoute]:
             Route("/loki/api/v1/index/volume", volume, methods=both),
             Route("/loki/api/v1/index/volume_range", volume_range, methods=both),
             Route("/loki/api/v1/detected_fields", detected_fields, methods=["GET"]),
+            Route("/loki/api/v1/detected_labels", detected_labels, methods=["GET"]),
             Route("/loki/api/v1/detected_field/{name}/values", detected_field_values,
                   methods=["GET"])]

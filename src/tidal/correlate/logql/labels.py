@@ -25,7 +25,7 @@ from tidal.model.paths import get_path, root_at
 if TYPE_CHECKING:
     from tidal.store.readers import Snapshot
 
-__all__ = ["label_names", "label_values", "series"]
+__all__ = ["label_cardinalities", "label_names", "label_values", "series"]
 
 
 def _layout(snapshot: Snapshot, options: LogqlOptions | None) -> Layout | None:
@@ -74,6 +74,27 @@ def label_values(snapshot: Snapshot, name: str, *, start_ns: int, end_ns: int,
         return []
     return _distinct([as_label(get_path(t, path), t.num_rows)
                       for t in _tables(snapshot, [path], start_ns, end_ns)])
+
+
+def label_cardinalities(snapshot: Snapshot, *, start_ns: int, end_ns: int,
+                        selector: str | None = None, options: LogqlOptions | None = None
+                        ) -> dict[str, int]:
+    """How many distinct values each label takes in ``[start_ns, end_ns)`` (among
+    the entries of ``selector`` when given): Loki's ``detected_labels``. Distinct
+    values are kept per batch with ``pc.unique`` and merged, column by column."""
+    layout = _layout(snapshot, options)
+    if layout is None:
+        return {}
+    if selector is not None:
+        frame = read_frame(snapshot, _log_query(selector), layout, start_ns, end_ns)
+        return {name: len(_distinct([values])) for name, values in sorted(frame.labels.items())}
+    seen: dict[str, list[pa.Array]] = {}
+    for table in _tables(snapshot, list(layout.labels.values()), start_ns, end_ns):
+        for name, path in layout.labels.items():
+            values = as_label(get_path(table, path), table.num_rows)
+            if _carried(values):
+                seen.setdefault(name, []).append(pc.unique(values))
+    return {name: len(_distinct(parts)) for name, parts in sorted(seen.items())}
 
 
 def series(snapshot: Snapshot, selectors: Sequence[str], *, start_ns: int, end_ns: int,
