@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from tidal.correlate.logql import LogqlResult, Series
     from tidal.correlate.logql.detected import DetectedField
     from tidal.correlate.logql.index import IndexStats
+    from tidal.correlate.logql.mining import LogPattern
     from tidal.correlate.logql.tail import LogqlTail
     from tidal.correlate.result import Correlation, Result
     from tidal.correlate.ruleset import RuleInfo, RuleSet
@@ -384,6 +385,22 @@ class Store:
             return label_cardinalities(snap, start_ns=_ns(start, "start", 0),
                                        end_ns=_ns(end, "end", now_ns() + 1),
                                        selector=selector, options=options)
+
+    def logql_patterns(self, query: str, *, start: object = None, end: object = None,
+                       step_ns: int = 60 * 10**9, limit: int = 50,
+                       line_field: str | None = None,
+                       label_fields: Sequence[str] | None = None) -> list[LogPattern]:
+        """The ``limit`` most frequent patterns of the lines of log query ``query`` in
+        ``[start, end)`` (a line with its digit-bearing tokens as ``<_>``), counted
+        per ``step_ns``: Loki's ``patterns``. See :mod:`tidal.correlate.logql.mining`."""
+        from tidal.correlate.logql import LogqlOptions
+        from tidal.correlate.logql.mining import log_patterns
+
+        options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
+        with self.snapshot() as snap:
+            return log_patterns(snap, query, start_ns=_ns(start, "start", 0),
+                                end_ns=_ns(end, "end", now_ns() + 1), step_ns=step_ns,
+                                limit=limit, options=options)
 
     def logql_tail(self, query: str, *, start: object = None, limit: int = 100,
                    line_field: str | None = None,

@@ -219,3 +219,31 @@ def test_detected_labels_as_the_logs_drilldown_app_asks(seeded):
         "detectedLabels": []}
     bad = get(seeded, "detected_labels", query="{app=", **window)
     assert bad.status_code == 400 and "line 1" in bad.text
+
+
+def test_patterns_count_the_shapes_of_lines_per_step(seeded):
+    """``patterns`` as the Logs Drilldown app asks: ``request <_> éé…xx`` shapes; the
+    counts per 30 s bucket checked against DuckDB over the same lines."""
+    got = get(seeded, "patterns", query='{app="api"}', start=T0, end=T0 + 119 * S,
+              step="30s")
+    assert got.status_code == 200
+    body = got.json()
+    assert body["status"] == "success"
+    rows = seeded.store.sql(
+        "SELECT regexp_replace(regexp_replace(message, '[^\\s]*[0-9][^\\s]*', '<_>', 'g'),"
+        " '<_>(\\s+<_>)+', '<_>', 'g') AS p, (epoch_ns(timestamp) - "
+        f"{T0}) // {30 * S} AS b, count(*) AS n FROM events WHERE app = 'api' GROUP BY p, b"
+    ).to_pylist()
+    expected: dict[str, dict[int, int]] = {}
+    for row in rows:
+        expected.setdefault(row["p"], {})[T0 // S + row["b"] * 30] = row["n"]
+    found = {p["pattern"]: {ts: n for ts, n in p["samples"]} for p in body["data"]}
+    assert found == expected
+    totals = [sum(n for _, n in p["samples"]) for p in body["data"]]
+    assert totals == sorted(totals, reverse=True)  # most frequent first
+    assert all(p["pattern"].startswith("request <_>") for p in body["data"])
+    top = get(seeded, "patterns", query='{app="api"}', start=T0, end=T0 + 119 * S,
+              limit=2).json()["data"]
+    assert [p["pattern"] for p in top] == [p["pattern"] for p in body["data"][:2]]
+    bad = get(seeded, "patterns", query='sum(count_over_time({app="api"}[1m]))')
+    assert bad.status_code == 400 and "not a metric query" in bad.text

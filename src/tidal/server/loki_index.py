@@ -227,6 +227,29 @@ async def detected_labels(request: Request) -> Response:
     return await _bare(request, labels)
 
 
+@openapi.operation("Loki: the patterns of a log query's lines (Grafana's Logs Drilldown)",
+                   scope="query", parameters=[
+                       *_WINDOW, openapi.query("step", "the buckets' width, 15s or seconds"),
+                       openapi.query("limit", "patterns, most frequent first (50)",
+                                     kind="integer")],
+                   responses=_DATA)
+async def patterns(request: Request) -> Response:
+    """The most frequent line patterns (digit-bearing tokens as ``<_>``) per step."""
+    def found(store: Store, params: QueryParams, fields: dict[str, Any]) -> list[Any]:
+        start, end = _window(params)
+        limit = int_param(params, "limit", 50)
+        if limit <= 0:
+            raise LokiError("limit must be a positive value")
+        return [{"pattern": p.pattern, "samples": [[ts // _NS, count]
+                                                   for ts, count in p.samples]}
+                for p in store.logql_patterns(query_text(params), start=start, end=end + 1,
+                                              step_ns=loki_step(params.get("step"), start,
+                                                                end),
+                                              limit=limit, **fields)]
+
+    return await answer(request, found)
+
+
 def routes() -> list[BaseRoute]:
     """The index and detected-fields routes."""
     both = ["GET", "POST"]
@@ -235,5 +258,6 @@ def routes() -> list[BaseRoute]:
             Route("/loki/api/v1/index/volume_range", volume_range, methods=both),
             Route("/loki/api/v1/detected_fields", detected_fields, methods=["GET"]),
             Route("/loki/api/v1/detected_labels", detected_labels, methods=["GET"]),
+            Route("/loki/api/v1/patterns", patterns, methods=["GET"]),
             Route("/loki/api/v1/detected_field/{name}/values", detected_field_values,
                   methods=["GET"])]
