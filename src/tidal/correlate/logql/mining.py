@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidal.correlate.logql.ast import LogQuery
+from tidal.correlate.logql.ast import LineFilter, LogQuery
 from tidal.correlate.logql.evaluate import read_frame
 from tidal.correlate.logql.frame import layout_of
 from tidal.correlate.logql.parser import parse
@@ -76,7 +76,9 @@ def log_patterns(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int,
         return []
     layout = layout_of(snapshot.schema, snapshot.ts_field, options.line_field,
                        options.label_fields)
-    frame = read_frame(snapshot, query, layout, start_ns, end_ns)
+    line_only = all(isinstance(stage, LineFilter) for stage in query.stages)
+    frame = read_frame(snapshot, query, layout, start_ns, end_ns,
+                       labels=frozenset() if line_only else None)  # (patterns need no label)
     if not len(frame):
         return []
     encoded = pc.dictionary_encode(line_patterns(frame.line))
