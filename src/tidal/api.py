@@ -266,16 +266,12 @@ class Store:
         (with neither ``instant_ns``) steps over the stored events' time span.
         See :func:`tidal.correlate.logql.run_logql`.
         """
-        from tidal.correlate.logql import LogqlOptions, is_metric, run_logql
-        from tidal.correlate.logql.run import stored_span
+        from tidal.correlate.logql import LogqlOptions, run_logql
 
         options = LogqlOptions(line_field, tuple(label_fields) if label_fields else None)
         with self.snapshot() as snap:
-            first, last = 0, now_ns()
-            if instant_ns is None and (start is None or end is None) and is_metric(query):
-                first, last = stored_span(snap) or (first, last)
-            return run_logql(snap, query, start_ns=_ns(start, "start", first),
-                             end_ns=_ns(end, "end", last + 1), limit=limit,
+            return run_logql(snap, query, start_ns=parse_instant(start, name="start"),
+                             end_ns=parse_instant(end, name="end"), limit=limit,
                              direction=direction, step_ns=step_ns, instant_ns=instant_ns,
                              options=options, categorize=categorize)
 

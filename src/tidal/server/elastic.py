@@ -143,10 +143,9 @@ async def eql_search(request: Request) -> Response:
             require(request, "query")
         except HTTPException as exc:
             raise EsError(exc.status_code, "security_exception", str(exc.detail)) from exc
-        raw = await request.body()
-        body = _body(raw)
+        data, body = _body(await request.body())
         try:
-            wait = waiting(request, msgspec.json.decode(raw or b"{}"))
+            wait = waiting(request, data)
         except BadParameter as exc:
             raise EsError(400, "illegal_argument_exception", str(exc)) from exc
     except EsError as exc:
@@ -169,13 +168,16 @@ async def eql_search(request: Request) -> Response:
     return _answer(status, answer, request)
 
 
-def _body(raw: bytes) -> SearchBody:
+def _body(raw: bytes) -> tuple[dict[str, Any], SearchBody]:
+    """The request body as JSON (for the async parameters too) and as a search."""
     try:
-        body = msgspec.json.decode(raw or b"{}", type=SearchBody)
-    except msgspec.ValidationError as exc:
-        raise EsError(400, "x_content_parse_exception", f"[eql/search] {exc}") from exc
+        data = msgspec.json.decode(raw or b"{}")
     except msgspec.DecodeError as exc:
         raise EsError(400, "parsing_exception", f"the body is not JSON: {exc}") from exc
+    try:
+        body = msgspec.convert(data, SearchBody)
+    except msgspec.ValidationError as exc:
+        raise EsError(400, "x_content_parse_exception", f"[eql/search] {exc}") from exc
     if body.runtime_mappings:
         raise EsError(400, "parsing_exception", "runtime_mappings are not supported by Tidal")
     if body.size < 0:
@@ -184,7 +186,7 @@ def _body(raw: bytes) -> SearchBody:
     if body.result_position not in ("head", "tail"):
         raise EsError(400, "illegal_argument_exception",
                       f"result_position must be head or tail, not {body.result_position!r}")
-    return body
+    return data, body
 
 
 def _search(store: Store, index: str, body: SearchBody) -> dict[str, Any]:

@@ -25,7 +25,6 @@ it). Bad requests are 400 with the reason in plain text. See
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +34,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from tidal.server import openapi
-from tidal.server.encode import dumps
 from tidal.server.loki_query import (
     LokiError,
-    Work,
     answer,
     int_param,
     loki_step,
@@ -127,14 +124,6 @@ def _detected(store: Store, params: QueryParams, fields: dict[str, Any]) -> dict
                        for f in _fields(store, params, fields)[:limit]], "limit": limit}
 
 
-async def _bare(request: Request, work: Work) -> Response:
-    """As :func:`answer`, but the data bare (Loki's index/stats has no envelope)."""
-    response = await answer(request, work)
-    if response.status_code != 200:
-        return response
-    return Response(dumps(json.loads(bytes(response.body))["data"]), media_type="application/json")
-
-
 _WINDOW = [openapi.query("query", "a LogQL stream selector", required=True),
            openapi.query("start", "ns, s or RFC 3339"), openapi.query("end", "ns, s or RFC 3339")]
 _VOLUME = [*_WINDOW, openapi.query("limit", "groups, largest first (100)", kind="integer"),
@@ -158,7 +147,7 @@ _DATA = {200: {"description": "Loki's answer", "content": {"application/json": {
                        400: _TEXT_400})
 async def index_stats(request: Request) -> Response:
     """The streams, chunks, bytes and entries a selector matches in the window."""
-    return await _bare(request, _stats)
+    return await answer(request, _stats, bare=True)
 
 
 @openapi.operation("Loki: log volume (line bytes) per group, as a vector", scope="query",
@@ -186,7 +175,7 @@ async def volume_range(request: Request) -> Response:
                               400: _TEXT_400})
 async def detected_fields(request: Request) -> Response:
     """The JSON and logfmt keys of the query's newest lines: type, cardinality, parsers."""
-    return await _bare(request, _detected)
+    return await answer(request, _detected, bare=True)
 
 
 @openapi.operation("Loki: one detected field's values", scope="query", parameters=[
@@ -205,7 +194,7 @@ async def detected_field_values(request: Request) -> Response:
         found = next((f.values for f in _fields(store, params, fields) if f.label == name), ())
         return {"values": list(found[:limit]), "limit": limit}
 
-    return await _bare(request, values)
+    return await answer(request, values, bare=True)
 
 
 @openapi.operation("Loki: the labels and their cardinality (Grafana's Logs Drilldown)",
@@ -224,7 +213,7 @@ async def detected_labels(request: Request) -> Response:
         return {"detectedLabels": [{"label": name, "cardinality": count}
                                    for name, count in found.items()]}
 
-    return await _bare(request, labels)
+    return await answer(request, labels, bare=True)
 
 
 @openapi.operation("Loki: the patterns of a log query's lines (Grafana's Logs Drilldown)",

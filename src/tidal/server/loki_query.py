@@ -156,10 +156,11 @@ def _success(data: Any) -> Response:
 Work = Callable[["Store", QueryParams, dict[str, Any]], Any]
 
 
-async def answer(request: Request, work: Work) -> Response:
+async def answer(request: Request, work: Work, *, bare: bool = False) -> Response:
     """Check the scope, read the parameters, run ``work`` in the thread pool (with the
-    configured line and label fields): its data in Loki's envelope, or 400 with the
-    reason in plain text."""
+    configured line and label fields): its data in Loki's envelope (``bare``: as it
+    is, as Loki's index and detected routes answer), or 400 with the reason in plain
+    text."""
     require(request, "query")
     config = request.app.state.config
     fields = {"line_field": config.loki_line_field, "label_fields": config.loki_label_fields}
@@ -172,6 +173,8 @@ async def answer(request: Request, work: Work) -> Response:
         raise
     except TidalError as exc:
         return PlainTextResponse(str(exc), status_code=400)
+    if bare:
+        return Response(dumps(data), media_type="application/json")
     return _success(data)
 
 

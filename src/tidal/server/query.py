@@ -201,14 +201,12 @@ def run_query(store: Store, body: QueryBody, config: ServerConfig | None = None)
         table = store.sql(body.query)
         return Answer("rows", table if body.limit is None else table.slice(0, body.limit))
     if body.language == "logql":
-        from tidal.correlate.logql import is_metric
-
         config = config or ServerConfig()
         logged = store.logql(body.query, start=body.start, end=body.end,
                              limit=100 if body.limit is None else body.limit,
                              line_field=config.loki_line_field,
                              label_fields=config.loki_label_fields)
-        if is_metric(body.query):
+        if logged.kind != "streams":
             return Answer("rows", logged.table())
         return Answer("events", logged.table(time_name=store.config.timestamp_field))
     raise ConfigError("language must be 'eql', 'corql', 'sql' or 'logql', not "

@@ -87,14 +87,19 @@ def label_cardinalities(snapshot: Snapshot, *, start_ns: int, end_ns: int,
         return {}
     if selector is not None:
         frame = read_frame(snapshot, _log_query(selector), layout, start_ns, end_ns)
-        return {name: len(_distinct([values])) for name, values in sorted(frame.labels.items())}
+        return {name: _count_distinct([values]) for name, values in sorted(frame.labels.items())}
     seen: dict[str, list[pa.Array]] = {}
     for table in _tables(snapshot, list(layout.labels.values()), start_ns, end_ns):
         for name, path in layout.labels.items():
             values = as_label(get_path(table, path), table.num_rows)
             if _carried(values):
                 seen.setdefault(name, []).append(pc.unique(values))
-    return {name: len(_distinct(parts)) for name, parts in sorted(seen.items())}
+    return {name: _count_distinct(parts) for name, parts in sorted(seen.items())}
+
+
+def _count_distinct(parts: list[pa.Array]) -> int:
+    return int(pc.count_distinct(pa.chunked_array(parts, pa.string()), mode="only_valid")
+               .as_py())
 
 
 def series(snapshot: Snapshot, selectors: Sequence[str], *, start_ns: int, end_ns: int,

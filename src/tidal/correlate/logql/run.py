@@ -19,6 +19,7 @@ from tidal.correlate.logql.frame import Layout, layout_of
 from tidal.correlate.logql.metric import Scalar
 from tidal.correlate.logql.parser import parse
 from tidal.errors import ConfigError, QueryError
+from tidal.model.time import now_ns
 from tidal.store.readers import Snapshot
 
 __all__ = ["LogqlOptions", "LogqlResult", "Series", "Stream", "is_metric", "parse_logql",
@@ -148,7 +149,8 @@ def is_metric(text: str) -> bool:
     return not isinstance(parse(text), LogQuery)
 
 
-def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limit: int = 100,
+def run_logql(snapshot: Snapshot, text: str, *, start_ns: int | None, end_ns: int | None,
+              limit: int = 100,
               direction: str = "backward", step_ns: int | None = None,
               instant_ns: int | None = None, options: LogqlOptions | None = None,
               categorize: bool = False) -> LogqlResult:
@@ -162,7 +164,9 @@ def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limi
     A metric query is evaluated at ``instant_ns`` when given (a ``vector``),
     else at ``start_ns, start_ns + step_ns, ...`` up to and including ``end_ns``
     (a ``matrix``; ``step_ns`` defaults to the range over 250 points, at least
-    a second). Each value covers the window ``(t - range, t]``.
+    a second). Each value covers the window ``(t - range, t]``. A window end left
+    None is a log query's epoch or now; a stepped metric's, the stored events'
+    earliest or latest time.
 
     ``categorize`` (log queries): streams by the labels the entries were read
     with, and each entry's labels from the pipeline (parsers, formats) apart in
@@ -184,6 +188,7 @@ def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limi
         >>> store.close()
     """
     query = parse(text)
+    start_ns, end_ns = _window(snapshot, query, start_ns, end_ns, instant_ns)
     if direction not in ("backward", "forward"):
         raise QueryError(f"direction must be backward or forward, not {direction!r}")
     if limit < 1:
@@ -225,6 +230,18 @@ def run_logql(snapshot: Snapshot, text: str, *, start_ns: int, end_ns: int, limi
         series.append(Series(s.labels, list(zip(steps[present].tolist(),
                                                 s.values[present].tolist(), strict=True))))
     return LogqlResult(kind, series=series)
+
+
+def _window(snapshot: Snapshot, query: Query, start_ns: int | None, end_ns: int | None,
+            instant_ns: int | None) -> tuple[int, int]:
+    """The window with its defaults: a log query's from the epoch to now; a metric's
+    (stepped, not instant) the stored events' span, which its steps need."""
+    if start_ns is not None and end_ns is not None:
+        return start_ns, end_ns
+    first, last = 0, now_ns()
+    if instant_ns is None and not isinstance(query, LogQuery):
+        first, last = stored_span(snapshot) or (first, last)
+    return (first if start_ns is None else start_ns), (last + 1 if end_ns is None else end_ns)
 
 
 def _steps(start_ns: int, end_ns: int, step_ns: int | None, instant_ns: int | None
